@@ -1,0 +1,1018 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""zkfast._datatree: the znode tree in C structures, its ACL table and watch tables.
+
+Semantics follow Apache ZooKeeper 3.8.0's DataTree (with Debian's CVE-2024-23944 patch: watch
+events are delivered only to watchers that may READ the node). Time never comes from a clock here:
+every change arrives as a Txn carrying its zxid and time, so replay and replicas agree.
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, uint8_t
+from libc.stdlib cimport malloc, free, calloc, realloc
+from libc.string cimport memcpy, memcmp, memchr, memset
+
+from zkfast._jute cimport (Stat, Txn, WriteBuffer, Cursor, cursor_init, rd_i32, rd_bool, rd_bytes,
+                           wb_i32, wb_i64, wb_bytes)
+from zkfast._jute import encode_acl_list, OP_CREATE, OP_CREATE2, OP_CREATE_CONTAINER, \
+    OP_CREATE_TTL, OP_DELETE, OP_DELETE_CONTAINER, OP_SET_DATA, OP_RECONFIG, OP_SET_ACL, \
+    OP_CHECK, OP_ERROR, OP_MULTI, OP_CREATE_SESSION, OP_CLOSE_SESSION
+
+cdef enum:
+    OK = 0
+    RUNTIMEINCONSISTENCY = -2
+    NONODE = -101
+    NODEEXISTS = -110
+    EV_CREATED = 1
+    EV_DELETED = 2
+    EV_DATA_CHANGED = 3
+    EV_CHILDREN_CHANGED = 4
+    STATE_SYNC_CONNECTED = 3
+    M_STANDARD = 0
+    M_PERSISTENT = 1
+    M_RECURSIVE = 2
+    PERM_READ = 1
+    PERM_ALL = 31
+    MIN_SLOTS = 64
+    # ephemeral kinds of an owner value (Apache's EphemeralType)
+    KIND_VOID = 0
+    KIND_NORMAL = 1
+    KIND_CONTAINER = 2
+    KIND_TTL = 3
+
+cdef uint64_t TTL_MASK = 0xff00000000000000
+cdef uint64_t TTL_RESERVED_MASK = 0x00ffff0000000000
+cdef uint64_t TTL_VALUE_MASK = 0x000000ffffffffff
+
+
+# event types (protocol.md §1.9)
+EVENT_NODE_CREATED = 1
+EVENT_NODE_DELETED = 2
+EVENT_NODE_DATA_CHANGED = 3
+EVENT_NODE_CHILDREN_CHANGED = 4
+
+# watcher modes
+MODE_STANDARD = 0
+MODE_PERSISTENT = 1
+MODE_PERSISTENT_RECURSIVE = 2
+
+
+CONTAINER_EPHEMERAL_OWNER = -0x8000000000000000
+
+OPEN_ACL_UNSAFE = [(31, "world", "anyone")]
+READ_ACL_UNSAFE = [(1, "world", "anyone")]
+
+
+
+
+cdef inline uint64_t hash_path(const char* p, Py_ssize_t n) noexcept nogil:
+    cdef uint64_t h = 0xcbf29ce484222325ULL
+    cdef Py_ssize_t i
+    for i in range(n):
+        h = (h ^ <uint8_t>p[i]) * 0x100000001b3ULL
+    h ^= h >> 33
+    h *= 0xff51afd7ed558ccdULL
+    h ^= h >> 33
+    return h
+
+
+cdef inline int owner_kind(int64_t owner, bint extended) noexcept nogil:
+    if extended and (<uint64_t>owner & TTL_MASK) == TTL_MASK:
+        if (<uint64_t>owner & TTL_RESERVED_MASK) == 0:
+            return KIND_TTL
+    if owner == <int64_t>0x8000000000000000:
+        return KIND_CONTAINER
+    return KIND_VOID if owner == 0 else KIND_NORMAL
+
+
+def ephemeral_kind(int64_t owner, bint extended_types):
+    """Apache's EphemeralType.get: VOID 0, NORMAL 1 (a session), CONTAINER 2, TTL 3."""
+    return owner_kind(owner, extended_types)
+
+
+def ttl_owner(int64_t ttl):
+    """The ephemeralOwner a TTL node is stored with (protocol.md §1.7)."""
+    return <int64_t>(TTL_MASK | <uint64_t>ttl)
+
+
+def ttl_of_owner(int64_t owner):
+    return <int64_t>(<uint64_t>owner & TTL_VALUE_MASK)
+
+
+cdef class Watcher:
+    """Receives watch events into `out`; one per client connection."""
+
+    def __init__(self, WriteBuffer out=None):
+        self.out = out if out is not None else WriteBuffer(4096)
+        self.session_id = 0
+        self.closed = False
+        self.is_super = False
+        self.auth_ids = []
+        self.data_paths = set()
+        self.child_paths = set()
+        self.dirty = False
+        self.packets_sent = 0
+
+    cdef int deliver(self, int32_t event_type, bytes path) except -1:
+        # ReplyHeader(-1, -1, 0) + WatcherEvent(type, SyncConnected, path): 3.8.0 sends zxid -1
+        cdef WriteBuffer b = self.out
+        cdef Py_ssize_t start = b.begin_frame()
+        wb_i32(b, -1)
+        wb_i64(b, -1)
+        wb_i32(b, 0)
+        wb_i32(b, event_type)
+        wb_i32(b, STATE_SYNC_CONNECTED)
+        wb_bytes(b, PyBytes_AS_STRING(path), <int32_t>PyBytes_GET_SIZE(path))
+        b.end_frame(start)
+        self.packets_sent += 1
+        return 0
+
+    def notify(self, int32_t event_type, bytes path):
+        """Queue one event (setWatches synthesises events this way)."""
+        self.deliver(event_type, path)
+
+
+cdef class DataTree:
+    """Znodes, ACLs, watches and ephemerals of one server."""
+
+    def __cinit__(self):
+        self.slots = <Node**>calloc(MIN_SLOTS, sizeof(Node*))
+        if self.slots is NULL:
+            raise MemoryError()
+        self.mask = MIN_SLOTS - 1
+        self.count = 0
+        self.acl_cap = 16
+        self.acl_refs = <int32_t*>calloc(self.acl_cap, sizeof(int32_t))
+        self.acl_world = <int32_t*>calloc(self.acl_cap, sizeof(int32_t))
+        if self.acl_refs is NULL or self.acl_world is NULL:
+            raise MemoryError()
+
+    def __init__(self, bint extended_types=False, bint skip_acl=False, acl_checker=None):
+        self.acl_lists = []
+        self.acl_encoded = []
+        self.acl_index = {}
+        self.acl_free = []
+        self.data_watches = {}
+        self.child_watches = {}
+        self.recursive_watch_count = 0
+        self.dirty_watchers = []
+        self.ephemerals = {}
+        self.ephemerals_max = {}
+        self.containers = set()
+        self.ttls = set()
+        self.skip_acl = skip_acl
+        self.extended_types = extended_types
+        self.acl_checker = acl_checker
+        self.last_processed_zxid = 0
+        self.data_bytes = 0
+        # the built-in nodes (Apache's DataTree constructor): empty data, zero stat
+        open_acl = self.acl_ref(OPEN_ACL_UNSAFE)
+        self.root = self.new_node(b"/", NULL, b"", open_acl)
+        self.attach(b"/zookeeper", b"", self.acl_ref(OPEN_ACL_UNSAFE))
+        self.attach(b"/zookeeper/quota", b"", self.acl_ref(OPEN_ACL_UNSAFE))
+        self.attach(b"/zookeeper/config", b"", self.acl_ref(READ_ACL_UNSAFE))
+
+    def __dealloc__(self):
+        cdef size_t i
+        cdef Node* node
+        if self.slots is not NULL:
+            for i in range(self.mask + 1):
+                node = self.slots[i]
+                if node is not NULL:
+                    if node.data is not NULL:
+                        free(node.data)
+                    free(node)
+            free(self.slots)
+            self.slots = NULL
+        if self.acl_refs is not NULL:
+            free(self.acl_refs)
+            self.acl_refs = NULL
+        if self.acl_world is not NULL:
+            free(self.acl_world)
+            self.acl_world = NULL
+
+    # ------------------------------------------------------------------------------------------
+    # hash index
+
+    cdef Node* lookup(self, const char* p, Py_ssize_t n) noexcept:
+        cdef uint64_t h
+        cdef size_t i
+        cdef Node* node
+        if n == 0:
+            return self.root  # Apache keeps the root under "" too
+        h = hash_path(p, n)
+        i = h & self.mask
+        while True:
+            node = self.slots[i]
+            if node is NULL:
+                return NULL
+            if node.hash == h and node.path_len == n and memcmp(node.path, p, n) == 0:
+                return node
+            i = (i + 1) & self.mask
+
+    cdef Node* lookup_bytes(self, bytes path) noexcept:
+        return self.lookup(PyBytes_AS_STRING(path), PyBytes_GET_SIZE(path))
+
+    cdef int index_grow(self) except -1:
+        cdef size_t old_n = self.mask + 1, new_n = old_n * 2, i, j
+        cdef Node** old = self.slots
+        cdef Node** fresh = <Node**>calloc(new_n, sizeof(Node*))
+        cdef Node* node
+        if fresh is NULL:
+            raise MemoryError()
+        for i in range(old_n):
+            node = old[i]
+            if node is not NULL:
+                j = node.hash & (new_n - 1)
+                while fresh[j] is not NULL:
+                    j = (j + 1) & (new_n - 1)
+                fresh[j] = node
+        free(old)
+        self.slots = fresh
+        self.mask = new_n - 1
+        return 0
+
+    cdef int index_insert(self, Node* node) except -1:
+        cdef size_t i
+        if (self.count + 1) * 10 > (self.mask + 1) * 7:
+            self.index_grow()
+        i = node.hash & self.mask
+        while self.slots[i] is not NULL:
+            i = (i + 1) & self.mask
+        self.slots[i] = node
+        self.count += 1
+        return 0
+
+    cdef void index_remove(self, Node* node) noexcept:
+        # linear probing with backward-shift deletion: no tombstones
+        cdef size_t i = node.hash & self.mask, j, k
+        while self.slots[i] is not node:
+            i = (i + 1) & self.mask
+        j = i
+        while True:
+            j = (j + 1) & self.mask
+            if self.slots[j] is NULL:
+                break
+            k = self.slots[j].hash & self.mask
+            if i <= j:
+                if i < k and k <= j:
+                    continue
+            else:
+                if i < k or k <= j:
+                    continue
+            self.slots[i] = self.slots[j]
+            i = j
+        self.slots[i] = NULL
+        self.count -= 1
+
+    # ------------------------------------------------------------------------------------------
+    # nodes
+
+    cdef Node* new_node(self, bytes path, Node* parent, object data, int32_t acl) except NULL:
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(path)
+        cdef const char* p = PyBytes_AS_STRING(path)
+        cdef Node* node = <Node*>malloc(sizeof(Node) + n)
+        cdef const char* slash
+        if node is NULL:
+            raise MemoryError()
+        memset(node, 0, sizeof(Node))
+        memcpy(node.path, p, n)
+        node.path[n] = 0
+        node.path_len = <uint32_t>n
+        # the name starts after the last '/'
+        node.name_off = <uint32_t>n
+        while node.name_off > 0 and p[node.name_off - 1] != b'/':
+            node.name_off -= 1
+        node.hash = hash_path(p, n)
+        node.acl = acl
+        node.data_len = -1
+        self.set_node_data(node, data)
+        try:
+            self.index_insert(node)
+        except BaseException:
+            if node.data is not NULL:
+                free(node.data)
+            free(node)
+            raise
+        if parent is not NULL:
+            node.parent = parent
+            node.next_sibling = parent.first_child
+            if parent.first_child is not NULL:
+                parent.first_child.prev_sibling = node
+            parent.first_child = node
+            parent.num_children += 1
+        return node
+
+    cdef int set_node_data(self, Node* node, object data) except -1:
+        cdef char* fresh = NULL
+        cdef Py_ssize_t n
+        if data is None:
+            n = -1
+        else:
+            n = PyBytes_GET_SIZE(data)
+            if n > 0:
+                fresh = <char*>malloc(n)
+                if fresh is NULL:
+                    raise MemoryError()
+                memcpy(fresh, PyBytes_AS_STRING(data), n)
+        if node.data is not NULL:
+            free(node.data)
+        self.data_bytes += (n if n > 0 else 0) - (node.data_len if node.data_len > 0 else 0)
+        node.data = fresh
+        node.data_len = <int32_t>n
+        return 0
+
+    cdef int attach(self, bytes path, object data, int32_t acl) except -1:
+        # for the built-in nodes: no stat change on the parent, as Apache's constructor does
+        cdef Py_ssize_t cut = path.rfind(b"/")
+        cdef Node* parent = self.lookup_bytes(path[:cut])
+        self.new_node(path, parent, data, acl)
+        return 0
+
+    cdef void unlink(self, Node* node) noexcept:
+        cdef Node* parent = node.parent
+        if node.prev_sibling is not NULL:
+            node.prev_sibling.next_sibling = node.next_sibling
+        elif parent is not NULL:
+            parent.first_child = node.next_sibling
+        if node.next_sibling is not NULL:
+            node.next_sibling.prev_sibling = node.prev_sibling
+        if parent is not NULL:
+            parent.num_children -= 1
+        self.index_remove(node)
+        if node.data is not NULL:
+            free(node.data)
+        self.data_bytes -= node.data_len if node.data_len > 0 else 0
+        free(node)
+
+    cdef void copy_stat(self, Node* node, Stat* s) noexcept:
+        s.czxid = node.czxid
+        s.mzxid = node.mzxid
+        s.ctime = node.ctime
+        s.mtime = node.mtime
+        s.version = node.version
+        # clients see creates + deletes (v3 semantics)
+        s.cversion = node.cversion * 2 - node.num_children
+        s.aversion = node.aversion
+        s.ephemeral_owner = node.ephemeral_owner if owner_kind(node.ephemeral_owner, self.extended_types) == KIND_NORMAL else 0
+        s.data_length = node.data_len if node.data_len > 0 else 0
+        s.num_children = node.num_children
+        s.pzxid = node.pzxid
+
+    # ------------------------------------------------------------------------------------------
+    # ACL table
+
+    cpdef int32_t acl_ref(self, list acl) except -1:
+        """Index of this ACL list in the table (added if new); counts one more user."""
+        key = tuple(acl)
+        idx = self.acl_index.get(key)
+        cdef int32_t i, world = 0
+        if idx is None:
+            if self.acl_free:
+                i = self.acl_free.pop()
+                self.acl_lists[i] = list(acl)
+                self.acl_encoded[i] = encode_acl_list(acl)
+            else:
+                i = len(self.acl_lists)
+                if i >= self.acl_cap:
+                    self.acl_grow()
+                self.acl_lists.append(list(acl))
+                self.acl_encoded.append(encode_acl_list(acl))
+            for perms, scheme, ident in acl:
+                if scheme == "world" and ident == "anyone":
+                    world |= perms
+            if len(acl) == 0:
+                world = PERM_ALL  # an empty ACL list allows everything
+            self.acl_world[i] = world
+            self.acl_refs[i] = 0
+            self.acl_index[key] = i
+        else:
+            i = idx
+        self.acl_refs[i] += 1
+        return i
+
+    cdef int acl_grow(self) except -1:
+        cdef int32_t cap = self.acl_cap * 2
+        cdef int32_t* refs = <int32_t*>realloc(self.acl_refs, cap * sizeof(int32_t))
+        if refs is NULL:
+            raise MemoryError()
+        self.acl_refs = refs
+        cdef int32_t* world = <int32_t*>realloc(self.acl_world, cap * sizeof(int32_t))
+        if world is NULL:
+            raise MemoryError()
+        self.acl_world = world
+        self.acl_cap = cap
+        return 0
+
+    cdef int acl_unref(self, int32_t i) except -1:
+        self.acl_refs[i] -= 1
+        if self.acl_refs[i] <= 0:
+            del self.acl_index[tuple(self.acl_lists[i])]
+            self.acl_lists[i] = None
+            self.acl_encoded[i] = None
+            self.acl_free.append(i)
+        return 0
+
+    def acl_list(self, int32_t i):
+        return self.acl_lists[i]
+
+    def acl_count(self):
+        return len(self.acl_index)
+
+    cdef int check_read(self, Node* node, Watcher w) except -1:
+        # 1: allowed, 0: not; the world:anyone and super cases never leave C
+        if self.skip_acl or (self.acl_world[node.acl] & PERM_READ) or w.is_super:
+            return 1
+        if self.acl_checker is None:
+            return 0
+        return 1 if self.acl_checker(self.acl_lists[node.acl], PERM_READ, w) else 0
+
+    # ------------------------------------------------------------------------------------------
+    # watches (Apache's WatchManager + WatcherModeManager, one mode per watcher and path)
+
+    cdef int add_watch(self, dict table, bytes path, Watcher w, int mode) except -1:
+        if w.closed:
+            return 0
+        d = table.get(path)
+        if d is None:
+            d = {}
+            table[path] = d
+        old = d.get(w, M_STANDARD)
+        d[w] = mode
+        if (old == M_RECURSIVE) != (mode == M_RECURSIVE):
+            self.recursive_watch_count += 1 if mode == M_RECURSIVE else -1
+        if table is self.data_watches:
+            w.data_paths.add(path)
+        else:
+            w.child_paths.add(path)
+        return 0
+
+    def watch(self, bytes path, Watcher w, bint child, int mode=M_STANDARD):
+        self.add_watch(self.child_watches if child else self.data_watches, path, w, mode)
+
+    def add_persistent_watch(self, bytes path, Watcher w, int mode):
+        """addWatch: the same mode in both tables (Apache's DataTree.addWatch)."""
+        self.add_watch(self.data_watches, path, w, mode)
+        self.add_watch(self.child_watches, path, w, mode)
+
+    cdef int drop_watch(self, dict table, bytes path, Watcher w) except -1:
+        d = table.get(path)
+        if d is None:
+            return 0
+        mode = d.pop(w, None)
+        if mode is None:
+            return 0
+        if mode == M_RECURSIVE:
+            self.recursive_watch_count -= 1
+        if not d:
+            del table[path]
+        if table is self.data_watches:
+            w.data_paths.discard(path)
+        else:
+            w.child_paths.discard(path)
+        return 1
+
+    def remove_watcher(self, Watcher w):
+        """Forget every watch of a closed connection."""
+        for path in list(w.data_paths):
+            self.drop_watch(self.data_watches, path, w)
+        for path in list(w.child_paths):
+            self.drop_watch(self.child_watches, path, w)
+        w.data_paths.clear()
+        w.child_paths.clear()
+
+    def remove_watch(self, bytes path, Watcher w, bint child):
+        """Remove w's watch on path in one table; True if there was one."""
+        return self.drop_watch(self.child_watches if child else self.data_watches, path, w) == 1
+
+    def watch_mode(self, bytes path, Watcher w, bint child):
+        """w's mode on exactly this path in one table, or None."""
+        d = (self.child_watches if child else self.data_watches).get(path)
+        if d is None:
+            return None
+        return d.get(w)
+
+    def contains_watcher(self, bytes path, Watcher w, bint child):
+        """Apache 3.8.0's WatchManager.containsWatcher, quirks included: true when the path has
+        any watcher at all, or when w watches exactly this path recursively."""
+        table = self.child_watches if child else self.data_watches
+        d = table.get(path)
+        if d is not None and len(d) > 0:
+            return True
+        return d is not None and d.get(w) == M_RECURSIVE
+
+    cdef set trigger(self, dict table, bytes path, int32_t event_type, int32_t acl, set suppress):
+        cdef set watchers = None
+        cdef Watcher w
+        cdef int mode
+        cdef bint at_path = True
+        if self.recursive_watch_count == 0:
+            d = table.get(path)
+            if d is not None:
+                watchers = set()
+                for w, mode in list(d.items()):
+                    watchers.add(w)
+                    if mode == M_STANDARD:
+                        del d[w]
+                        (w.data_paths if table is self.data_watches else w.child_paths).discard(path)
+                if not d:
+                    del table[path]
+        else:
+            for local in path_and_parents(path):
+                d = table.get(local)
+                if d is not None:
+                    for w, mode in list(d.items()):
+                        if mode == M_RECURSIVE:
+                            if event_type != EV_CHILDREN_CHANGED:
+                                if watchers is None:
+                                    watchers = set()
+                                watchers.add(w)
+                        elif at_path:
+                            if watchers is None:
+                                watchers = set()
+                            watchers.add(w)
+                            if mode == M_STANDARD:
+                                del d[w]
+                                (w.data_paths if table is self.data_watches else w.child_paths).discard(local)
+                    if not d:
+                        del table[local]
+                at_path = False
+        if watchers is None:
+            return None
+        for w in watchers:
+            if suppress is not None and w in suppress:
+                continue
+            if w.closed:
+                continue
+            if not self.watcher_may_read(acl, w):
+                continue
+            w.deliver(event_type, path)
+            if not w.dirty:
+                w.dirty = True
+                self.dirty_watchers.append(w)
+        return watchers
+
+    cdef bint watcher_may_read(self, int32_t acl, Watcher w) except -1:
+        if self.skip_acl or (self.acl_world[acl] & PERM_READ) or w.is_super:
+            return True
+        if self.acl_checker is None:
+            return False
+        return bool(self.acl_checker(self.acl_lists[acl], PERM_READ, w))
+
+    def take_dirty(self):
+        """Watchers with queued events since the last call."""
+        out = self.dirty_watchers
+        self.dirty_watchers = []
+        return out
+
+    def watch_count(self):
+        """zk_watch_count: data + child watches."""
+        n = 0
+        for d in self.data_watches.values():
+            n += len(d)
+        for d in self.child_watches.values():
+            n += len(d)
+        return n
+
+    # ------------------------------------------------------------------------------------------
+    # changes (each mirrors one of Apache's DataTree methods)
+
+    cdef int create_node(self, bytes path, object data, list acl, int64_t owner, int32_t parent_cversion,
+                         int64_t zxid, int64_t time, Stat* out) except -2:
+        cdef Py_ssize_t cut = path.rfind(b"/")
+        cdef bytes parent_path = path[:cut]
+        cdef Node* parent = self.lookup_bytes(parent_path)
+        cdef Node* node
+        cdef int kind
+        cdef int32_t acl_idx
+        if parent is NULL:
+            return NONODE
+        if self.lookup_bytes(path) is not NULL:
+            return NODEEXISTS
+        if parent_cversion == -1:
+            parent_cversion = parent.cversion + 1
+        # replay of a create that the fuzzy snapshot already holds must not move cversion back
+        if parent_cversion > parent.cversion:
+            parent.cversion = parent_cversion
+            parent.pzxid = zxid
+        acl_idx = self.acl_ref(acl)
+        node = self.new_node(path, parent, data, acl_idx)
+        node.czxid = zxid
+        node.mzxid = zxid
+        node.pzxid = zxid
+        node.ctime = time
+        node.mtime = time
+        node.ephemeral_owner = owner
+        kind = owner_kind(owner, self.extended_types)
+        if kind == KIND_CONTAINER:
+            self.containers.add(path)
+        elif kind == KIND_TTL:
+            self.ttls.add(path)
+        elif kind == KIND_NORMAL:
+            paths = self.ephemerals.get(owner)
+            if paths is None:
+                paths = {}
+                self.ephemerals[owner] = paths
+            paths[path] = None
+            if len(paths) > self.ephemerals_max.get(owner, 0):
+                self.ephemerals_max[owner] = len(paths)
+        if out is not NULL:
+            self.copy_stat(node, out)
+        self.trigger(self.data_watches, path, EV_CREATED, acl_idx, None)
+        self.trigger(self.child_watches, parent_path if cut > 0 else b"/", EV_CHILDREN_CHANGED,
+                     parent.acl, None)
+        return OK
+
+    cdef int delete_node(self, bytes path, int64_t zxid) except -2:
+        cdef Py_ssize_t cut = path.rfind(b"/")
+        cdef bytes parent_path = path[:cut]
+        cdef Node* parent = self.lookup_bytes(parent_path)
+        cdef Node* node
+        cdef int32_t acl, parent_acl
+        cdef int64_t owner
+        cdef int kind
+        if parent is NULL:
+            return NONODE
+        if zxid > parent.pzxid:
+            parent.pzxid = zxid
+        node = self.lookup_bytes(path)
+        if node is NULL or node is self.root:
+            return NONODE
+        if node.first_child is not NULL:
+            # Apache's deleteNode does not look at children (prep refuses NOTEMPTY); keep the tree
+            # whole if a replayed txn tries it anyway
+            return -111
+        acl = node.acl
+        owner = node.ephemeral_owner
+        parent_acl = parent.acl
+        self.unlink(node)
+        kind = owner_kind(owner, self.extended_types)
+        if kind == KIND_CONTAINER:
+            self.containers.discard(path)
+        elif kind == KIND_TTL:
+            self.ttls.discard(path)
+        elif kind == KIND_NORMAL:
+            paths = self.ephemerals.get(owner)
+            if paths is not None:
+                paths.pop(path, None)
+        processed = self.trigger(self.data_watches, path, EV_DELETED, acl, None)
+        self.trigger(self.child_watches, path, EV_DELETED, acl, processed)
+        self.trigger(self.child_watches, parent_path if cut > 0 else b"/", EV_CHILDREN_CHANGED,
+                     parent_acl, None)
+        self.acl_unref(acl)
+        return OK
+
+    cdef int set_data(self, bytes path, object data, int32_t version, int64_t zxid, int64_t time,
+                      Stat* out) except -2:
+        cdef Node* node = self.lookup_bytes(path)
+        if node is NULL:
+            return NONODE
+        self.set_node_data(node, data)
+        node.mtime = time
+        node.mzxid = zxid
+        node.version = version
+        if out is not NULL:
+            self.copy_stat(node, out)
+        self.trigger(self.data_watches, path, EV_DATA_CHANGED, node.acl, None)
+        return OK
+
+    cdef int set_acl(self, bytes path, list acl, int32_t version, Stat* out) except -2:
+        cdef Node* node = self.lookup_bytes(path)
+        cdef int32_t old
+        if node is NULL:
+            return NONODE
+        old = node.acl
+        node.acl = self.acl_ref(acl)
+        self.acl_unref(old)
+        node.aversion = version
+        if out is not NULL:
+            self.copy_stat(node, out)
+        return OK
+
+    cdef int set_cversion_pzxid(self, bytes path, int32_t cversion, int64_t zxid) except -2:
+        cdef Node* node
+        if path.endswith(b"/"):
+            path = path[:len(path) - 1]
+        node = self.lookup_bytes(path)
+        if node is NULL:
+            return NONODE
+        if cversion == -1:
+            cversion = node.cversion + 1
+        if cversion > node.cversion:
+            node.cversion = cversion
+            node.pzxid = zxid
+        return OK
+
+    def kill_session(self, int64_t session_id, int64_t zxid, paths):
+        """closeSession: delete the txn's paths, then any ephemeral of the session left over."""
+        local = self.ephemerals.pop(session_id, None)
+        self.ephemerals_max.pop(session_id, None)
+        if paths is not None:
+            for p in paths:
+                self.delete_node(p, zxid)
+                if local is not None:
+                    local.pop(p, None)
+        if local:
+            for p in list(local):
+                self.delete_node(p, zxid)
+
+    # ------------------------------------------------------------------------------------------
+    # applying txns
+
+    def apply(self, Txn t):
+        """Apply one txn (Apache's DataTree.processTxn); results go into t.rc_err / t.stat."""
+        self.apply_one(t, False)
+        if t.zxid > self.last_processed_zxid:
+            self.last_processed_zxid = t.zxid
+        return t.rc_err
+
+    cdef int apply_one(self, Txn t, bint is_sub) except -1:
+        cdef int32_t typ = t.type
+        cdef int err = OK
+        cdef int64_t owner
+        cdef Txn sub
+        cdef bint failed, post_failed
+        t.rc_type = typ
+        t.has_stat = False
+        if typ == OP_CREATE:
+            err = self.create_node(t.path, t.data, t.acl, t.session_id if t.ephemeral else 0,
+                                   t.parent_cversion, t.zxid, t.time, NULL)
+        elif typ == OP_CREATE2 or typ == OP_CREATE_TTL or typ == OP_CREATE_CONTAINER:
+            if typ == OP_CREATE2:
+                owner = t.session_id if t.ephemeral else 0
+            elif typ == OP_CREATE_TTL:
+                owner = <int64_t>(TTL_MASK | <uint64_t>t.ttl)
+            else:
+                owner = <int64_t>0x8000000000000000
+            err = self.create_node(t.path, t.data, t.acl, owner, t.parent_cversion, t.zxid, t.time,
+                                   &t.stat)
+            t.has_stat = err == OK
+        elif typ == OP_DELETE or typ == OP_DELETE_CONTAINER:
+            err = self.delete_node(t.path, t.zxid)
+        elif typ == OP_SET_DATA or typ == OP_RECONFIG:
+            err = self.set_data(t.path, t.data, t.version, t.zxid, t.time, &t.stat)
+            t.has_stat = err == OK
+        elif typ == OP_SET_ACL:
+            err = self.set_acl(t.path, t.acl, t.version, &t.stat)
+            t.has_stat = err == OK
+        elif typ == OP_CLOSE_SESSION:
+            self.kill_session(t.session_id, t.zxid, t.paths)
+        elif typ == OP_ERROR:
+            err = t.err
+        elif typ == OP_MULTI:
+            failed = False
+            for sub in t.subtxns:
+                if sub.type == OP_ERROR:
+                    failed = True
+                    break
+            post_failed = False
+            for sub in t.subtxns:
+                sub.zxid = t.zxid
+                sub.time = t.time
+                sub.session_id = t.session_id
+                sub.cxid = t.cxid
+                if sub.type == OP_ERROR:
+                    post_failed = True
+                    self.apply_one(sub, True)
+                elif failed:
+                    # a failed multi applies nothing: every op reports an error
+                    sub.rc_type = OP_ERROR
+                    sub.rc_err = RUNTIMEINCONSISTENCY if post_failed else OK
+                    sub.has_stat = False
+                else:
+                    self.apply_one(sub, True)
+                if sub.rc_err != OK and err == OK:
+                    err = sub.rc_err
+        # createSession and check change nothing in the tree
+        if typ == OP_CREATE and err == NODEEXISTS:
+            # a replayed create whose node is already there still raises the parent's cversion
+            cut = t.path.rfind(b"/")
+            if self.set_cversion_pzxid(t.path[:cut], t.parent_cversion, t.zxid) != OK:
+                err = NONODE
+        t.rc_err = err
+        return 0
+
+    # ------------------------------------------------------------------------------------------
+    # reads for the slow path, prep and tools
+
+    def exists(self, bytes path):
+        return self.lookup_bytes(path) is not NULL
+
+    def stat(self, bytes path):
+        """The client-visible Stat as an 11-tuple, or None."""
+        cdef Node* node = self.lookup_bytes(path)
+        cdef Stat s
+        if node is NULL:
+            return None
+        self.copy_stat(node, &s)
+        return (s.czxid, s.mzxid, s.ctime, s.mtime, s.version, s.cversion, s.aversion,
+                s.ephemeral_owner, s.data_length, s.num_children, s.pzxid)
+
+    def record(self, bytes path):
+        """What prep needs of a node: (StatPersisted 9-tuple, child count, ACL list), or None."""
+        cdef Node* node = self.lookup_bytes(path)
+        if node is NULL:
+            return None
+        return ((node.czxid, node.mzxid, node.ctime, node.mtime, node.version, node.cversion,
+                 node.aversion, node.ephemeral_owner, node.pzxid),
+                node.num_children, self.acl_lists[node.acl])
+
+    def get_data(self, bytes path):
+        cdef Node* node = self.lookup_bytes(path)
+        if node is NULL:
+            return None
+        if node.data_len < 0:
+            return None
+        return PyBytes_FromStringAndSize(node.data, node.data_len)
+
+    def get_children(self, bytes path):
+        """Child names (bytes), or None when the node is missing."""
+        cdef Node* node = self.lookup_bytes(path)
+        cdef Node* child
+        if node is NULL:
+            return None
+        out = []
+        child = node.first_child
+        while child is not NULL:
+            out.append(PyBytes_FromStringAndSize(child.path + child.name_off,
+                                                 child.path_len - child.name_off))
+            child = child.next_sibling
+        return out
+
+    def get_acl(self, bytes path):
+        cdef Node* node = self.lookup_bytes(path)
+        if node is NULL:
+            return None
+        return self.acl_lists[node.acl]
+
+    def node_count(self):
+        """Number of znodes (the root counted once)."""
+        return self.count
+
+    def all_children_number(self, bytes path):
+        """Every descendant of path (Apache's getAllChildrenNumber)."""
+        cdef Node* node = self.lookup_bytes(path)
+        if node is NULL:
+            return 0
+        if node is self.root:
+            return <long>self.count - 1
+        return count_descendants(node)
+
+    def ephemeral_paths(self, int64_t session_id):
+        paths = self.ephemerals.get(session_id)
+        return list(paths) if paths else []
+
+    def sessions_with_ephemerals(self):
+        return [s for s, p in self.ephemerals.items() if p]
+
+    def ephemerals_count(self):
+        n = 0
+        for p in self.ephemerals.values():
+            n += len(p)
+        return n
+
+    def approximate_data_size(self):
+        """Apache's approximateDataSize: path lengths plus data lengths of every node."""
+        cdef size_t i
+        cdef Node* node
+        cdef int64_t total = 0
+        for i in range(self.mask + 1):
+            node = self.slots[i]
+            if node is not NULL:
+                total += node.path_len + (node.data_len if node.data_len > 0 else 0)
+        return total
+
+    def walk(self):
+        """Every path in pre-order, parents before children (snapshots, dumps)."""
+        out = []
+        cdef list stack = [b"/"]
+        cdef Node* node
+        cdef Node* child
+        while stack:
+            path = stack.pop()
+            out.append(path)
+            node = self.lookup_bytes(path)
+            child = node.first_child
+            while child is not NULL:
+                stack.append(PyBytes_FromStringAndSize(child.path, child.path_len))
+                child = child.next_sibling
+        return out
+
+    def node_info(self, bytes path):
+        """(data, StatPersisted 9-tuple, ACL list) of one node, or None."""
+        cdef Node* node = self.lookup_bytes(path)
+        if node is NULL:
+            return None
+        data = None if node.data_len < 0 else PyBytes_FromStringAndSize(node.data, node.data_len)
+        return (data, (node.czxid, node.mzxid, node.ctime, node.mtime, node.version, node.cversion,
+                       node.aversion, node.ephemeral_owner, node.pzxid), self.acl_lists[node.acl])
+
+    # ------------------------------------------------------------------------------------------
+    # the read hot path: decode, look up and answer without a Python object per request
+
+    cdef int fast_read(self, int32_t op, int32_t xid, const uint8_t* body, Py_ssize_t n,
+                       Watcher w, WriteBuffer out, bint acl_checked=False) except -1:
+        """Answer exists/getData/getChildren/getChildren2 into `out`; 1 if done, 0 if the slow
+        path must take it (bad record, a path with NUL, an ACL only Python can check)."""
+        cdef Cursor c
+        cdef const uint8_t* path
+        cdef int32_t plen
+        cdef bint watch
+        cdef Node* node
+        cdef Node* child
+        cdef Stat s
+        cdef Py_ssize_t start, count_pos
+        cdef int32_t nkids
+        cursor_init(&c, body, n)
+        plen = rd_bytes(&c, &path)
+        watch = rd_bool(&c)
+        if c.bad or plen < 0:
+            return 0
+        if op == 3:  # exists: 3.8.0 checks no ACL, and registers the watch before the lookup
+            if memchr(path, 0, plen) is not NULL:
+                return 0
+            if watch:
+                self.add_watch(self.data_watches, PyBytes_FromStringAndSize(<const char*>path, plen), w, M_STANDARD)
+            node = self.lookup(<const char*>path, plen)
+            start = out.begin_frame()
+            if node is NULL:
+                out.put_reply_header(xid, self.last_processed_zxid, NONODE)
+            else:
+                out.put_reply_header(xid, self.last_processed_zxid, OK)
+                self.copy_stat(node, &s)
+                out.put_stat(&s)
+            out.end_frame(start)
+            return 1
+        node = self.lookup(<const char*>path, plen)
+        if node is NULL:
+            out.reply(xid, self.last_processed_zxid, NONODE)
+            return 1
+        if not (acl_checked or self.skip_acl or (self.acl_world[node.acl] & PERM_READ) or w.is_super):
+            return 0
+        if op == 4:
+            if watch:
+                self.add_watch(self.data_watches, PyBytes_FromStringAndSize(<const char*>path, plen), w, M_STANDARD)
+            start = out.begin_frame()
+            out.put_reply_header(xid, self.last_processed_zxid, OK)
+            wb_bytes(out, node.data, node.data_len)
+            self.copy_stat(node, &s)
+            out.put_stat(&s)
+            out.end_frame(start)
+            return 1
+        if op == 8 or op == 12:
+            if watch:
+                self.add_watch(self.child_watches, PyBytes_FromStringAndSize(<const char*>path, plen), w, M_STANDARD)
+            start = out.begin_frame()
+            out.put_reply_header(xid, self.last_processed_zxid, OK)
+            wb_i32(out, node.num_children)
+            child = node.first_child
+            while child is not NULL:
+                wb_bytes(out, child.path + child.name_off, <int32_t>(child.path_len - child.name_off))
+                child = child.next_sibling
+            if op == 12:
+                self.copy_stat(node, &s)
+                out.put_stat(&s)
+            out.end_frame(start)
+            return 1
+        return 0
+
+    def read(self, int32_t op, int32_t xid, bytes body, Watcher w, WriteBuffer out,
+             bint acl_checked=False):
+        """The hot path from Python (queued reads, tests): True when answered into `out`.
+        acl_checked: the caller already verified READ with the Python providers."""
+        return self.fast_read(op, xid, <const uint8_t*>PyBytes_AS_STRING(body),
+                              PyBytes_GET_SIZE(body), w, out, acl_checked) == 1
+
+
+cdef long count_descendants(Node* top):
+    cdef long total = 0
+    cdef Node* node = top.first_child
+    # iterative pre-order walk over the sibling lists
+    while node is not NULL:
+        total += 1
+        if node.first_child is not NULL:
+            node = node.first_child
+            continue
+        while node is not NULL and node.next_sibling is NULL:
+            node = node.parent
+            if node is top:
+                return total
+        if node is NULL:
+            return total
+        node = node.next_sibling
+    return total
+
+
+def path_and_parents(bytes path):
+    """path, then each parent up to "/" (Apache's PathParentIterator.forAll)."""
+    out = [path]
+    cdef Py_ssize_t cut
+    while len(path) > 1:
+        cut = path.rfind(b"/")
+        path = path[:cut] if cut > 0 else b"/"
+        out.append(path)
+    return out
+
+
+def parent_paths(bytes path):
+    return path_and_parents(path)[1:]

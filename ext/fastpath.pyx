@@ -1,0 +1,211 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""zkfast._fastpath: a client connection's frame loop.
+
+`ConnCore.feed(data)` splits every whole frame out of the received bytes. Reads that nothing
+orders behind (exists, getData, getChildren, getChildren2, ping) are answered here, straight from
+the DataTree into the connection's output buffer; everything else goes to the Python handler,
+one call per frame. The caller writes `out` once per `feed`.
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint8_t
+from libc.stdlib cimport malloc, free, realloc
+from libc.string cimport memcpy, memmove
+
+from zkfast._jute cimport WriteBuffer, load_u32, wb_i32, wb_i64
+from zkfast._datatree cimport DataTree, Watcher
+
+# connection states
+STATE_HANDSHAKE = 0     # the first frame is a ConnectRequest or a four-letter word
+STATE_WAIT_SESSION = 1  # the ConnectRequest is being answered: nothing more is read
+STATE_OPEN = 2
+STATE_CLOSED = 3
+
+cdef enum:
+    S_HANDSHAKE = 0
+    S_WAIT_SESSION = 1
+    S_OPEN = 2
+    S_CLOSED = 3
+
+# Apache's FourLetterCommands: the first int of a connection, when it is one of these, is a command
+FOUR_LETTER_CODES = {}
+for _cmd in ("conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srst", "srvr",
+             "stat", "wchc", "wchp", "wchs", "mntr", "isro", "hash"):
+    FOUR_LETTER_CODES[int.from_bytes(_cmd.encode(), "big", signed=True)] = _cmd
+FOUR_LETTER_CODES[int.from_bytes(b"\xff\xf4\xff\xfd", "big", signed=True)] = "telnetclose"
+
+# what a connection's last reply was, for `cons` (Apache's lastOp strings)
+LAST_OP_NAMES = {3: "EXIS", 4: "GETD", 8: "GETC", 12: "GETC", 11: "PING"}
+
+
+cdef class ConnCore(Watcher):
+    """One client connection's bytes: framing, the read fast path, and its counters."""
+
+    cdef DataTree tree
+    cdef char* inbuf
+    cdef Py_ssize_t inlen
+    cdef Py_ssize_t incap
+    cdef public int state
+    cdef public int queued           # requests the handler holds for ordering: no fast path then
+    cdef public bint paused          # throttled: frames stay buffered until resume()
+    cdef public int32_t max_frame_bytes
+    cdef public object handler
+    cdef public object server_counters
+    cdef public int64_t packets_received
+    cdef public int32_t last_cxid
+    cdef public int64_t last_zxid
+    cdef public int last_op
+    cdef public int64_t fast_replies
+
+    def __init__(self, DataTree tree, handler, int32_t max_frame_bytes):
+        Watcher.__init__(self)
+        self.tree = tree
+        self.handler = handler
+        self.max_frame_bytes = max_frame_bytes
+        self.state = S_HANDSHAKE
+        self.queued = 0
+        self.paused = False
+        self.inbuf = NULL
+        self.inlen = 0
+        self.incap = 0
+        self.packets_received = 0
+        self.last_cxid = 0
+        self.last_zxid = 0
+        self.last_op = 0
+        self.fast_replies = 0
+
+    def __dealloc__(self):
+        if self.inbuf is not NULL:
+            free(self.inbuf)
+            self.inbuf = NULL
+
+    @property
+    def buffered_bytes(self):
+        return self.inlen
+
+    cdef int keep(self, const char* p, Py_ssize_t n) except -1:
+        # the unprocessed tail becomes the whole input buffer
+        cdef char* nb
+        if n > self.incap:
+            nb = <char*>realloc(self.inbuf, n)
+            if nb is NULL:
+                raise MemoryError()
+            self.inbuf = nb
+            self.incap = n
+        if n > 0 and p != self.inbuf:
+            memmove(self.inbuf, p, n)
+        self.inlen = n
+        return 0
+
+    def feed(self, data):
+        """Take bytes from the socket and handle every whole frame in them."""
+        cdef const char* p
+        cdef Py_ssize_t n
+        cdef char* nb
+        if self.state == S_CLOSED:
+            return
+        if not isinstance(data, bytes):
+            data = bytes(data)
+        if self.inlen == 0:
+            self.run(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+        else:
+            n = PyBytes_GET_SIZE(data)
+            if self.inlen + n > self.incap:
+                nb = <char*>realloc(self.inbuf, self.inlen + n)
+                if nb is NULL:
+                    raise MemoryError()
+                self.inbuf = nb
+                self.incap = self.inlen + n
+            memcpy(self.inbuf + self.inlen, PyBytes_AS_STRING(data), n)
+            self.inlen += n
+            self.run(self.inbuf, self.inlen)
+
+    def resume(self):
+        """Handle frames left buffered while the session was being set up or throttled."""
+        if self.inlen > 0 and self.state != S_CLOSED:
+            self.run(self.inbuf, self.inlen)
+
+    cdef int run(self, const char* p, Py_ssize_t n) except -1:
+        cdef int32_t length, xid, op
+        cdef Py_ssize_t pos = 0
+        cdef DataTree tree = self.tree
+        cdef WriteBuffer out = self.out
+        cdef Py_ssize_t start
+        while n - pos >= 4 and self.state != S_CLOSED:
+            if self.paused or self.state == S_WAIT_SESSION:
+                break
+            length = <int32_t>load_u32(<const uint8_t*>p + pos)
+            if self.state == S_HANDSHAKE and length in FOUR_LETTER_CODES:
+                self.state = S_CLOSED
+                self.inlen = 0
+                self.handler.on_four_letter(FOUR_LETTER_CODES[length],
+                                            PyBytes_FromStringAndSize(p + pos + 4, n - pos - 4))
+                return 0
+            if length < 0 or length > self.max_frame_bytes:
+                self.state = S_CLOSED
+                self.inlen = 0
+                self.handler.on_bad_frame(length)
+                return 0
+            if n - pos - 4 < length:
+                break
+            pos += 4
+            self.packets_received += 1
+            if self.state == S_HANDSHAKE:
+                self.state = S_WAIT_SESSION
+                self.handler.on_connect(PyBytes_FromStringAndSize(p + pos, length))
+                pos += length
+                continue
+            if length < 8:
+                # no RequestHeader: Apache fails to deserialise it and drops the connection
+                self.state = S_CLOSED
+                self.inlen = 0
+                self.handler.on_bad_frame(length)
+                return 0
+            xid = <int32_t>load_u32(<const uint8_t*>p + pos)
+            op = <int32_t>load_u32(<const uint8_t*>p + pos + 4)
+            if self.queued == 0:
+                if op == 3 or op == 4 or op == 8 or op == 12:
+                    if tree.fast_read(op, xid, <const uint8_t*>p + pos + 8, length - 8, self, out):
+                        self.note_reply(xid, op)
+                        pos += length
+                        continue
+                elif op == 11:
+                    start = out.begin_frame()
+                    out.put_reply_header(-2, tree.last_processed_zxid, 0)
+                    out.end_frame(start)
+                    self.note_reply(xid, op)
+                    pos += length
+                    continue
+            self.handler.on_request(xid, op, PyBytes_FromStringAndSize(p + pos + 8, length - 8))
+            pos += length
+        if self.state == S_CLOSED:
+            self.inlen = 0
+        else:
+            self.keep(p + pos, n - pos)
+        return 0
+
+    cdef inline void note_reply(self, int32_t xid, int op) noexcept:
+        self.packets_sent += 1
+        self.fast_replies += 1
+        self.last_cxid = xid
+        self.last_zxid = self.tree.last_processed_zxid
+        self.last_op = op
+
+    def note_slow_reply(self, int32_t xid, int64_t zxid, int op):
+        self.packets_sent += 1
+        self.last_cxid = xid
+        self.last_zxid = zxid
+        self.last_op = op
+
+    def execute_read(self, int32_t xid, int32_t op, bytes body):
+        """Run a queued read through the fast path; False if only the slow path can answer it."""
+        if op == 11:
+            self.out.reply(-2, self.tree.last_processed_zxid, 0)
+            self.note_reply(xid, op)
+            return True
+        if op == 3 or op == 4 or op == 8 or op == 12:
+            if self.tree.fast_read(op, xid, <const uint8_t*>PyBytes_AS_STRING(body),
+                                   PyBytes_GET_SIZE(body), self, self.out):
+                self.note_reply(xid, op)
+                return True
+        return False

@@ -1,0 +1,105 @@
+# cython: language_level=3
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, uint8_t
+
+from zkfast._jute cimport Stat, Txn, WriteBuffer
+
+# One znode, one allocation: the struct then its full path (NUL-terminated). Children form a
+# doubly linked sibling list, so create and delete are O(1) whatever the fan-out.
+cdef struct Node:
+    Node* parent
+    Node* first_child
+    Node* next_sibling
+    Node* prev_sibling
+    char* data
+    uint64_t hash
+    int64_t czxid
+    int64_t mzxid
+    int64_t ctime
+    int64_t mtime
+    int64_t pzxid
+    int64_t ephemeral_owner
+    int32_t version
+    int32_t cversion          # stored form: counts creates only (protocol.md §1.7)
+    int32_t aversion
+    int32_t num_children
+    int32_t acl               # index into the tree's ACL table
+    int32_t data_len          # -1 for null data
+    uint32_t path_len
+    uint32_t name_off         # where the last segment starts inside path
+    char path[1]
+
+
+# A party that receives watch events: a client connection. Events are written straight into its
+# output buffer; the server flushes every dirty watcher once per batch.
+cdef class Watcher:
+    cdef public WriteBuffer out
+    cdef public int64_t session_id
+    cdef public bint closed
+    cdef public bint is_super
+    cdef public object auth_ids
+    cdef public set data_paths
+    cdef public set child_paths
+    cdef public bint dirty
+    cdef public int64_t packets_sent
+    cdef int deliver(self, int32_t event_type, bytes path) except -1
+
+
+cdef class DataTree:
+    cdef Node** slots
+    cdef size_t mask
+    cdef size_t count
+    cdef Node* root
+    cdef public int64_t last_processed_zxid
+    cdef public int64_t data_bytes
+    # ACL table: index → list of (perms, scheme, id), its encoded vector<ACL>, reference count,
+    # and the perms it grants to world:anyone (the hot path's check)
+    cdef list acl_lists
+    cdef list acl_encoded
+    cdef dict acl_index
+    cdef int32_t* acl_refs
+    cdef int32_t* acl_world
+    cdef int32_t acl_cap
+    cdef list acl_free
+    # watches: path → {watcher: mode}
+    cdef public dict data_watches
+    cdef public dict child_watches
+    cdef public int recursive_watch_count
+    cdef public list dirty_watchers
+    # path sets by kind
+    cdef public dict ephemerals
+    cdef public dict ephemerals_max
+    cdef public set containers
+    cdef public set ttls
+    # policy
+    cdef public bint skip_acl
+    cdef public bint extended_types
+    cdef public object acl_checker
+
+    cdef Node* lookup(self, const char* p, Py_ssize_t n) noexcept
+    cdef Node* lookup_bytes(self, bytes path) noexcept
+    cdef int index_grow(self) except -1
+    cdef int index_insert(self, Node* node) except -1
+    cdef void index_remove(self, Node* node) noexcept
+    cdef Node* new_node(self, bytes path, Node* parent, object data, int32_t acl) except NULL
+    cdef int set_node_data(self, Node* node, object data) except -1
+    cdef int attach(self, bytes path, object data, int32_t acl) except -1
+    cdef void unlink(self, Node* node) noexcept
+    cdef void copy_stat(self, Node* node, Stat* s) noexcept
+    cpdef int32_t acl_ref(self, list acl) except -1
+    cdef int acl_grow(self) except -1
+    cdef int acl_unref(self, int32_t i) except -1
+    cdef int check_read(self, Node* node, Watcher w) except -1
+    cdef int add_watch(self, dict table, bytes path, Watcher w, int mode) except -1
+    cdef int drop_watch(self, dict table, bytes path, Watcher w) except -1
+    cdef set trigger(self, dict table, bytes path, int32_t event_type, int32_t acl, set suppress)
+    cdef bint watcher_may_read(self, int32_t acl, Watcher w) except -1
+    cdef int create_node(self, bytes path, object data, list acl, int64_t owner, int32_t parent_cversion,
+                         int64_t zxid, int64_t time, Stat* out) except -2
+    cdef int delete_node(self, bytes path, int64_t zxid) except -2
+    cdef int set_data(self, bytes path, object data, int32_t version, int64_t zxid, int64_t time,
+                      Stat* out) except -2
+    cdef int set_acl(self, bytes path, list acl, int32_t version, Stat* out) except -2
+    cdef int set_cversion_pzxid(self, bytes path, int32_t cversion, int64_t zxid) except -2
+    cdef int apply_one(self, Txn t, bint is_sub) except -1
+    cdef int fast_read(self, int32_t op, int32_t xid, const uint8_t* body, Py_ssize_t n,
+                       Watcher w, WriteBuffer out, bint acl_checked=*) except -1

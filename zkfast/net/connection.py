@@ -1,0 +1,206 @@
+"""Client connections: the uvloop/asyncio glue around a ConnCore (framing + read hot path).
+
+Input is handled only in `data_received` or in a callback scheduled on the loop, each followed by
+one `end_batch` (commit stage flush) and one write per connection that has output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from zkfast._fastpath import STATE_CLOSED, STATE_OPEN, ConnCore
+from zkfast.limits import MAX_CONNECTION_OUTPUT_BYTES
+
+if TYPE_CHECKING:
+    from zkfast.net.listener import ClientListener
+    from zkfast.server.prep import Request
+    from zkfast.server.zkserver import ZooKeeperServer
+
+log = logging.getLogger(__name__)
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client socket."""
+
+    def __init__(self, server: ZooKeeperServer, listener: ClientListener) -> None:
+        self.server = server
+        self.listener = listener
+        self.core = ConnCore(server.tree, self, listener.max_frame_bytes)
+        self.queue: deque[Request] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.closing = False
+        self.old_client = False
+        self.session_timeout_ms = 0
+        self.dirty_flag = False
+        self.remote = "?"
+        self.remote_ip = ""
+        self.remote_port = 0
+        self.established_ms = 0
+        self.in_feed = False
+        self.write_paused = False
+        self.read_paused = False
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.remote_ip = str(peer[0])
+        self.remote_port = int(peer[1]) if len(peer) > 1 else 0
+        self.remote = f"/{self.remote_ip}:{self.remote_port}"
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        if not self.listener.admit(self):
+            self.closed = True
+            self.core.state = STATE_CLOSED
+            transport.abort()
+            return
+        self.core.auth_ids = [("ip", self.remote_ip)]
+        self.server.register(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.in_feed = True
+        try:
+            self.core.feed(data)
+        finally:
+            self.in_feed = False
+        self.server.end_batch()
+        self.flush()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self.closed = True
+            self.core.state = STATE_CLOSED
+        self.core.closed = True
+        self.listener.release(self)
+        self.server.connection_lost(self)
+
+    def pause_writing(self) -> None:
+        # the client is not reading its replies: stop reading its requests until it does
+        self.write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._update_reading()
+
+    # -- ConnCore handler callbacks
+
+    def on_connect(self, body: bytes) -> None:
+        self.server.on_connect(self, body)
+
+    def on_request(self, xid: int, op: int, body: bytes) -> None:
+        self.server.on_request(self, xid, op, body)
+
+    def on_four_letter(self, cmd: str, rest: bytes) -> None:
+        from zkfast.net import fourletter
+
+        text = fourletter.answer(self.server, self.listener, cmd, rest)
+        if self.transport is not None:
+            self.transport.write(text.encode("utf-8"))
+        self.close_after_flush()
+
+    def on_bad_frame(self, length: int) -> None:
+        log.warning("Len error. A message from %s with advertised length of %d is either a malformed "
+                    "message or too large to process (length is greater than jute.maxbuffer=%d)",
+                    self.remote, length, self.listener.max_frame_bytes)
+        self.close()
+
+    # -- used by the server
+
+    def established(self) -> None:
+        """The ConnectResponse is out: requests buffered meanwhile may now run."""
+        self.core.state = STATE_OPEN
+        self.established_ms = int(time.time() * 1000)
+        if not self.in_feed and self.core.buffered_bytes:
+            asyncio.get_event_loop().call_soon(self._process_buffered)
+
+    def _process_buffered(self) -> None:
+        if self.closed:
+            return
+        self.in_feed = True
+        try:
+            self.core.resume()
+        finally:
+            self.in_feed = False
+        self.server.end_batch()
+        self.flush()
+
+    def send_raw(self, frame: bytes) -> None:
+        self.core.out.write_raw(frame)
+        self.server.mark_dirty(self)
+
+    def flush(self) -> None:
+        out = self.core.out
+        transport = self.transport
+        if transport is None:
+            return
+        if len(out) and not self.closed:
+            transport.write(out.take())
+        elif len(out):
+            out.clear()
+        if self.closing and not self.closed:
+            self.closed = True
+            transport.close()
+
+    def close(self) -> None:
+        """Drop the connection now (unsent output is discarded)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.core.state = STATE_CLOSED
+        self.core.out.clear()
+        if self.transport is not None:
+            self.transport.close()
+
+    def close_after_flush(self) -> None:
+        if self.closed:
+            return
+        self.closing = True
+        self.core.state = STATE_CLOSED
+        self.server.mark_dirty(self)
+
+    def pause_reading(self) -> None:
+        self.read_paused = True
+        self._update_reading()
+
+    def resume_reading(self) -> None:
+        self.read_paused = False
+        self._update_reading()
+        if not self.closed and self.core.buffered_bytes:
+            asyncio.get_event_loop().call_soon(self._process_buffered)
+
+    def _update_reading(self) -> None:
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        try:
+            if self.read_paused or self.write_paused:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+        except (RuntimeError, AttributeError):
+            pass
+
+    def output_backlog_bytes(self) -> int:
+        t = self.transport
+        return 0 if t is None else t.get_write_buffer_size()
+
+
+def set_write_limits(transport: asyncio.Transport) -> None:
+    transport.set_write_buffer_limits(high=MAX_CONNECTION_OUTPUT_BYTES)

@@ -1,0 +1,355 @@
+"""Four-letter words with Apache ZooKeeper 3.8's text formats (protocol.md §1.12; server/command/*)."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import getpass
+import os
+import platform
+import resource
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from zkfast.version import version_line
+
+if TYPE_CHECKING:
+    from zkfast.net.listener import ClientListener
+    from zkfast.server.zkserver import ZooKeeperServer
+
+NOT_SERVING = "This ZooKeeper instance is not currently serving requests"
+KNOWN = ("conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srst", "srvr", "stat",
+         "wchc", "wchp", "wchs", "mntr", "isro", "hash")
+
+
+def java_double(v: float) -> str:
+    """Double.toString: plain between 1e-3 and 1e7, scientific (1.0E-4) outside."""
+    if v == 0:
+        return "0.0"
+    if v != v:
+        return "NaN"
+    a = abs(v)
+    if 1e-3 <= a < 1e7:
+        s = repr(float(v))
+        return s if "." in s or "e" in s else s + ".0"
+    mantissa, exp = f"{v:.16e}".split("e")
+    digits = repr(float(mantissa)).rstrip("0")
+    if digits.endswith("."):
+        digits += "0"
+    return f"{digits}E{int(exp)}"
+
+
+def rounded_avg(total: float, count: int) -> float:
+    """AvgMinMaxCounter.getAvg: HALF_UP to 4 decimals."""
+    if count <= 0:
+        return 0.0
+    q = decimal.Decimal(total / count).quantize(decimal.Decimal("0.0001"), rounding=decimal.ROUND_HALF_UP)
+    return float(q)
+
+
+def dir_size(path: Path | None) -> int:
+    """Bytes in the regular files directly inside version-2 (Apache's getDataDirSize)."""
+    if path is None:
+        return 0
+    target = path / "version-2"
+    total = 0
+    try:
+        for entry in os.scandir(target):
+            if entry.is_file(follow_symlinks=False):
+                total += entry.stat().st_size
+    except OSError:
+        return 0
+    return total
+
+
+def answer(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
+    """The text a four-letter word gets; the connection closes after it."""
+    cfg = server.config
+    if cmd == "telnetclose":
+        return ""
+    allowed = cfg is None or cfg.four_letter_word_allowed(cmd) or cmd == "srvr" or (
+        cmd == "isro" and getattr(cfg, "read_only_mode_enabled", False))
+    if not allowed:
+        return f"{cmd} is not executed because it is not in the whitelist.\n"
+    handler = _COMMANDS.get(cmd)
+    if handler is None:
+        return ""
+    if not server.serving and cmd not in ("ruok", "envi", "gtmk", "stmk", "isro"):
+        return NOT_SERVING if cmd == "hash" else NOT_SERVING + "\n"
+    return handler(server, listener, cmd, rest)
+
+
+def _stats_block(server: ZooKeeperServer) -> str:
+    low, avg, high = server.latency()
+    received, sent = server.packets()
+    lines = [
+        f"Latency min/avg/max: {low}/{java_double(round(avg, 4) if avg else 0.0)}/{high}",
+        f"Received: {received}",
+        f"Sent: {sent}",
+        f"Connections: {len(server.connections)}",
+        f"Outstanding: {server.outstanding()}",
+        f"Zxid: 0x{server.tree.last_processed_zxid & 0xFFFFFFFFFFFFFFFF:x}",
+        f"Mode: {server.mode}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _srvr(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
+    out = [f"Zookeeper version: {version_line()}\n"]
+    if server.read_only:
+        out.append("READ-ONLY mode; serving only read-only clients\n")
+    if cmd == "stat":
+        out.append("Clients:\n")
+        for conn in list(server.connections):
+            out.append(_conn_info(server, conn, brief=True) + "\n")
+        out.append("\n")
+    out.append(_stats_block(server))
+    out.append(f"Node count: {server.node_count()}\n")
+    return "".join(out)
+
+
+def _conn_info(server: ZooKeeperServer, conn, brief: bool) -> str:
+    core = conn.core
+    s = (f" {conn.remote}[{1 if not conn.closed else 0}](queued={len(conn.queue)},"
+         f"recved={core.packets_received},sent={core.packets_sent}")
+    if not brief and core.session_id != 0:
+        from zkfast.server.zkserver import LAST_OP
+
+        s += (f",sid=0x{core.session_id & 0xFFFFFFFFFFFFFFFF:x},lop={LAST_OP.get(core.last_op, 'NA')},"
+              f"est={conn.established_ms},to={conn.session_timeout_ms}")
+        if core.last_cxid >= 0:
+            s += f",lcxid=0x{core.last_cxid & 0xFFFFFFFF:x}"
+        s += (f",lzxid=0x{core.last_zxid & 0xFFFFFFFFFFFFFFFF:x},lresp={int(time.time() * 1000)},"
+              f"llat=0,minlat=0,avglat=0.0,maxlat=0")
+    return s + ")"
+
+
+def _cons(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
+    out = [_conn_info(server, conn, brief=False) + "\n" for conn in list(server.connections)]
+    return "".join(out) + "\n"
+
+
+def _crst(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
+    for conn in server.connections:
+        conn.core.packets_received = 0
+        conn.core.packets_sent = 0
+    return "Connection stats reset.\n"
+
+
+def _srst(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
+    server.reset_stats()
+    return "Server stats reset.\n"
+
+
+def _conf(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
+    cfg = server.config
+    data_dir = cfg.data_dir / "version-2"
+    log_dir = cfg.data_log_dir / "version-2"
+    lines = [
+        f"clientPort={listener.port}",
+        f"secureClientPort={cfg.secure_client_port if cfg.secure_client_port else -1}",
+        f"dataDir={data_dir.resolve()}",
+        f"dataDirSize={dir_size(cfg.data_dir)}",
+        f"dataLogDir={log_dir.resolve()}",
+        f"dataLogSize={dir_size(cfg.data_log_dir)}",
+        f"tickTime={cfg.tick_time_ms}",
+        f"maxClientCnxns={cfg.max_client_cnxns}",
+        f"minSessionTimeout={cfg.min_session_timeout_ms}",
+        f"maxSessionTimeout={cfg.max_session_timeout_ms}",
+        f"clientPortListenBacklog={cfg.client_port_listen_backlog}",
+        f"serverId={cfg.server_id}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def environment() -> list[tuple[str, str]]:
+    """Apache's Environment.list, with the Python runtime where Java's stands."""
+    try:
+        host = socket.getfqdn()
+    except OSError:
+        host = "<NA>"
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "<NA>"
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    return [
+        ("zookeeper.version", version_line()),
+        ("host.name", host),
+        ("java.version", platform.python_version()),
+        ("java.vendor", "zkfast (CPython)"),
+        ("java.home", sys.prefix),
+        ("java.class.path", os.pathsep.join(p for p in sys.path if p)),
+        ("java.library.path", "<NA>"),
+        ("java.io.tmpdir", os.environ.get("TMPDIR", "/tmp")),
+        ("java.compiler", "<NA>"),
+        ("os.name", platform.system()),
+        ("os.arch", {"x86_64": "amd64"}.get(platform.machine(), platform.machine())),
+        ("os.version", platform.release()),
+        ("user.name", user),
+        ("user.home", os.path.expanduser("~")),
+        ("user.dir", os.getcwd()),
+        ("os.memory.free", "0MB"),
+        ("os.memory.max", f"{rss_mb}MB"),
+        ("os.memory.total", f"{rss_mb}MB"),
+    ]
+
+
+def _envi(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
+    return "Environment:\n" + "".join(f"{k}={v}\n" for k, v in environment())
+
+
+def _dirs(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
+    cfg = server.config
+    return f"datadir_size: {dir_size(cfg.data_dir)}\nlogdir_size: {dir_size(cfg.data_log_dir)}\n"
+
+
+def _isro(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
+    if not server.serving:
+        return "null"
+    return "ro" if server.read_only else "rw"
+
+
+def _ruok(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
+    return "imok"
+
+
+def _gtmk(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
+    return str(server.trace_mask)
+
+
+def _stmk(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
+    if len(rest) >= 8:
+        server.trace_mask = int.from_bytes(rest[:8], "big", signed=True)
+    return str(server.trace_mask)
+
+
+def _hash(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
+    return ""  # zkfast keeps no digest log (digest.enabled governs Apache's)
+
+
+def _date(mono_ms: int) -> str:
+    """Apache prints expiry times as java.util.Date.toString (local time)."""
+    wall = time.time() * 1000 + mono_ms - time.monotonic() * 1000
+    dt = datetime.datetime.fromtimestamp(wall / 1000).astimezone()
+    return dt.strftime("%a %b %d %H:%M:%S %Z %Y")
+
+
+def _dump(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
+    out = ["SessionTracker dump:\n"]
+    buckets = server.sessions.dump_buckets()
+    out.append(f"Session Sets ({len(buckets)})/({len(server.sessions)}):\n")
+    for t, sids in buckets:
+        out.append(f"{len(sids)} expire at {_date(t)}:\n")
+        out.extend(f"\t0x{sid & 0xFFFFFFFFFFFFFFFF:x}\n" for sid in sids)
+    out.append("ephemeral nodes dump:\n")
+    eph = server.tree.ephemerals
+    out.append(f"Sessions with Ephemerals ({len(eph)}):\n")
+    for sid, paths in eph.items():
+        out.append(f"0x{sid & 0xFFFFFFFFFFFFFFFF:x}:\n")
+        out.extend(f"\t{p.decode('utf-8', 'replace')}\n" for p in paths)
+    out.append("Connections dump:\n")
+    out.append(f"Connections Sets (0)/({len(server.connections)}):\n")
+    return "".join(out)
+
+
+def _watches(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
+    tree = server.tree
+    data = tree.data_watches
+    if cmd == "wchs":
+        watchers = {w for d in data.values() for w in d}
+        total = sum(len(d) for d in data.values())
+        return f"{len(watchers)} connections watching {len(data)} paths\nTotal watches:{total}\n"
+    if cmd == "wchp":
+        out = []
+        for path, d in data.items():
+            out.append(path.decode("utf-8", "replace") + "\n")
+            out.extend(f"\t0x{w.session_id & 0xFFFFFFFFFFFFFFFF:x}\n" for w in d)
+        return "".join(out) + "\n"
+    by_watcher: dict[object, list[bytes]] = {}
+    for path, d in data.items():
+        for w in d:
+            by_watcher.setdefault(w, []).append(path)
+    out = []
+    for w, paths in by_watcher.items():
+        out.append(f"0x{w.session_id & 0xFFFFFFFFFFFFFFFF:x}\n")
+        out.extend(f"\t{p.decode('utf-8', 'replace')}\n" for p in paths)
+    return "".join(out) + "\n"
+
+
+def mntr_values(server: ZooKeeperServer, listener: ClientListener) -> list[tuple[str, object]]:
+    """The monitor values in Apache's order (`mntr`, and the admin server's `monitor`)."""
+    low, avg, high = server.latency()
+    received, sent = server.packets()
+    try:
+        open_fds = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        open_fds = 0
+    max_fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    tree = server.tree
+    values: list[tuple[str, object]] = [
+        ("version", version_line()),
+        ("server_state", server.mode),
+        ("ephemerals_count", tree.ephemerals_count()),
+        ("num_alive_connections", len(server.connections)),
+        ("avg_latency", float(round(avg, 4))),
+        ("outstanding_requests", server.outstanding()),
+        ("znode_count", server.node_count()),
+        ("global_sessions", len(server.sessions)),
+        ("non_mtls_remote_conn_count", 0),
+        ("last_client_response_size", -1),
+        ("packets_sent", sent),
+        ("packets_received", received),
+        ("max_client_response_size", -1),
+        ("connection_drop_probability", 0.0),
+        ("watch_count", tree.watch_count()),
+        ("auth_failed_count", server.auth_failed_count),
+        ("min_latency", low),
+        ("max_file_descriptor_count", max_fds),
+        ("approximate_data_size", tree.approximate_data_size()),
+        ("open_file_descriptor_count", open_fds),
+        ("local_sessions", 0),
+        ("uptime", int(time.time() * 1000) - server.stats.started_ms),
+        ("max_latency", high),
+        ("outstanding_tls_handshake", 0),
+        ("min_client_response_size", -1),
+        ("non_mtls_local_conn_count", 0),
+        ("proposal_count", 0),
+        ("watch_bytes", 0),
+        ("outstanding_changes_removed", 0),
+        ("throttled_ops", 0),
+        ("stale_requests_dropped", 0),
+        ("large_requests_rejected", 0),
+        ("connection_rejected", listener.rejected),
+        ("unrecoverable_error_count", 0),
+    ]
+    values.extend(server.extra_metrics())
+    return values
+
+
+def _mntr(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
+    out = []
+    for key, value in mntr_values(server, listener):
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int):
+            text = str(value)
+        elif isinstance(value, float):
+            text = java_double(value)
+        else:
+            text = str(value)
+        out.append(f"zk_{key}\t{text}\n")
+    return "".join(out)
+
+
+Handler = Callable[["ZooKeeperServer", "ClientListener", str, bytes], str]
+
+_COMMANDS: dict[str, Handler] = {
+    "ruok": _ruok, "srvr": _srvr, "stat": _srvr, "cons": _cons, "crst": _crst, "srst": _srst,
+    "conf": _conf, "envi": _envi, "dirs": _dirs, "isro": _isro, "gtmk": _gtmk, "stmk": _stmk,
+    "hash": _hash, "dump": _dump, "wchs": _watches, "wchp": _watches, "wchc": _watches, "mntr": _mntr,
+}

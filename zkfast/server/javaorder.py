@@ -1,0 +1,64 @@
+"""The iteration order of Java's HashSet<String>, where Apache ZooKeeper's observable order comes from one.
+
+A closeSession deletes the session's ephemerals in the order of a HashSet copy, and that order
+decides the order of NodeDeleted events a watcher receives; zkfast reproduces it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+def java_string_hash(s: bytes) -> int:
+    """String.hashCode of the Java String these UTF-8 bytes decode to."""
+    h = 0
+    text = s.decode("utf-8", "replace")
+    for unit in text.encode("utf-16-be", "surrogatepass").hex(" ", 2).split():
+        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+    return h
+
+
+def _spread(h: int) -> int:
+    return h ^ (h >> 16)
+
+
+def table_size_for(n: int) -> int:
+    cap = 1
+    while cap < n:
+        cap <<= 1
+    return cap
+
+
+def capacity_after_inserts(max_size: int, initial: int = 16) -> int:
+    """A HashMap's table size once it has held max_size entries (it doubles past 3/4 full)."""
+    cap = initial
+    while max_size > cap * 3 // 4:
+        cap <<= 1
+    return cap
+
+
+def iteration_order(items_in_insertion_order: Sequence[bytes], capacity: int) -> list[bytes]:
+    """Bucket by bucket, and within a bucket in insertion order (resizes keep relative order)."""
+    indexed = [(_spread(java_string_hash(s)) & (capacity - 1), i, s)
+               for i, s in enumerate(items_in_insertion_order)]
+    indexed.sort()
+    return [s for _, _, s in indexed]
+
+
+def cloned_set_order(order: Iterable[bytes]) -> tuple[list[bytes], int]:
+    """HashSet.clone(): entries re-inserted in iteration order into a table sized for them."""
+    items = list(order)
+    if not items:
+        return [], 16
+    cap = table_size_for(int(len(items) / 0.75 + 1.0))
+    return iteration_order(items, cap), cap
+
+
+def add_to_set(order: list[bytes], capacity: int, size_hint: int, item: bytes) -> tuple[list[bytes], int]:
+    """HashSet.add on a set whose current iteration order is `order`."""
+    if item in order:
+        return order, capacity
+    items = order + [item]
+    if len(items) > capacity * 3 // 4:
+        capacity <<= 1
+    return iteration_order(items, capacity), capacity

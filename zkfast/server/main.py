@@ -1,0 +1,104 @@
+"""Run a server from a ServerConfig until SIGTERM/SIGINT: what `zkfast start-foreground` calls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import TYPE_CHECKING
+
+from zkfast.net.listener import ClientListener
+from zkfast.server.containers import run_container_manager
+from zkfast.server.zkserver import ZooKeeperServer
+from zkfast.version import version_line
+
+if TYPE_CHECKING:
+    from zkfast.config import ServerConfig
+
+log = logging.getLogger("zkfast")
+
+
+def build_server(config: ServerConfig) -> ZooKeeperServer:
+    auth_schemes = []
+    for cls in config.auth_providers.values():
+        if cls.endswith("SASLAuthenticationProvider"):
+            auth_schemes.append("sasl")
+    server = ZooKeeperServer(
+        tick_time_ms=config.tick_time_ms,
+        min_session_timeout_ms=config.min_session_timeout_ms,
+        max_session_timeout_ms=config.max_session_timeout_ms,
+        server_id=config.server_id,
+        extended_types=config.extended_types_enabled,
+        skip_acl=config.skip_acl,
+        reconfig_enabled=config.reconfig_enabled,
+        close_session_txn=config.close_session_txn_enabled,
+        super_digest=config.super_digest,
+        digest_enabled=config.property("zookeeper.DigestAuthenticationProvider.enabled", "true") != "false",
+        global_outstanding_limit=config.global_outstanding_limit,
+        auth_schemes=tuple(auth_schemes),
+    )
+    server.config = config
+    return server
+
+
+async def run(config: ServerConfig, stop: asyncio.Event | None = None) -> int:
+    """Serve until `stop` is set (or a signal arrives); returns the exit code."""
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    log.info("zkfast %s starting (standalone)", version_line())
+    for d in (config.data_dir, config.data_log_dir):
+        (d / "version-2").mkdir(parents=True, exist_ok=True)
+    server = build_server(config)
+    if config.client_port is None:
+        log.error("no clientPort configured: nothing to serve")
+        return 2
+    listener = ClientListener(server, config.client_port_address, config.client_port,
+                              max_client_cnxns=config.max_client_cnxns, max_cnxns=config.max_cnxns,
+                              backlog=config.client_port_listen_backlog,
+                              max_frame_bytes=config.jute_max_buffer_bytes)
+    try:
+        await listener.start()
+    except OSError as e:
+        log.error("cannot listen on %s:%s: %s", config.client_port_address or "0.0.0.0",
+                  config.client_port, e)
+        return 1
+    server.listener = listener
+    server.serving = True
+    tasks = [
+        asyncio.create_task(_expire_sessions(server)),
+        asyncio.create_task(run_container_manager(
+            server, config.container_check_interval_ms, config.container_max_per_minute,
+            config.container_max_never_used_interval_ms)),
+    ]
+    log.info("serving clients on %s:%d", config.client_port_address or "0.0.0.0", listener.port)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        server.serving = False
+        for t in tasks:
+            t.cancel()
+        await listener.close()
+        server.commit.close()
+    return 0
+
+
+async def _expire_sessions(server: ZooKeeperServer) -> None:
+    sessions = server.sessions
+    while True:
+        await asyncio.sleep(max(sessions.wait_ms(), 1) / 1000)
+        server.expire_sessions()
+
+
+def serve(config: ServerConfig) -> int:
+    """Run the server on uvloop until SIGTERM/SIGINT; the exit code."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a declared dependency
+        return asyncio.run(run(config))
+    return uvloop.run(run(config))
