@@ -171,6 +171,8 @@ cdef class DataTree:
         self.attach(b"/zookeeper", b"", self.acl_ref(OPEN_ACL_UNSAFE))
         self.attach(b"/zookeeper/quota", b"", self.acl_ref(OPEN_ACL_UNSAFE))
         self.attach(b"/zookeeper/config", b"", self.acl_ref(READ_ACL_UNSAFE))
+        # Apache sets the config node's ACL with setACL(..., -1): its aversion is -1
+        self.lookup_bytes(b"/zookeeper/config").aversion = -1
 
     def __dealloc__(self):
         cdef size_t i

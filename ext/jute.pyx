@@ -196,6 +196,11 @@ cdef class WriteBuffer:
     def clear(self):
         self.len = 0
 
+    def clear_from(self, Py_ssize_t pos):
+        """Forget everything written from pos on (a frame that must not be sent after all)."""
+        if 0 <= pos <= self.len:
+            self.len = pos
+
     def frame_start(self):
         return self.begin_frame()
 

@@ -13,7 +13,7 @@ FULL_VERSION = f"{ZK_COMPAT_VERSION}-zkfast-{ZKFAST_VERSION}"
 def built_on() -> str:
     """The install time of the package, formatted as Apache ZooKeeper formats its build date."""
     mtime = os.path.getmtime(__file__)
-    stamp = datetime.datetime.fromtimestamp(mtime, tz=datetime.timezone.utc)
+    stamp = datetime.datetime.fromtimestamp(mtime, tz=datetime.UTC)
     return stamp.strftime("%Y-%m-%d %H:%M UTC")
 
 

@@ -14,8 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 APACHE_JARS = ("zookeeper.jar", "zookeeper-jute.jar", "slf4j-api.jar", "slf4j-simple.jar",
                "netty-handler.jar", "netty-common.jar", "netty-buffer.jar", "netty-codec.jar",
@@ -97,7 +97,7 @@ class ServerProcess:
     def write_cfg(self) -> None:
         self.cfg_path.write_text("".join(f"{k}={v}\n" for k, v in self.cfg.items()))
 
-    def start(self, timeout_s: float = START_TIMEOUT_S) -> "ServerProcess":
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> ServerProcess:
         self.write_cfg()
         env = dict(os.environ)
         env.update(self.env)
@@ -155,7 +155,7 @@ class ServerProcess:
     def four_letter(self, cmd: str) -> str:
         return four_letter(self.host, self.port, cmd)
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -62,3 +62,34 @@ def add_to_set(order: list[bytes], capacity: int, size_hint: int, item: bytes) -
     if len(items) > capacity * 3 // 4:
         capacity <<= 1
     return iteration_order(items, capacity), capacity
+
+
+def _java_str_hash(s: str) -> int:
+    h = 0
+    for unit in s.encode("utf-16-be", "surrogatepass").hex(" ", 2).split():
+        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+    return h
+
+
+def id_hash(scheme: str, ident: str) -> int:
+    """The jute-generated Id.hashCode."""
+    h = 17
+    h = (37 * h + _java_str_hash(scheme)) & 0xFFFFFFFF
+    h = (37 * h + _java_str_hash(ident)) & 0xFFFFFFFF
+    return h
+
+
+def auth_set_order(ids_in_insertion_order: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A connection's auth ids as Apache keeps them: a ConcurrentHashMap-backed set (no duplicates,
+    iterated bin by bin). That order shows in whoAmI and in the ACLs an `auth` id expands to."""
+    uniq: list[tuple[str, str]] = []
+    for ident in ids_in_insertion_order:
+        if ident not in uniq:
+            uniq.append(ident)
+    cap = 16
+    while len(uniq) >= cap * 3 // 4:
+        cap <<= 1
+    keyed = [(((h := id_hash(s, i)) ^ (h >> 16)) & 0x7FFFFFFF & (cap - 1), n, (s, i))
+             for n, (s, i) in enumerate(uniq)]
+    keyed.sort()
+    return [k for _, _, k in keyed]

@@ -13,10 +13,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from zkfast._jute import (OP_CHECK, OP_CLOSE_SESSION, OP_CREATE, OP_CREATE2, OP_CREATE_CONTAINER,
-                          OP_CREATE_SESSION, OP_CREATE_TTL, OP_DELETE, OP_DELETE_CONTAINER, OP_ERROR,
-                          OP_MULTI, OP_RECONFIG, OP_SET_ACL, OP_SET_DATA, JuteError, Txn,
-                          decode_request)
+from zkfast._jute import (
+    OP_CHECK,
+    OP_CLOSE_SESSION,
+    OP_CREATE,
+    OP_CREATE2,
+    OP_CREATE_CONTAINER,
+    OP_CREATE_SESSION,
+    OP_CREATE_TTL,
+    OP_DELETE,
+    OP_DELETE_CONTAINER,
+    OP_ERROR,
+    OP_MULTI,
+    OP_RECONFIG,
+    OP_SET_ACL,
+    OP_SET_DATA,
+    JuteError,
+    Txn,
+    decode_request,
+)
 from zkfast.server import javaorder
 from zkfast.server.auth import AuthId, AuthRegistry
 from zkfast.server.codes import CONTAINER_EPHEMERAL_OWNER, TTL_MAX, Code, CreateMode, Perm, ZkError

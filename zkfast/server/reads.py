@@ -11,13 +11,42 @@ import time
 from typing import TYPE_CHECKING
 
 from zkfast._datatree import MODE_PERSISTENT, MODE_PERSISTENT_RECURSIVE, MODE_STANDARD
-from zkfast._jute import (OP_ADD_WATCH, OP_CHECK, OP_CHECK_WATCHES, OP_CLOSE_SESSION, OP_CREATE,
-                          OP_CREATE2, OP_CREATE_CONTAINER, OP_CREATE_TTL, OP_DELETE,
-                          OP_DELETE_CONTAINER, OP_ERROR, OP_EXISTS, OP_GET_ACL,
-                          OP_GET_ALL_CHILDREN_NUMBER, OP_GET_CHILDREN, OP_GET_CHILDREN2, OP_GET_DATA,
-                          OP_GET_EPHEMERALS, OP_MULTI, OP_MULTI_READ, OP_PING, OP_RECONFIG,
-                          OP_REMOVE_WATCHES, OP_SET_ACL, OP_SET_DATA, OP_SET_WATCHES, OP_SET_WATCHES2,
-                          OP_SYNC, OP_WHO_AM_I, JuteError, WriteBuffer, decode_request, jstr)
+from zkfast._jute import (
+    OP_ADD_WATCH,
+    OP_CHECK,
+    OP_CHECK_WATCHES,
+    OP_CLOSE_SESSION,
+    OP_CREATE,
+    OP_CREATE2,
+    OP_CREATE_CONTAINER,
+    OP_CREATE_TTL,
+    OP_DELETE,
+    OP_DELETE_CONTAINER,
+    OP_ERROR,
+    OP_EXISTS,
+    OP_GET_ACL,
+    OP_GET_ALL_CHILDREN_NUMBER,
+    OP_GET_CHILDREN,
+    OP_GET_CHILDREN2,
+    OP_GET_DATA,
+    OP_GET_EPHEMERALS,
+    OP_MULTI,
+    OP_MULTI_READ,
+    OP_PING,
+    OP_RECONFIG,
+    OP_REMOVE_WATCHES,
+    OP_SET_ACL,
+    OP_SET_DATA,
+    OP_SET_WATCHES,
+    OP_SET_WATCHES2,
+    OP_SYNC,
+    OP_WHO_AM_I,
+    JuteError,
+    WriteBuffer,
+    decode_request,
+    jstr,
+)
+from zkfast.server import javaorder
 from zkfast.server.auth import mask_digest_ids
 from zkfast.server.codes import Code, EventType, Perm, ZkError
 
@@ -84,17 +113,15 @@ def write_txn_reply(server: ZooKeeperServer, conn: ClientConnection, req: Reques
     elif op in (OP_SET_DATA, OP_SET_ACL):
         out.write_stat(txn.stat)
     elif op == OP_CHECK:
-        # Apache answers a top-level check with SetDataResponse(null): it fails to serialise
-        out.frame_end(start)
-        raise DropConnection()
+        # Apache 3.8.0 answers a top-level check with SetDataResponse(null), which fails to
+        # serialise: the txn is applied, no reply is sent, the connection stays open
+        out.clear_from(start)
+        return
     elif op == OP_RECONFIG:
         out.write_buffer(b"")
         out.write_stat(txn.stat)
     out.frame_end(start)
 
-
-class DropConnection(Exception):
-    """The reply cannot be sent; the connection goes (what Apache's failing serialiser causes)."""
 
 
 def _write_multi_result(out: WriteBuffer, sub) -> None:
@@ -256,8 +283,18 @@ def _get_ephemerals(server: ZooKeeperServer, conn: ClientConnection, req: Reques
 def _multi_read(server: ZooKeeperServer, conn: ClientConnection, req: Request) -> None:
     ops = decode_request(OP_MULTI_READ, req.body)
     kinds = {op in (OP_GET_DATA, OP_GET_CHILDREN) for op, _ in ops}
+    if len(kinds) > 1:
+        raise JuteError("multiRead mixes reads and writes")  # fails to decode: header only
     if False in kinds:
-        raise JuteError("multiRead holds a write op")
+        # Apache has already made its (empty) MultiResponse when it meets the write op, and sends
+        # it after the MARSHALLINGERROR header
+        out, start = _begin(server, conn, req)
+        out.write_int(-1)
+        out.write_bool(True)
+        out.write_int(-1)
+        out.frame_end(start)
+        _patch_err(out, start, Code.MARSHALLINGERROR)
+        return
     tree = server.tree
     ids = conn.core.auth_ids
     results: list[tuple[int, object]] = []
@@ -298,6 +335,13 @@ def _multi_read(server: ZooKeeperServer, conn: ClientConnection, req: Request) -
     out.write_bool(True)
     out.write_int(-1)
     out.frame_end(start)
+
+
+def _patch_err(out: WriteBuffer, frame_start: int, err: int) -> None:
+    """Set the err field of the reply header of the frame written at frame_start."""
+    body = out.take()
+    pos = frame_start + 4 + 12
+    out.write_raw(body[:pos] + int(err).to_bytes(4, "big", signed=True) + body[pos + 4:])
 
 
 def _sync(server: ZooKeeperServer, conn: ClientConnection, req: Request) -> None:
@@ -455,10 +499,9 @@ def handle_auth(server: ZooKeeperServer, conn: ClientConnection, xid: int, body:
         return
     log.info("session 0x%x: auth success for scheme %s and address %s",
              core.session_id & 0xFFFFFFFFFFFFFFFF, scheme, conn.remote)
-    for ident in ids:
-        core.auth_ids.append(ident)
-        if ident[0] == "super":
-            core.is_super = True
+    core.auth_ids = javaorder.auth_set_order([*core.auth_ids, *ids])
+    if any(scheme == "super" for scheme, _ in ids):
+        core.is_super = True
     core.out.reply(xid, 0, 0)
     core.packets_sent += 1
     server.mark_dirty(conn)

@@ -13,14 +13,42 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from zkfast._datatree import DataTree
-from zkfast._jute import (OP_ADD_WATCH, OP_AUTH, OP_CHECK, OP_CHECK_WATCHES, OP_CLOSE_SESSION,
-                          OP_CREATE, OP_CREATE2, OP_CREATE_CONTAINER, OP_CREATE_SESSION,
-                          OP_CREATE_TTL, OP_DELETE, OP_DELETE_CONTAINER, OP_ERROR, OP_EXISTS,
-                          OP_GET_ACL, OP_GET_ALL_CHILDREN_NUMBER, OP_GET_CHILDREN, OP_GET_CHILDREN2,
-                          OP_GET_DATA, OP_GET_EPHEMERALS, OP_MULTI, OP_MULTI_READ, OP_PING,
-                          OP_RECONFIG, OP_REMOVE_WATCHES, OP_SASL, OP_SET_ACL, OP_SET_DATA,
-                          OP_SET_WATCHES, OP_SET_WATCHES2, OP_SYNC, OP_WHO_AM_I, Txn,
-                          decode_connect_request, encode_connect_response)
+from zkfast._jute import (
+    OP_ADD_WATCH,
+    OP_AUTH,
+    OP_CHECK,
+    OP_CHECK_WATCHES,
+    OP_CLOSE_SESSION,
+    OP_CREATE,
+    OP_CREATE2,
+    OP_CREATE_CONTAINER,
+    OP_CREATE_SESSION,
+    OP_CREATE_TTL,
+    OP_DELETE,
+    OP_DELETE_CONTAINER,
+    OP_EXISTS,
+    OP_GET_ACL,
+    OP_GET_ALL_CHILDREN_NUMBER,
+    OP_GET_CHILDREN,
+    OP_GET_CHILDREN2,
+    OP_GET_DATA,
+    OP_GET_EPHEMERALS,
+    OP_MULTI,
+    OP_MULTI_READ,
+    OP_PING,
+    OP_RECONFIG,
+    OP_REMOVE_WATCHES,
+    OP_SASL,
+    OP_SET_ACL,
+    OP_SET_DATA,
+    OP_SET_WATCHES,
+    OP_SET_WATCHES2,
+    OP_SYNC,
+    OP_WHO_AM_I,
+    Txn,
+    decode_connect_request,
+    encode_connect_response,
+)
 from zkfast.server import reads
 from zkfast.server.auth import AuthRegistry
 from zkfast.server.codes import Code, ZkError
@@ -105,7 +133,8 @@ class ZooKeeperServer:
                                         extra_schemes=auth_schemes, skip_acl=skip_acl)
         self.tree = DataTree(extended_types=extended_types, skip_acl=skip_acl,
                              acl_checker=self._watcher_acl_check)
-        self.sessions = SessionTracker(tick_time_ms, server_id)
+        # Apache's standalone session tracker uses id 1 (createSessionTrackerServerId)
+        self.sessions = SessionTracker(tick_time_ms, server_id if server_id else 1)
         self.last_zxid = 0  # the last zxid handed out by prep
         self.prep = Prep(self.tree, self.sessions, self.auth, self._next_zxid, now_ms,
                          extended_types=extended_types, reconfig_enabled=reconfig_enabled,
@@ -305,11 +334,7 @@ class ZooKeeperServer:
         if req.type == OP_CREATE_SESSION:
             self.finish_session_init(conn, True)
         else:
-            try:
-                reads.write_txn_reply(self, conn, req)
-            except reads.DropConnection:
-                conn.close()
-                return
+            reads.write_txn_reply(self, conn, req)
             if req.type == OP_CLOSE_SESSION:
                 conn.close_after_flush()
                 return
