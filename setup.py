@@ -18,7 +18,7 @@ MODULES = {
 
 compile_args = ["-O0", "-g"] if DEBUG else ["-O2"]
 extensions = [
-    Extension(name, [src], extra_compile_args=compile_args,
+    Extension(name, [src], extra_compile_args=compile_args, libraries=["z"],
               define_macros=[("CYTHON_TRACE_NOGIL", "1")] if DEBUG else [])
     for name, src in MODULES.items()
 ]

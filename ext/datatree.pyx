@@ -12,8 +12,8 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, uint8_t
 from libc.stdlib cimport malloc, free, calloc, realloc
 from libc.string cimport memcpy, memcmp, memchr, memset
 
-from zkfast._jute cimport (Stat, Txn, WriteBuffer, Cursor, cursor_init, rd_i32, rd_bool, rd_bytes,
-                           wb_i32, wb_i64, wb_bytes)
+from zkfast._jute cimport (Stat, Txn, WriteBuffer, Cursor, cursor_init, rd_i32, rd_i64, rd_bool,
+                           rd_bytes, wb_i32, wb_i64, wb_bytes)
 from zkfast._jute import encode_acl_list, OP_CREATE, OP_CREATE2, OP_CREATE_CONTAINER, \
     OP_CREATE_TTL, OP_DELETE, OP_DELETE_CONTAINER, OP_SET_DATA, OP_RECONFIG, OP_SET_ACL, \
     OP_CHECK, OP_ERROR, OP_MULTI, OP_CREATE_SESSION, OP_CLOSE_SESSION
@@ -625,6 +625,22 @@ cdef class DataTree:
                      parent.acl, None)
         return OK
 
+    cdef int note_loaded_owner(self, bytes path, int64_t owner) except -1:
+        cdef int kind = owner_kind(owner, self.extended_types)
+        if kind == KIND_CONTAINER:
+            self.containers.add(path)
+        elif kind == KIND_TTL:
+            self.ttls.add(path)
+        elif kind == KIND_NORMAL:
+            paths = self.ephemerals.get(owner)
+            if paths is None:
+                paths = {}
+                self.ephemerals[owner] = paths
+            paths[path] = None
+            if len(paths) > self.ephemerals_max.get(owner, 0):
+                self.ephemerals_max[owner] = len(paths)
+        return 0
+
     cdef int delete_node(self, bytes path, int64_t zxid) except -2:
         cdef Py_ssize_t cut = path.rfind(b"/")
         cdef bytes parent_path = path[:cut]
@@ -1018,3 +1034,116 @@ def path_and_parents(bytes path):
 
 def parent_paths(bytes path):
     return path_and_parents(path)[1:]
+
+
+# ------------------------------------------------------------------------------------------------
+# snapshots: node records in Apache's snapshot layout (protocol.md §4.3 item 4):
+#   ustring path ("" for the root), buffer data, long aclRef, StatPersisted (60 bytes)
+
+cdef int put_stat_persisted(WriteBuffer out, Node* node) except -1:
+    wb_i64(out, node.czxid)
+    wb_i64(out, node.mzxid)
+    wb_i64(out, node.ctime)
+    wb_i64(out, node.mtime)
+    wb_i32(out, node.version)
+    wb_i32(out, node.cversion)
+    wb_i32(out, node.aversion)
+    wb_i64(out, node.ephemeral_owner)
+    wb_i64(out, node.pzxid)
+    return 0
+
+
+def serialize_chunk(DataTree tree, list stack, int max_nodes, WriteBuffer out, dict acl_map,
+                    list acl_out):
+    """Write up to max_nodes node records, walking the tree from the paths on `stack` (pre-order:
+    a node before its children). Paths whose node is gone are skipped: the walk is fuzzy, replay of
+    the txns after the snapshot's start zxid repairs what changed meanwhile. acl_map keeps the
+    snapshot's own ACL ids (tree index → (encoded list, id)); new ACLs are appended to acl_out as
+    (id, acl list). Returns the number of records written."""
+    cdef int count = 0
+    cdef Node* node
+    cdef Node* child
+    cdef bytes path
+    cdef int32_t idx
+    cdef long snap_id
+    while stack and count < max_nodes:
+        path = stack.pop()
+        node = tree.lookup_bytes(path)
+        if node is NULL:
+            continue
+        idx = node.acl
+        enc = tree.acl_encoded[idx]
+        known = acl_map.get(idx)
+        if known is not None and known[0] is enc:
+            snap_id = known[1]
+        else:
+            snap_id = len(acl_out) + 1
+            acl_map[idx] = (enc, snap_id)
+            acl_out.append((snap_id, tree.acl_lists[idx]))
+        if node is tree.root:
+            wb_i32(out, 0)
+        else:
+            wb_bytes(out, node.path, <int32_t>node.path_len)
+        wb_bytes(out, node.data, node.data_len)
+        wb_i64(out, snap_id)
+        put_stat_persisted(out, node)
+        child = node.first_child
+        while child is not NULL:
+            stack.append(PyBytes_FromStringAndSize(child.path, child.path_len))
+            child = child.next_sibling
+        count += 1
+    return count
+
+
+def load_chunk(DataTree tree, bytes chunk, dict acls):
+    """Add the node records of one chunk (parents always come before children). A record for a
+    node that exists (the root, /zookeeper...) replaces its data, stat and ACL. Returns
+    (nodes loaded, orphans skipped)."""
+    cdef Cursor c
+    cdef const uint8_t* p
+    cdef int32_t plen, dlen
+    cdef const uint8_t* d
+    cdef int64_t acl_ref
+    cdef Node* node
+    cdef Node* parent
+    cdef long loaded = 0, orphans = 0
+    cdef Py_ssize_t cut
+    cursor_init(&c, <const uint8_t*>PyBytes_AS_STRING(chunk), PyBytes_GET_SIZE(chunk))
+    while c.left > 0:
+        plen = rd_bytes(&c, &p)
+        dlen = rd_bytes(&c, &d)
+        acl_ref = rd_i64(&c)
+        if c.left < 60 or c.bad:
+            raise ValueError("truncated node record in snapshot chunk")
+        path = b"/" if plen <= 0 else PyBytes_FromStringAndSize(<const char*>p, plen)
+        data = None if dlen < 0 else PyBytes_FromStringAndSize(<const char*>d, dlen)
+        acl = acls.get(acl_ref)
+        if acl is None:
+            raise ValueError(f"snapshot node {path!r} refers to unknown ACL {acl_ref}")
+        node = tree.lookup_bytes(path)
+        if node is NULL:
+            cut = path.rfind(b"/")
+            parent = tree.lookup_bytes(path[:cut])
+            if parent is NULL:
+                orphans += 1
+                c.p += 60
+                c.left -= 60
+                continue
+            node = tree.new_node(path, parent, data, tree.acl_ref(acl))
+        else:
+            tree.set_node_data(node, data)
+            old = node.acl
+            node.acl = tree.acl_ref(acl)
+            tree.acl_unref(old)
+        node.czxid = rd_i64(&c)
+        node.mzxid = rd_i64(&c)
+        node.ctime = rd_i64(&c)
+        node.mtime = rd_i64(&c)
+        node.version = rd_i32(&c)
+        node.cversion = rd_i32(&c)
+        node.aversion = rd_i32(&c)
+        node.ephemeral_owner = rd_i64(&c)
+        node.pzxid = rd_i64(&c)
+        tree.note_loaded_owner(path, node.ephemeral_owner)
+        loaded += 1
+    return loaded, orphans

@@ -13,7 +13,9 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint8_t
 from libc.string cimport memcpy, memchr
 
 from zkfast._jute cimport (Cursor, Stat, cursor_init, rd_i32, rd_i64, rd_bool, rd_bytes,
-                           wb_i32, wb_i64, wb_bool, wb_bytes, store_u32)
+                           wb_i32, wb_i64, wb_bool, wb_bytes, store_u32, store_u64, load_u32,
+                           load_u64)
+from libc.stdint cimport uint64_t
 
 # Opcodes (protocol.md §1.5)
 OP_NOTIFICATION = 0
@@ -806,3 +808,67 @@ def decode_txn(bytes payload):
         t.digest_version = rd_i32(&c)
         t.digest = rd_i64(&c)
     return t
+
+
+# ----------------------------------------------------------------------------------------------
+# Txn log entries (protocol.md §4.1): long Adler32(payload), int len, payload, byte 'B'
+
+cdef extern from "zlib.h":
+    unsigned long adler32(unsigned long adler, const unsigned char* buf, unsigned int n) nogil
+
+LOG_MAGIC = 0x5A4B4C47  # "ZKLG"
+SNAP_MAGIC = 0x5A4B534E  # "ZKSN"
+LOG_VERSION = 2
+LOG_FILE_HEADER_BYTES = 16
+LOG_ENTRY_OVERHEAD_BYTES = 13
+
+ENTRY_OK = 0
+ENTRY_END = 1      # a zero length or no room for a header: the end of the written log
+ENTRY_TORN = 2     # an entry cut short, or without its 'B'
+ENTRY_BAD_CRC = 3  # a whole entry whose checksum does not match
+
+
+def adler32_of(data):
+    """Adler32 as java.util.zip.Adler32 computes it."""
+    cdef const unsigned char[:] view = data
+    if view.shape[0] == 0:
+        return 1
+    return adler32(1, &view[0], <unsigned int>view.shape[0])
+
+
+def append_log_entry(WriteBuffer b, Txn t):
+    """Append one log entry for t to b; returns the entry's size in bytes."""
+    cdef Py_ssize_t start = b.len, payload_start, n
+    cdef unsigned long crc
+    wb_i64(b, 0)
+    wb_i32(b, 0)
+    payload_start = b.len
+    t.encode(b)
+    n = b.len - payload_start
+    crc = adler32(1, <const unsigned char*>b.buf + payload_start, <unsigned int>n)
+    store_u64(b.buf + start, <uint64_t>crc)
+    store_u32(b.buf + start + 8, <uint32_t>n)
+    wb_bool(b, True)
+    b.buf[b.len - 1] = 0x42
+    return b.len - start
+
+
+def read_log_entry(buf, Py_ssize_t offset):
+    """One entry of a log file held in buf, at offset: (status, next_offset, payload or None)."""
+    cdef const unsigned char[:] view = buf
+    cdef Py_ssize_t total = view.shape[0]
+    cdef uint64_t crc
+    cdef int32_t n
+    if offset + 12 > total:
+        return ENTRY_END, offset, None
+    crc = load_u64(&view[offset])
+    n = <int32_t>load_u32(&view[offset + 8])
+    if n == 0 and crc == 0:
+        return ENTRY_END, offset, None
+    if n <= 0 or offset + 12 + n + 1 > total:
+        return ENTRY_TORN, offset, None
+    if view[offset + 12 + n] != 0x42:
+        return ENTRY_TORN, offset, None
+    if adler32(1, &view[offset + 12], <unsigned int>n) != crc:
+        return ENTRY_BAD_CRC, offset + 12 + n + 1, None
+    return ENTRY_OK, offset + 12 + n + 1, bytes(view[offset + 12:offset + 12 + n])

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from zkfast._datatree import DataTree
+from zkfast.storage.recovery import RecoveryError
+from zkfast.storage.store import Store
 
 from zkfast.net.listener import ClientListener
 from zkfast.server.containers import run_container_manager
@@ -18,7 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("zkfast")
 
 
-def build_server(config: ServerConfig) -> ZooKeeperServer:
+def build_server(config: ServerConfig, commit: Any = None) -> ZooKeeperServer:
     auth_schemes = []
     for cls in config.auth_providers.values():
         if cls.endswith("SASLAuthenticationProvider"):
@@ -36,12 +40,27 @@ def build_server(config: ServerConfig) -> ZooKeeperServer:
         digest_enabled=config.property("zookeeper.DigestAuthenticationProvider.enabled", "true") != "false",
         global_outstanding_limit=config.global_outstanding_limit,
         auth_schemes=tuple(auth_schemes),
+        commit=commit,
     )
     server.config = config
     return server
 
 
-async def run(config: ServerConfig, stop: asyncio.Event | None = None) -> int:
+def _purge_interval_s(config: ServerConfig) -> float:
+    return config.autopurge_purge_interval_hours * 3600.0
+
+
+async def _autopurge(store: Store, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, store.purge)
+        except OSError as e:
+            log.error("purge failed: %s", e)
+
+
+async def run(config: ServerConfig, stop: asyncio.Event | None = None,
+              truncate_log_at: tuple[str, int] | None = None) -> int:
     """Serve until `stop` is set (or a signal arrives); returns the exit code."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
@@ -53,7 +72,17 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None) -> int:
     log.info("zkfast %s starting (standalone)", version_line())
     for d in (config.data_dir, config.data_log_dir):
         (d / "version-2").mkdir(parents=True, exist_ok=True)
-    server = build_server(config)
+    store = Store.from_config(config)
+    try:
+        recovered = store.recover(lambda: DataTree(extended_types=config.extended_types_enabled,
+                                                   skip_acl=config.skip_acl), truncate_log_at)
+    except (RecoveryError, OSError) as e:
+        log.error("cannot start: %s", e)
+        return 3
+    server = build_server(config, commit=store.commit)
+    server.install(recovered.tree, recovered.sessions)
+    store.attach(server)
+    server.store = store
     if config.client_port is None:
         log.error("no clientPort configured: nothing to serve")
         return 2
@@ -69,12 +98,16 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None) -> int:
         return 1
     server.listener = listener
     server.serving = True
+    if recovered.replayed or recovered.snapshot is None:
+        store.take_snapshot()  # as Apache's loadData: start-up ends with a snapshot
     tasks = [
         asyncio.create_task(_expire_sessions(server)),
         asyncio.create_task(run_container_manager(
             server, config.container_check_interval_ms, config.container_max_per_minute,
             config.container_max_never_used_interval_ms)),
     ]
+    if config.autopurge_purge_interval_hours > 0:
+        tasks.append(asyncio.create_task(_autopurge(store, _purge_interval_s(config))))
     log.info("serving clients on %s:%d", config.client_port_address or "0.0.0.0", listener.port)
     try:
         await stop.wait()
@@ -84,7 +117,8 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None) -> int:
         for t in tasks:
             t.cancel()
         await listener.close()
-        server.commit.close()
+        await store.wait_snapshot()
+        store.close()
     return 0
 
 
@@ -95,10 +129,8 @@ async def _expire_sessions(server: ZooKeeperServer) -> None:
         server.expire_sessions()
 
 
-def serve(config: ServerConfig) -> int:
+def serve(config: ServerConfig, truncate_log_at: tuple[str, int] | None = None) -> int:
     """Run the server on uvloop until SIGTERM/SIGINT; the exit code."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a declared dependency
-        return asyncio.run(run(config))
-    return uvloop.run(run(config))
+    import uvloop
+
+    return uvloop.run(run(config, truncate_log_at=truncate_log_at))

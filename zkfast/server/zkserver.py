@@ -147,6 +147,8 @@ class ZooKeeperServer:
         self.paused: list[ClientConnection] = []
         self.serving = False
         self.auth_failed_count = 0
+        self.write_failure: str | None = None
+        self.store: Any = None
         self.config: Any = None
         self.mode = "read-only" if read_only else "standalone"
         self.trace_mask = 0b100110010  # Apache's default text trace level (306)
@@ -255,6 +257,9 @@ class ZooKeeperServer:
             conn.close_after_flush()
             return
         req = Request(core.session_id, xid, op, body, core.auth_ids, conn, create_ms=now_ms())
+        if op in TXN_OPS and self.write_failure is not None:
+            req.error = ZkError(Code.SYSTEMERROR)
+            op = -1  # answered in its turn, like a read
         if op in TXN_OPS:
             self.submit(req)
             if len(self.in_flight) > self.global_outstanding_limit:
@@ -306,6 +311,64 @@ class ZooKeeperServer:
             self.resume_paused()
         if tree.dirty_watchers or self._dirty_conns:
             self.flush_output()
+
+    def on_commit_failed(self, exc: BaseException, first_zxid: int, permanent: bool) -> None:
+        """The commit stage could not make txns from first_zxid on durable: none of them is
+        applied or acknowledged, their clients get SYSTEMERROR, and their zxids are free again."""
+        failed = list(self.in_flight)
+        self.in_flight.clear()
+        assert all(r.txn.zxid >= first_zxid for r in failed), "durable txns were applied first"
+        if permanent:
+            self.write_failure = f"the txn log cannot be synced: {exc}"
+            log.error("%s; refusing writes from now on (restart the server once the disk is fixed)",
+                      self.write_failure)
+        else:
+            log.error("could not write %d txn(s) from zxid 0x%x to the txn log: %s; their clients get "
+                      "SYSTEMERROR", len(failed), first_zxid, exc)
+        self.prep.outstanding.clear()
+        self.prep.by_path.clear()
+        self.last_zxid = self.tree.last_processed_zxid
+        rewind = getattr(self.commit, "rewind", None)
+        if rewind is not None:
+            rewind(self.last_zxid)
+        for req in failed:
+            self._fail_request(req)
+        if self.paused:
+            self.resume_paused()
+        self.flush_output()
+
+    def _fail_request(self, req: Request) -> None:
+        conn = req.conn
+        if req.type == OP_CLOSE_SESSION:
+            s = self.sessions.sessions.get(req.session_id)
+            if s is not None:
+                s.closing = False  # it closes later, once a closeSession can be logged
+                self.sessions.track(req.session_id, s.timeout_ms)
+        elif req.type == OP_CREATE_SESSION:
+            self.sessions.remove(req.session_id)
+        if conn is None:
+            return
+        if conn.queue and conn.queue[0] is req:
+            conn.queue.popleft()
+        if conn.closed:
+            return
+        if req.type == OP_CREATE_SESSION:
+            conn.close()
+            return
+        conn.core.out.reply(req.cxid, self.tree.last_processed_zxid, int(Code.SYSTEMERROR))
+        self.note_reply(conn, req, self.tree.last_processed_zxid)
+        self.drain_queue(conn)
+
+    def install(self, tree: DataTree, sessions: dict[int, int]) -> None:
+        """Take over a tree and session table rebuilt from disk (before serving)."""
+        tree.acl_checker = self._watcher_acl_check
+        self.tree = tree
+        self.prep.tree = tree
+        self.last_zxid = tree.last_processed_zxid
+        for sid, timeout in sessions.items():
+            self.sessions.track(sid, timeout)
+        if sessions:
+            self.sessions.next_id = max(self.sessions.next_id, max(sessions) + 1)
 
     def apply(self, op: int, txn: Txn) -> None:
         """Apply one final txn (Apache's ZooKeeperServer.processTxn)."""
