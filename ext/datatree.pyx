@@ -1147,3 +1147,29 @@ def load_chunk(DataTree tree, bytes chunk, dict acls):
         tree.note_loaded_owner(path, node.ephemeral_owner)
         loaded += 1
     return loaded, orphans
+
+
+def snapshot_nodes_end(data, Py_ssize_t offset):
+    """Where the node records of an Apache snapshot end: the offset of the terminating "/" path."""
+    cdef const unsigned char[:] view = data
+    cdef Cursor c
+    cdef const uint8_t* p
+    cdef const uint8_t* d
+    cdef int32_t plen
+    cdef Py_ssize_t start
+    if view.shape[0] <= offset:
+        raise ValueError("snapshot ends before its nodes")
+    cursor_init(&c, &view[offset], view.shape[0] - offset)
+    while True:
+        start = offset + (view.shape[0] - offset - c.left)
+        plen = rd_bytes(&c, &p)
+        if c.bad:
+            raise ValueError(f"snapshot node list cut short at offset {start}")
+        if plen == 1 and p[0] == b'/':
+            return start
+        rd_bytes(&c, &d)
+        rd_i64(&c)
+        if c.bad or c.left < 60:
+            raise ValueError(f"snapshot node record cut short at offset {start}")
+        c.p += 60
+        c.left -= 60

@@ -53,8 +53,8 @@ cdef class DataTree:
     cdef public int64_t data_bytes
     # ACL table: index → list of (perms, scheme, id), its encoded vector<ACL>, reference count,
     # and the perms it grants to world:anyone (the hot path's check)
-    cdef list acl_lists
-    cdef list acl_encoded
+    cdef public list acl_lists
+    cdef public list acl_encoded
     cdef dict acl_index
     cdef int32_t* acl_refs
     cdef int32_t* acl_world
@@ -95,6 +95,7 @@ cdef class DataTree:
     cdef bint watcher_may_read(self, int32_t acl, Watcher w) except -1
     cdef int create_node(self, bytes path, object data, list acl, int64_t owner, int32_t parent_cversion,
                          int64_t zxid, int64_t time, Stat* out) except -2
+    cdef int note_loaded_owner(self, bytes path, int64_t owner) except -1
     cdef int delete_node(self, bytes path, int64_t zxid) except -2
     cdef int set_data(self, bytes path, object data, int32_t version, int64_t zxid, int64_t time,
                       Stat* out) except -2

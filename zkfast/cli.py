@@ -33,7 +33,9 @@ KILL_WAIT_S = 10.0
 POLL_INTERVAL_S = 0.1
 EXIT_CONFIG_ERROR = 2
 NOT_RUNNING = "Error contacting service. It is probably not running."
-COMMANDS = ("start", "start-foreground", "stop", "restart", "status", "version", "print-cmd")
+COMMANDS = ("start", "start-foreground", "stop", "restart", "status", "version", "print-cmd", "cleanup",
+            "log-dump", "snap-dump", "import-zk", "export-zk")
+NO_CONFIG_COMMANDS = ("version", "log-dump", "snap-dump")
 
 log = logging.getLogger("zkfast.cli")
 
@@ -65,13 +67,33 @@ def build_parser() -> argparse.ArgumentParser:
         "status": "ask the server its mode with the srvr four-letter word",
         "version": "print the version",
         "print-cmd": "print the command that start runs",
+        "cleanup": "remove old snapshots and txn logs, keeping the newest -n snapshots (as zkCleanup.sh)",
+        "log-dump": "print the txns of a txn log file, one per line (as TxnLogToolkit)",
+        "snap-dump": "print the znodes of a snapshot (a zkfast snapshot dir or an Apache snapshot file)",
+        "import-zk": "load Apache ZooKeeper's dataDir into this server's store",
+        "export-zk": "write this server's data as a dataDir Apache ZooKeeper 3.8 starts on",
     }
     for name in COMMANDS:
         sub = commands.add_parser(name, help=helps[name])
         _add_common(sub, "_sub")
+        if name in ("log-dump", "snap-dump"):
+            sub.add_argument("target", metavar="FILE" if name == "log-dump" else "SNAPSHOT")
+            sub.add_argument("--json", action="store_true", help="one JSON document instead of text")
+            if name == "snap-dump":
+                sub.add_argument("--data", action="store_true", help="include znode data (base64)")
+            continue
+        if name in ("import-zk", "export-zk"):
+            sub.add_argument("target", metavar="ZK_DATADIR" if name == "import-zk" else "OUT_DIR")
         if name != "version":
             sub.add_argument("cfg", nargs="?", metavar="CFG",
                              help="zoo.cfg path (default: the embedded default configuration)")
+        if name == "cleanup":
+            sub.add_argument("-n", dest="retain", type=int, default=3, metavar="COUNT",
+                             help="snapshots to keep (at least 3)")
+        if name in ("start", "start-foreground", "restart"):
+            sub.add_argument("--truncate-log-at", metavar="FILE:OFFSET", default=None,
+                             help="accept losing every txn from this point of a damaged txn log "
+                                  "(start-up names file and offset when it finds damage)")
         if name in ("start", "restart"):
             sub.add_argument("--start-timeout", type=float, default=DEFAULT_START_TIMEOUT_S, metavar="S",
                              help=f"seconds to wait for the server to answer ({DEFAULT_START_TIMEOUT_S:g})")
@@ -114,6 +136,9 @@ class Invocation:
         cmd = [sys.executable, "-m", "zkfast"]
         cmd += [f"-D{key}={value}" for key, value in self.properties.items()]
         cmd += ["--log-level", self.log_level, "start-foreground"]
+        truncate = getattr(self.args, "truncate_log_at", None)
+        if truncate:
+            cmd += ["--truncate-log-at", truncate]
         if self.cfg_path is not None:
             cmd.append(str(self.cfg_path.absolute()))
         return cmd
@@ -408,7 +433,49 @@ def cmd_start_foreground(inv: Invocation, cfg: ServerConfig) -> int:
     except ImportError as e:
         note(f"zkfast: the server cannot be loaded: {e}")
         return 1
-    return serve(cfg)
+    truncate = None
+    if getattr(inv.args, "truncate_log_at", None):
+        name, _, offset = inv.args.truncate_log_at.rpartition(":")
+        if not name or not offset.isdigit():
+            note("zkfast: --truncate-log-at wants FILE:OFFSET, e.g. log.1f:4096")
+            return EXIT_CONFIG_ERROR
+        truncate = (Path(name).name, int(offset))
+    return serve(cfg, truncate_log_at=truncate)
+
+
+def _storage_dirs(cfg: ServerConfig) -> tuple[Path, Path]:
+    return cfg.data_dir / "version-2", cfg.data_log_dir / "version-2"
+
+
+def cmd_cleanup(inv: Invocation, cfg: ServerConfig) -> int:
+    from zkfast.storage.tools import cleanup
+
+    return cleanup(*_storage_dirs(cfg), inv.args.retain, say)
+
+
+def cmd_import_zk(inv: Invocation, cfg: ServerConfig) -> int:
+    from zkfast.storage.tools import import_zk
+
+    src = Path(inv.args.target)
+    return import_zk(src, src, *_storage_dirs(cfg), say)
+
+
+def cmd_export_zk(inv: Invocation, cfg: ServerConfig) -> int:
+    from zkfast.storage.tools import export_zk
+
+    return export_zk(*_storage_dirs(cfg), Path(inv.args.target), say)
+
+
+def cmd_log_dump(inv: Invocation) -> int:
+    from zkfast.storage.tools import log_dump
+
+    return log_dump(Path(inv.args.target), inv.args.json, say)
+
+
+def cmd_snap_dump(inv: Invocation) -> int:
+    from zkfast.storage.tools import snap_dump
+
+    return snap_dump(Path(inv.args.target), inv.args.json, say, inv.args.data)
 
 
 def setup_logging(level: str) -> None:
@@ -420,7 +487,8 @@ def setup_logging(level: str) -> None:
 
 _COMMANDS: dict[str, Callable[[Invocation, ServerConfig], int]] = {
     "start": cmd_start, "stop": cmd_stop, "restart": cmd_restart, "status": cmd_status,
-    "print-cmd": cmd_print_cmd, "start-foreground": cmd_start_foreground,
+    "print-cmd": cmd_print_cmd, "start-foreground": cmd_start_foreground, "cleanup": cmd_cleanup,
+    "import-zk": cmd_import_zk, "export-zk": cmd_export_zk,
 }
 
 
@@ -434,6 +502,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         parser.error(str(e))
     if inv.command == "version":
         return cmd_version()
+    if inv.command in ("log-dump", "snap-dump"):
+        setup_logging("WARNING")
+        return cmd_log_dump(inv) if inv.command == "log-dump" else cmd_snap_dump(inv)
     # The server logs at the chosen level; the other commands only show config warnings.
     setup_logging(inv.log_level if inv.command == "start-foreground" else "WARNING")
     note(f"Using config: {inv.cfg_label()}")

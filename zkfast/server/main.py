@@ -8,12 +8,11 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from zkfast._datatree import DataTree
-from zkfast.storage.recovery import RecoveryError
-from zkfast.storage.store import Store
-
 from zkfast.net.listener import ClientListener
 from zkfast.server.containers import run_container_manager
 from zkfast.server.zkserver import ZooKeeperServer
+from zkfast.storage.recovery import RecoveryError
+from zkfast.storage.store import Store
 from zkfast.version import version_line
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from zkfast._jute import OP_CLOSE_SESSION, OP_CREATE_SESSION, Txn
+from zkfast.storage.apache import ApacheSnapshotError, apache_snapshots, load_apache_snapshot
 from zkfast.storage.snapshot import SnapshotError, load_snapshot, snapshot_dirs
 from zkfast.storage.txnlog import LogCorruption, cut_tail, log_files, logs_needed, scan_log
 
@@ -70,18 +71,30 @@ def recover(snap_dir: Path, log_dir: Path, new_tree: Callable[[], Any],
             last_report[0] = now
             say(f"loading snapshot: {done}/{total} znodes")
 
-    for zxid, path in snapshot_dirs(snap_dir):
+    # zkfast's snapshots and, for an operator coming from Apache ZooKeeper, its snapshot files:
+    # the newest valid one wins, whichever kind
+    candidates = [(z, 1, p) for z, p in snapshot_dirs(snap_dir)] + \
+                 [(z, 0, p) for z, p in apache_snapshots(snap_dir)]
+    candidates.sort(reverse=True)
+    for zxid, ours, path in candidates:
         try:
-            loaded = load_snapshot(path, tree, snap_progress)
-        except (SnapshotError, OSError) as e:
+            if ours:
+                loaded = load_snapshot(path, tree, snap_progress)
+                nodes, loaded_sessions, loaded_zxid = loaded.nodes, loaded.sessions, loaded.zxid
+                if loaded.orphans:
+                    log.warning("snapshot %s held %d znodes whose parent is not in it", path.name,
+                                loaded.orphans)
+            else:
+                say(f"importing Apache ZooKeeper snapshot {path.name}")
+                apache = load_apache_snapshot(path, tree)
+                nodes, loaded_sessions, loaded_zxid = apache.nodes, apache.sessions, apache.zxid
+        except (SnapshotError, ApacheSnapshotError, OSError) as e:
             log.warning("snapshot %s is not usable (%s): trying the one before", path.name, e)
             skipped.append(f"{path.name}: {e}")
             tree = new_tree()
             continue
-        snap_path, snap_zxid, sessions = path, loaded.zxid, dict(loaded.sessions)
-        say(f"loaded snapshot {path.name}: {loaded.nodes} znodes, {len(sessions)} sessions, zxid 0x{snap_zxid:x}")
-        if loaded.orphans:
-            log.warning("snapshot %s held %d znodes whose parent is not in it", path.name, loaded.orphans)
+        snap_path, snap_zxid, sessions = path, loaded_zxid, dict(loaded_sessions)
+        say(f"loaded snapshot {path.name}: {nodes} znodes, {len(sessions)} sessions, zxid 0x{snap_zxid:x}")
         break
     tree.last_processed_zxid = snap_zxid
 

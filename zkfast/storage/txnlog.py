@@ -21,8 +21,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zkfast._jute import (ENTRY_BAD_CRC, ENTRY_END, ENTRY_OK, ENTRY_TORN, LOG_FILE_HEADER_BYTES,
-                          LOG_MAGIC, LOG_VERSION, Txn, decode_txn, read_log_entry)
+from zkfast._jute import (
+    ENTRY_BAD_CRC,
+    ENTRY_END,
+    ENTRY_OK,
+    ENTRY_TORN,
+    LOG_FILE_HEADER_BYTES,
+    LOG_MAGIC,
+    LOG_VERSION,
+    Txn,
+    decode_txn,
+    read_log_entry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +40,12 @@ LOG_PREFIX = "log."
 # group-commit batches queued but not yet written; past it, the loop waits for the writer
 MAX_QUEUED_BATCH_BYTES = 256 * 1024 * 1024
 PREALLOC_MARGIN_BYTES = 4096
+
+# Fault tests show their checkers can fail by planting a known bug through this variable:
+#   ack-before-fsync  acknowledge a batch before fdatasync (a machine crash then loses acked writes)
+#   no-fsync          never fdatasync
+#   ack-before-write  acknowledge a batch before it is even written (kill -9 then loses acked writes)
+PLANTED_BUG = os.environ.get("ZKFAST_PLANT_BUG", "")
 
 
 def log_name(zxid: int) -> str:
@@ -296,6 +312,9 @@ class LogWriter:
                 self._cond.notify_all()
             if not batches:
                 continue
+            if PLANTED_BUG == "ack-before-write":
+                self.on_durable(batches[-1].last_zxid, sum(b.count for b in batches))
+                time.sleep(0.002)
             try:
                 self._write(batches, roll)
             except BaseException as e:  # noqa: BLE001 - any failure must reach the loop
@@ -309,7 +328,8 @@ class LogWriter:
                 continue
             self.failed = False
             last = batches[-1].last_zxid
-            self.on_durable(last, sum(b.count for b in batches))
+            if PLANTED_BUG not in ("ack-before-write", "ack-before-fsync"):
+                self.on_durable(last, sum(b.count for b in batches))
             if self._should_roll():
                 self._reset_snapshot_stats()
                 with self._cond:
@@ -377,7 +397,9 @@ class LogWriter:
                 except OSError:
                     pass
             raise
-        if self.force_sync:
+        if PLANTED_BUG == "ack-before-fsync":
+            self.on_durable(batches[-1].last_zxid, sum(b.count for b in batches))
+        if self.force_sync and PLANTED_BUG != "no-fsync":
             t0 = time.perf_counter()
             try:
                 os.fdatasync(fd)

@@ -1,0 +1,161 @@
+"""Apache ZooKeeper's snapshot files (protocol.md §4.3), read for migration and written for export.
+
+`snapshot.<hex zxid>` (plain, `.gz` or `.snappy`): FileHeader{ZKSN, 2, -1}, sessions, the ACL
+cache, node records in pre-order (root as ""), the path "/", then a seal: the Adler32 of every
+byte so far and the path "/" again. 3.8 may add a digest section with a second seal.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zkfast._datatree import load_chunk, serialize_chunk, snapshot_nodes_end
+from zkfast._jute import SNAP_MAGIC, Reader, WriteBuffer
+from zkfast.storage.txnlog import fsync_dir, zxid_of_name
+
+SNAP_PREFIX = "snapshot."
+OPEN_ACL_UNSAFE = [(31, "world", "anyone")]
+XERIAL_MAGIC = b"\x82SNAPPY\x00"
+
+
+class ApacheSnapshotError(Exception):
+    pass
+
+
+def apache_snapshots(snap_dir: Path) -> list[tuple[int, Path]]:
+    """(zxid, file) of Apache's snapshot files, newest first."""
+    out = []
+    if not snap_dir.is_dir():
+        return out
+    for entry in os.scandir(snap_dir):
+        if not entry.is_file():
+            continue
+        name = entry.name
+        for ext in (".gz", ".snappy"):
+            if name.endswith(ext):
+                name = name[: -len(ext)]
+        z = zxid_of_name(name, SNAP_PREFIX)
+        if z is not None:
+            out.append((z, Path(entry.path)))
+    out.sort(reverse=True)
+    return out
+
+
+def _xerial_snappy(raw: bytes) -> bytes:
+    try:
+        import cramjam  # type: ignore[import-not-found]
+    except ImportError as e:
+        raise ApacheSnapshotError("reading a .snappy snapshot needs the `cramjam` package") from e
+    if not raw.startswith(XERIAL_MAGIC):
+        raise ApacheSnapshotError("not a snappy stream")
+    pos = 16
+    out = bytearray()
+    while pos < len(raw):
+        n = struct.unpack(">i", raw[pos:pos + 4])[0]
+        pos += 4
+        out += bytes(cramjam.snappy.decompress_raw(raw[pos:pos + n]))
+        pos += n
+    return bytes(out)
+
+
+def read_snapshot_bytes(path: Path) -> bytes:
+    raw = path.read_bytes()
+    if path.name.endswith(".gz"):
+        return gzip.decompress(raw)
+    if path.name.endswith(".snappy"):
+        return _xerial_snappy(raw)
+    return raw
+
+
+@dataclass
+class ApacheSnapshot:
+    zxid: int
+    sessions: dict[int, int]
+    nodes: int
+
+
+def load_apache_snapshot(path: Path, tree: Any) -> ApacheSnapshot:
+    """Load one of Apache's snapshot files into an empty tree; ApacheSnapshotError if it is bad."""
+    name = path.name
+    for ext in (".gz", ".snappy"):
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+    zxid = zxid_of_name(name, SNAP_PREFIX)
+    if zxid is None:
+        raise ApacheSnapshotError(f"{path.name}: not a snapshot file name")
+    try:
+        data = read_snapshot_bytes(path)
+        r = Reader(data)
+        magic, version, _ = r.read_int(), r.read_int(), r.read_long()
+        if magic != SNAP_MAGIC or version != 2:
+            raise ApacheSnapshotError(f"{path.name}: not a version-2 snapshot")
+        sessions: dict[int, int] = {}
+        for _ in range(r.read_int()):
+            sid = r.read_long()
+            sessions[sid] = r.read_int()
+        acls: dict[int, list] = {-1: OPEN_ACL_UNSAFE}
+        for _ in range(r.read_int()):
+            ref = r.read_long()
+            acls[ref] = r.read_acl_list() or []
+        start = r.offset
+        end = snapshot_nodes_end(data, start)
+        loaded, _ = load_chunk(tree, data[start:end], acls)
+        r2 = Reader(data, end)
+        if r2.read_ustring() != b"/":
+            raise ApacheSnapshotError(f"{path.name}: node list not closed")
+        seal_at = r2.offset
+        crc = r2.read_long() & 0xFFFFFFFFFFFFFFFF
+        if crc != zlib.adler32(data[:seal_at]):
+            raise ApacheSnapshotError(f"{path.name}: checksum mismatch")
+        if r2.read_ustring() != b"/":
+            raise ApacheSnapshotError(f"{path.name}: bad seal")
+    except (ValueError, EOFError, OSError, zlib.error) as e:
+        raise ApacheSnapshotError(f"{path.name}: {e}") from e
+    tree.last_processed_zxid = zxid
+    return ApacheSnapshot(zxid, sessions, loaded)
+
+
+def write_apache_snapshot(tree: Any, sessions: dict[int, int], out_dir: Path) -> Path:
+    """Write the whole tree as `out_dir/snapshot.<hex last zxid>`, fsynced."""
+    nodes = WriteBuffer(1 << 20)
+    acl_map: dict[int, Any] = {}
+    acl_out: list[tuple[int, list]] = []
+    stack = [b"/"]
+    while stack:
+        serialize_chunk(tree, stack, 1 << 30, nodes, acl_map, acl_out)
+    b = WriteBuffer(1 << 20)
+    b.write_int(SNAP_MAGIC)
+    b.write_int(2)
+    b.write_long(-1)
+    b.write_int(len(sessions))
+    for sid, timeout in sessions.items():
+        b.write_long(sid)
+        b.write_int(timeout)
+    b.write_int(len(acl_out))
+    for ref, acl in acl_out:
+        b.write_long(ref)
+        b.write_acl_list(acl)
+    b.write_raw(nodes.take())
+    b.write_ustring(b"/")
+    body = b.take()
+    crc = zlib.adler32(body)
+    seal = WriteBuffer(64)
+    seal.write_long(crc)
+    seal.write_ustring(b"/")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / f"{SNAP_PREFIX}{tree.last_processed_zxid:x}"
+    tmp = final.with_name(final.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(body)
+        f.write(seal.take())
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, final)
+    fsync_dir(out_dir)
+    return final
