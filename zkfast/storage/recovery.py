@@ -76,7 +76,7 @@ def recover(snap_dir: Path, log_dir: Path, new_tree: Callable[[], Any],
     candidates = [(z, 1, p) for z, p in snapshot_dirs(snap_dir)] + \
                  [(z, 0, p) for z, p in apache_snapshots(snap_dir)]
     candidates.sort(reverse=True)
-    for zxid, ours, path in candidates:
+    for _zxid, ours, path in candidates:
         try:
             if ours:
                 loaded = load_snapshot(path, tree, snap_progress)

@@ -158,7 +158,7 @@ def snap_dump(path: Path, as_json: bool, out: Callable[[str], None], with_data: 
                                                                  for k, v in sessions.items()},
                         "nodes": nodes}))
         return 0
-    out("ZNode Details (count=%d):" % tree.node_count())
+    out(f"ZNode Details (count={tree.node_count()}):")
     for p, (data, stat, _acl) in _walk(tree):
         out("----")
         out(_text(p))
