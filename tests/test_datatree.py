@@ -1,0 +1,207 @@
+"""DataTree semantics (Apache's DataTree.processTxn), and its C index checked against a Python model."""
+
+from __future__ import annotations
+
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from zkfast._datatree import (
+    MODE_PERSISTENT,
+    MODE_PERSISTENT_RECURSIVE,
+    DataTree,
+    Watcher,
+    load_chunk,
+    serialize_chunk,
+)
+
+from zkfast import _jute as jute
+
+OPEN = [(31, "world", "anyone")]
+
+
+def create(tree: DataTree, path: bytes, zxid: int, data: bytes | None = b"", owner_session: int = 0,
+           parent_cversion: int = -1, typ: int = jute.OP_CREATE) -> int:
+    t = jute.Txn(owner_session, 1, zxid, 1000 + zxid, typ)
+    t.path, t.data, t.acl = path, data, OPEN
+    t.ephemeral = owner_session != 0
+    t.parent_cversion = parent_cversion
+    return tree.apply(t)
+
+
+def delete(tree: DataTree, path: bytes, zxid: int) -> int:
+    t = jute.Txn(0, 1, zxid, 0, jute.OP_DELETE)
+    t.path = path
+    return tree.apply(t)
+
+
+def set_data(tree: DataTree, path: bytes, data: bytes, version: int, zxid: int) -> int:
+    t = jute.Txn(0, 1, zxid, 5000 + zxid, jute.OP_SET_DATA)
+    t.path, t.data, t.version = path, data, version
+    return tree.apply(t)
+
+
+def events(w: Watcher) -> list[tuple[int, bytes]]:
+    raw = w.out.take()
+    out, pos = [], 0
+    while pos < len(raw):
+        n = struct.unpack(">i", raw[pos:pos + 4])[0]
+        frame = raw[pos + 4:pos + 4 + n]
+        typ = struct.unpack(">i", frame[16:20])[0]
+        plen = struct.unpack(">i", frame[24:28])[0]
+        out.append((typ, frame[28:28 + plen]))
+        pos += 4 + n
+    return out
+
+
+def test_built_in_nodes_and_root_cversion() -> None:
+    tree = DataTree()
+    assert tree.stat(b"/")[5] == -1          # stored cversion 0, one child: 0*2-1
+    assert tree.stat(b"/zookeeper")[5] == -2
+    assert tree.stat(b"/zookeeper/config")[6] == -1  # aversion set by setACL(..., -1)
+    assert sorted(tree.get_children(b"/zookeeper")) == [b"config", b"quota"]
+    assert tree.get_acl(b"/zookeeper/config") == [(1, "world", "anyone")]
+
+
+def test_cversion_counts_creates_and_deletes_for_clients() -> None:
+    tree = DataTree()
+    create(tree, b"/p", 1)
+    create(tree, b"/p/a", 2)
+    create(tree, b"/p/b", 3)
+    delete(tree, b"/p/a", 4)
+    stat = tree.stat(b"/p")
+    assert stat[5] == 3 and stat[9] == 1 and stat[10] == 4  # cversion, numChildren, pzxid
+    assert tree.record(b"/p")[0][5] == 2  # stored: creates only
+
+
+def test_replayed_create_only_raises_parent_cversion() -> None:
+    tree = DataTree()
+    create(tree, b"/p", 1)
+    create(tree, b"/p/a", 2, parent_cversion=1)
+    # replay of the same txn (fuzzy snapshot): NODEEXISTS, parent unchanged
+    assert create(tree, b"/p/a", 2, parent_cversion=1) == -110
+    assert tree.record(b"/p")[0][5] == 1
+    # a later create of an existing path still raises cversion/pzxid (Apache's processTxn fix-up)
+    assert create(tree, b"/p/a", 9, parent_cversion=5) == -110
+    assert tree.record(b"/p")[0][5] == 5 and tree.stat(b"/p")[10] == 9
+
+
+def test_data_and_child_watches_fire_once_in_apache_order() -> None:
+    tree = DataTree()
+    w = Watcher()
+    create(tree, b"/p", 1)
+    tree.watch(b"/p/x", w, False)       # exists watch on a missing node
+    tree.watch(b"/p", w, True)
+    create(tree, b"/p/x", 2)
+    assert events(w) == [(1, b"/p/x"), (4, b"/p")]
+    create(tree, b"/p/y", 3)
+    assert events(w) == []               # one-shot
+    tree.watch(b"/p/x", w, False)
+    tree.watch(b"/p/x", w, True)
+    tree.watch(b"/p", w, True)
+    delete(tree, b"/p/x", 4)
+    # NodeDeleted once (the child watch is suppressed as already told), then the parent
+    assert events(w) == [(2, b"/p/x"), (4, b"/p")]
+
+
+def test_persistent_and_recursive_watches() -> None:
+    tree = DataTree()
+    pw, rw = Watcher(), Watcher()
+    create(tree, b"/r", 1)
+    tree.add_persistent_watch(b"/r", pw, MODE_PERSISTENT)
+    tree.add_persistent_watch(b"/r", rw, MODE_PERSISTENT_RECURSIVE)
+    create(tree, b"/r/a", 2)
+    set_data(tree, b"/r/a", b"1", 1, 3)
+    set_data(tree, b"/r", b"1", 1, 4)
+    create(tree, b"/r/a/b", 5)
+    assert events(pw) == [(4, b"/r"), (3, b"/r")]
+    assert events(rw) == [(1, b"/r/a"), (3, b"/r/a"), (3, b"/r"), (1, b"/r/a/b")]
+    assert tree.remove_watch(b"/r", rw, False) and tree.remove_watch(b"/r", rw, True)
+    set_data(tree, b"/r/a", b"2", 2, 6)
+    assert events(rw) == []
+
+
+def test_failed_multi_applies_nothing() -> None:
+    tree = DataTree()
+    ok = jute.Txn(0, 1, 1, 1, jute.OP_CREATE)
+    ok.path, ok.data, ok.acl, ok.parent_cversion = b"/m", b"", OPEN, -1
+    bad = jute.Txn(0, 1, 1, 1, jute.OP_ERROR)
+    bad.err = -101
+    rest = jute.Txn(0, 1, 1, 1, jute.OP_ERROR)
+    rest.err = -2
+    multi = jute.Txn(0, 1, 1, 1, jute.OP_MULTI)
+    multi.subtxns = [ok, bad, rest]
+    tree.apply(multi)
+    assert not tree.exists(b"/m")
+    assert [(s.rc_type, s.rc_err) for s in multi.subtxns] == [(-1, 0), (-1, -101), (-1, -2)]
+    assert tree.last_processed_zxid == 1
+
+
+def test_close_session_removes_ephemerals() -> None:
+    tree = DataTree()
+    create(tree, b"/e1", 1, owner_session=77)
+    create(tree, b"/e2", 2, owner_session=77)
+    assert tree.stat(b"/e1")[7] == 77
+    tree.kill_session(77, 3, [b"/e2"])
+    assert not tree.exists(b"/e1") and not tree.exists(b"/e2")
+    assert tree.ephemeral_paths(77) == []
+
+
+def test_snapshot_chunks_round_trip() -> None:
+    tree = DataTree(extended_types=True)
+    create(tree, b"/a", 1, data=None)
+    create(tree, b"/a/b", 2, data=b"x" * 100, owner_session=5)
+    for i in range(50):
+        create(tree, b"/a/c%d" % i, 3 + i)
+    out = jute.WriteBuffer()
+    acl_map: dict = {}
+    acl_out: list = []
+    stack = [b"/"]
+    while stack:
+        serialize_chunk(tree, stack, 7, out, acl_map, acl_out)
+    fresh = DataTree(extended_types=True)
+    loaded, orphans = load_chunk(fresh, out.getvalue(), dict(acl_out))
+    assert orphans == 0 and loaded == tree.node_count()
+    for path in tree.walk():
+        assert fresh.stat(path) == tree.stat(path), path
+        assert fresh.get_data(path) == tree.get_data(path)
+    assert fresh.ephemeral_paths(5) == [b"/a/b"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=st.lists(st.tuples(st.sampled_from(["create", "delete", "set"]),
+                              st.sampled_from([b"/n%d" % i for i in range(40)] + [b"/n1/c%d" % i for i in range(20)])),
+                    max_size=300))
+def test_index_and_children_match_a_python_model(ops: list[tuple[str, bytes]]) -> None:
+    """Random creates/deletes/sets through the C hash index and sibling lists, against a dict."""
+    tree = DataTree()
+    model: dict[bytes, bytes] = {}
+    zxid = 0
+    for op, path in ops:
+        zxid += 1
+        parent = path[: path.rfind(b"/")] or b"/"
+        if op == "create":
+            err = create(tree, path, zxid, data=b"v%d" % zxid)
+            if path in model:
+                assert err == -110
+            elif parent != b"/" and parent not in model:
+                assert err == -101
+            else:
+                assert err == 0
+                model[path] = b"v%d" % zxid
+        elif op == "delete":
+            has_children = any(p.startswith(path + b"/") for p in model)
+            if path in model and not has_children:
+                assert delete(tree, path, zxid) == 0
+                del model[path]
+        else:
+            err = set_data(tree, path, b"s%d" % zxid, 1, zxid)
+            assert err == (0 if path in model else -101)
+            if path in model:
+                model[path] = b"s%d" % zxid
+    for path, data in model.items():
+        assert tree.get_data(path) == data
+    top = sorted(p[1:] for p in model if p.count(b"/") == 1)
+    assert sorted(c for c in tree.get_children(b"/") if c != b"zookeeper") == top
+    assert tree.node_count() == len(model) + 4
+    assert tree.all_children_number(b"/") == len(model) + 3
