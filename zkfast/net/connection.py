@@ -18,7 +18,7 @@ from zkfast.limits import MAX_CONNECTION_OUTPUT_BYTES
 
 if TYPE_CHECKING:
     from zkfast.net.listener import ClientListener
-    from zkfast.server.prep import Request
+    from zkfast._prep import Request
     from zkfast.server.zkserver import ZooKeeperServer
 
 log = logging.getLogger(__name__)

@@ -57,7 +57,7 @@ def now_ms() -> int:
 
 if TYPE_CHECKING:
     from zkfast.net.connection import ClientConnection
-    from zkfast.server.prep import Request
+    from zkfast._prep import Request
     from zkfast.server.zkserver import ZooKeeperServer
 
 log = logging.getLogger(__name__)

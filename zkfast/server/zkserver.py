@@ -53,7 +53,7 @@ from zkfast.server import reads
 from zkfast.server.auth import AuthRegistry
 from zkfast.server.codes import Code, ZkError
 from zkfast.server.commit import CommitStage, ImmediateCommit
-from zkfast.server.prep import Prep, Request
+from zkfast._prep import Prep, Request
 from zkfast.server.session import SessionTracker, session_password
 
 if TYPE_CHECKING:
@@ -325,8 +325,7 @@ class ZooKeeperServer:
         else:
             log.error("could not write %d txn(s) from zxid 0x%x to the txn log: %s; their clients get "
                       "SYSTEMERROR", len(failed), first_zxid, exc)
-        self.prep.outstanding.clear()
-        self.prep.by_path.clear()
+        self.prep.reset()
         self.last_zxid = self.tree.last_processed_zxid
         rewind = getattr(self.commit, "rewind", None)
         if rewind is not None:

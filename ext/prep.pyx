@@ -1,0 +1,659 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""zkfast._prep: turning write requests into txns (Apache's PrepRequestProcessor).
+
+Prep checks a request against the tree *plus* the changes of txns already prepared but not yet
+applied (outstanding change records), so that pipelined writes see each other: sequence numbers,
+versions, existence. Every write gets a zxid, failed ones too (an error txn), as in Apache.
+"""
+
+import logging
+from collections import deque
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, uint8_t
+from libc.string cimport memchr
+
+from zkfast._jute cimport Txn
+from zkfast._datatree cimport DataTree, Node
+
+from zkfast._jute import (OP_CHECK, OP_CLOSE_SESSION, OP_CREATE, OP_CREATE2, OP_CREATE_CONTAINER,
+                          OP_CREATE_SESSION, OP_CREATE_TTL, OP_DELETE, OP_DELETE_CONTAINER, OP_ERROR,
+                          OP_MULTI, OP_RECONFIG, OP_SET_ACL, OP_SET_DATA, JuteError, decode_request)
+from zkfast.server import javaorder
+from zkfast.server.codes import Code, ZkError
+from zkfast.server.paths import validate_path as validate_path_py
+
+log = logging.getLogger("zkfast.server.prep")
+
+cdef enum:
+    C_CREATE = 1
+    C_DELETE = 2
+    C_SET_DATA = 5
+    C_SET_ACL = 7
+    C_CHECK = 13
+    C_MULTI = 14
+    C_CREATE2 = 15
+    C_RECONFIG = 16
+    C_CREATE_CONTAINER = 19
+    C_DELETE_CONTAINER = 20
+    C_CREATE_TTL = 21
+    C_CREATE_SESSION = -10
+    C_CLOSE_SESSION = -11
+    C_ERROR = -1
+    PERM_READ = 1
+    PERM_WRITE = 2
+    PERM_CREATE = 4
+    PERM_DELETE = 8
+    PERM_ADMIN = 16
+
+cdef int64_t CONTAINER_OWNER = <int64_t>0x8000000000000000
+cdef uint64_t TTL_MASK = 0xff00000000000000
+cdef uint64_t TTL_RESERVED = 0x00ffff0000000000
+cdef int64_t TTL_MAX = 0xFFFFFFFFFF
+
+SPECIAL_PATHS = frozenset((b"/", b"/zookeeper", b"/zookeeper/quota", b"/zookeeper/config"))
+CONFIG_NODE = b"/zookeeper/config"
+
+WRITE_OPS = frozenset((OP_CREATE, OP_CREATE2, OP_CREATE_CONTAINER, OP_CREATE_TTL, OP_DELETE,
+                       OP_DELETE_CONTAINER, OP_SET_DATA, OP_SET_ACL, OP_CHECK, OP_MULTI, OP_RECONFIG,
+                       OP_CREATE_SESSION, OP_CLOSE_SESSION))
+
+_MALFORMED = (JuteError, ValueError, TypeError, AttributeError, IndexError)
+
+
+cdef class Request:
+    """One client request on its way through prep, commit and apply."""
+
+    cdef public int64_t session_id
+    cdef public int32_t cxid
+    cdef public int32_t type
+    cdef public bytes body
+    cdef public object auth_ids
+    cdef public object conn          # the connection to answer, None for server-made requests
+    cdef public Txn txn
+    cdef public object error         # a prep failure that leaves no txn (reads)
+    cdef public int64_t create_ms
+    cdef public dict extra
+
+    def __init__(self, int64_t session_id, int32_t cxid, int32_t type, bytes body, auth_ids, conn=None,
+                 txn=None, error=None, int64_t create_ms=0, extra=None):
+        self.session_id = session_id
+        self.cxid = cxid
+        self.type = type
+        self.body = body
+        self.auth_ids = auth_ids
+        self.conn = conn
+        self.txn = txn
+        self.error = error
+        self.create_ms = create_ms
+        self.extra = extra if extra is not None else {}
+
+
+cdef class ChangeRecord:
+    """What prep knows of a node once outstanding txns are counted: exists=False while a delete is
+    pending. Fields as Apache's StatPersisted, plus the child count and the ACL list."""
+
+    cdef public int64_t zxid
+    cdef public bytes path
+    cdef public bint exists
+    cdef public int64_t czxid, mzxid, ctime, mtime, owner, pzxid
+    cdef public int32_t version, cversion, aversion, child_count
+    cdef public object acl
+
+    cdef ChangeRecord duplicate(self, int64_t zxid):
+        cdef ChangeRecord r = ChangeRecord.__new__(ChangeRecord)
+        r.zxid = zxid
+        r.path = self.path
+        r.exists = self.exists
+        r.czxid, r.mzxid, r.ctime, r.mtime = self.czxid, self.mzxid, self.ctime, self.mtime
+        r.owner, r.pzxid = self.owner, self.pzxid
+        r.version, r.cversion, r.aversion = self.version, self.cversion, self.aversion
+        r.child_count = self.child_count
+        r.acl = self.acl
+        return r
+
+    @property
+    def stat(self):
+        """StatPersisted as a 9-tuple (czxid, mzxid, ctime, mtime, version, cversion, aversion,
+        ephemeralOwner, pzxid), or None when a delete is pending."""
+        if not self.exists:
+            return None
+        return (self.czxid, self.mzxid, self.ctime, self.mtime, self.version, self.cversion,
+                self.aversion, self.owner, self.pzxid)
+
+
+cdef ChangeRecord deleted_record(int64_t zxid, bytes path):
+    cdef ChangeRecord r = ChangeRecord.__new__(ChangeRecord)
+    r.zxid = zxid
+    r.path = path
+    r.exists = False
+    r.child_count = -1
+    return r
+
+
+cdef inline bint is_session_owner(int64_t owner, bint extended):
+    # EphemeralType.NORMAL: a session's ephemeral, not a container or TTL node
+    if extended and (<uint64_t>owner & TTL_MASK) == TTL_MASK and (<uint64_t>owner & TTL_RESERVED) == 0:
+        return False
+    return owner != 0 and owner != CONTAINER_OWNER
+
+
+cdef bint valid_ascii_path(const char* p, Py_ssize_t n) noexcept:
+    # PathUtils.validatePath for paths of ASCII bytes
+    cdef Py_ssize_t i
+    cdef char c, last = b'/'
+    if n == 0 or p[0] != b'/':
+        return False
+    if n == 1:
+        return True
+    if p[n - 1] == b'/':
+        return False
+    for i in range(1, n):
+        c = p[i]
+        if c == 0:
+            return False
+        if c == b'/' and last == b'/':
+            return False
+        if c == b'.' and last == b'.':
+            if p[i - 2] == b'/' and (i + 1 == n or p[i + 1] == b'/'):
+                return False
+        elif c == b'.':
+            if p[i - 1] == b'/' and (i + 1 == n or p[i + 1] == b'/'):
+                return False
+        elif (0 < c <= 0x1f) or c == 0x7f:
+            return False
+        last = c
+    return True
+
+
+cdef bint valid_path(bytes path) except -1:
+    cdef const char* p = PyBytes_AS_STRING(path)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(path), i
+    for i in range(n):
+        if <uint8_t>p[i] >= 0x80:
+            return validate_path_py(path)
+    return valid_ascii_path(p, n)
+
+
+cdef bint acl_allows_world(object acl, int perm) except -1:
+    if not acl:
+        return True
+    for entry in acl:
+        if (entry[0] & perm) and entry[1] == "world" and entry[2] == "anyone":
+            return True
+    return False
+
+
+def owner_kind(int64_t owner, bint extended_types):
+    if is_session_owner(owner, extended_types):
+        return "normal"
+    if owner == CONTAINER_OWNER:
+        return "container"
+    if owner == 0:
+        return "void"
+    return "ttl"
+
+
+def ttl_owner(int64_t ttl):
+    return <int64_t>(TTL_MASK | <uint64_t>ttl)
+
+
+cdef int32_t java_int_inc(int32_t v) noexcept:
+    # Java int arithmetic wraps
+    return <int32_t>(<uint32_t>v + 1u)
+
+
+cdef class Prep:
+    """Prepares write requests into txns, keeping the outstanding change records."""
+
+    cdef public DataTree tree
+    cdef public object sessions
+    cdef public object auth
+    cdef public object next_zxid
+    cdef public object now_ms
+    cdef public bint extended_types
+    cdef public bint reconfig_enabled
+    cdef public bint close_session_txn
+    cdef public object outstanding
+    cdef public dict by_path
+
+    def __init__(self, DataTree tree, sessions, auth, next_zxid, now_ms, bint extended_types=False,
+                 bint reconfig_enabled=False, bint close_session_txn=True):
+        self.tree = tree
+        self.sessions = sessions
+        self.auth = auth
+        self.next_zxid = next_zxid
+        self.now_ms = now_ms
+        self.extended_types = extended_types
+        self.reconfig_enabled = reconfig_enabled
+        self.close_session_txn = close_session_txn
+        self.outstanding = deque()
+        self.by_path = {}
+
+    # -- change records
+
+    cdef ChangeRecord lookup(self, bytes path):
+        """The record for path, or None when the node does not exist (or a delete is pending)."""
+        cdef ChangeRecord rec = self.by_path.get(path)
+        cdef Node* node
+        if rec is None:
+            node = self.tree.lookup_bytes(path)
+            if node is NULL:
+                return None
+            rec = ChangeRecord.__new__(ChangeRecord)
+            rec.zxid = -1
+            rec.path = path
+            rec.exists = True
+            rec.czxid, rec.mzxid, rec.ctime, rec.mtime = node.czxid, node.mzxid, node.ctime, node.mtime
+            rec.owner, rec.pzxid = node.ephemeral_owner, node.pzxid
+            rec.version, rec.cversion, rec.aversion = node.version, node.cversion, node.aversion
+            rec.child_count = node.num_children
+            rec.acl = self.tree.acl_lists[node.acl]
+            return rec
+        if not rec.exists:
+            return None
+        return rec
+
+    cdef ChangeRecord record(self, bytes path):
+        cdef ChangeRecord rec = self.lookup(path)
+        if rec is None:
+            raise ZkError(Code.NONODE, path)
+        return rec
+
+    def record_of(self, bytes path):
+        """The change record of path (tests, tools); ZkError NONODE when missing."""
+        return self.record(path)
+
+    cdef void add(self, ChangeRecord rec):
+        self.outstanding.append(rec)
+        self.by_path[rec.path] = rec
+
+    def applied(self, int64_t zxid):
+        """A txn up to zxid reached the tree: its change records are no longer needed."""
+        cdef ChangeRecord rec
+        outstanding = self.outstanding
+        by_path = self.by_path
+        while outstanding:
+            rec = outstanding[0]
+            if rec.zxid > zxid:
+                break
+            outstanding.popleft()
+            if by_path.get(rec.path) is rec:
+                del by_path[rec.path]
+
+    def reset(self):
+        """Forget every outstanding change (their txns failed)."""
+        self.outstanding.clear()
+        self.by_path.clear()
+
+    cdef dict pending_for_multi(self, list ops):
+        cdef dict pending = {}
+        for _, args in ops:
+            path = args[0]
+            if path is None:
+                continue
+            rec = self.by_path.get(path)
+            if rec is not None:
+                pending[path] = rec
+            cut = path.rfind(b"/")
+            if cut == -1 or b"\0" in path:
+                continue
+            parent = path[:cut]
+            rec = self.by_path.get(parent)
+            if rec is not None:
+                pending[parent] = rec
+        return pending
+
+    cdef void rollback(self, int64_t zxid, dict pending):
+        cdef ChangeRecord rec
+        outstanding = self.outstanding
+        while outstanding:
+            rec = outstanding[len(outstanding) - 1]
+            if rec.zxid != zxid:
+                break
+            outstanding.pop()
+            self.by_path.pop(rec.path, None)
+        if not outstanding:
+            return
+        first = (<ChangeRecord>outstanding[0]).zxid
+        for rec in pending.values():
+            if rec.zxid >= first:
+                self.by_path[rec.path] = rec
+
+    # -- ACL checks: world:anyone in C, the rest through the Python providers
+
+    cdef void require(self, object acl, int perm, object ids) except *:
+        if acl_allows_world(acl, perm):
+            return
+        self.auth.require(acl, perm, ids)
+
+    cdef object fixup(self, bytes path, object ids, object acl):
+        if acl is not None and len(acl) == 1:
+            entry = acl[0]
+            if entry[1] == "world" and entry[2] == "anyone":
+                return acl
+        return self.auth.fixup_acl(path, ids, acl)
+
+    # -- the entry point
+
+    def prep(self, Request req):
+        """A txn for a write request (a failed one becomes an error txn); None for other types.
+
+        Reads get only the session check; a failure is left in req.error.
+        """
+        cdef int32_t typ = req.type
+        cdef Txn txn
+        try:
+            if typ == C_MULTI:
+                return self.prep_multi(req)
+            if typ == C_RECONFIG:
+                try:
+                    decode_request(typ, req.body)
+                except JuteError:
+                    # Apache decodes a reconfig before giving it a txn header: no zxid is spent
+                    req.error = ZkError(Code.MARSHALLINGERROR)
+                    return None
+            if typ in WRITE_OPS:
+                txn = Txn(req.session_id, req.cxid, self.next_zxid(), self.now_ms(), typ)
+                req.txn = txn
+                try:
+                    self.to_txn(typ, txn, req, None)
+                except ZkError as e:
+                    fail(txn, e.code)
+                except _MALFORMED as e:
+                    log.warning("failed to process request type %d of session 0x%x: %s", typ,
+                                req.session_id & 0xFFFFFFFFFFFFFFFF, e)
+                    fail(txn, Code.MARSHALLINGERROR)
+                return txn
+            self.sessions.check(req.session_id)
+        except ZkError as e:
+            req.error = e
+        return None
+
+    cdef Txn prep_multi(self, Request req):
+        cdef Txn txn, sub
+        cdef bint failed = False
+        cdef int64_t zxid
+        cdef int32_t op, sub_type
+        try:
+            ops = decode_request(OP_MULTI, req.body)
+            if any(o in (4, 8) for o, _ in ops):
+                # mixed kinds fail to decode; an all-read multi fails on its first op (Apache:
+                # a null txn): either way MARSHALLINGERROR, and the zxid is spent
+                raise JuteError("read ops in a multi")
+        except (JuteError, ValueError) as e:
+            log.warning("bad multi from session 0x%x: %s", req.session_id & 0xFFFFFFFFFFFFFFFF, e)
+            txn = Txn(req.session_id, req.cxid, self.next_zxid(), self.now_ms(), OP_MULTI)
+            req.txn = txn
+            fail(txn, Code.MARSHALLINGERROR)
+            return txn
+        zxid = self.next_zxid()
+        pending = self.pending_for_multi(ops)
+        txn = Txn(req.session_id, req.cxid, zxid, self.now_ms(), OP_MULTI)
+        req.txn = txn
+        subs = []
+        try:
+            for op, args in ops:
+                sub = Txn(req.session_id, req.cxid, zxid, txn.time, op)
+                if failed:
+                    fail(sub, Code.RUNTIMEINCONSISTENCY)
+                else:
+                    sub_type = multi_sub_type(op, args)
+                    sub.type = sub_type
+                    if op == C_CREATE_TTL and sub_type != C_CREATE_TTL:
+                        args = args[:4]  # Op.create without a TTL mode keeps a plain CreateRequest
+                    try:
+                        self.to_txn(sub_type, sub, req, args)
+                    except ZkError as e:
+                        failed = True
+                        fail(sub, e.code)
+                        self.rollback(zxid, pending)
+                subs.append(sub)
+        except _MALFORMED as e:
+            # Apache's pRequest2Txn meets a record of the wrong class (e.g. a create header
+            # whose flags ask for TTL): the whole multi fails with MARSHALLINGERROR
+            log.warning("bad multi op from session 0x%x: %s", req.session_id & 0xFFFFFFFFFFFFFFFF, e)
+            fail(txn, Code.MARSHALLINGERROR)
+            return txn
+        txn.subtxns = subs
+        return txn
+
+    # -- per type (Apache's pRequest2Txn)
+
+    cdef void to_txn(self, int32_t typ, Txn txn, Request req, object args) except *:
+        cdef ChangeRecord node, parent
+        cdef bytes path, parent_path
+        cdef int32_t version
+        if typ == C_CREATE or typ == C_CREATE2 or typ == C_CREATE_TTL or typ == C_CREATE_CONTAINER:
+            self.create(typ, txn, req, args if args is not None else decode_request(typ, req.body))
+        elif typ == C_DELETE_CONTAINER:
+            self.delete_container(txn, req.body)
+        elif typ == C_DELETE:
+            self.sessions.check(req.session_id)
+            path, version = args if args is not None else decode_request(typ, req.body)
+            if path is None:
+                raise TypeError("null path")
+            parent_path = parent_of_deletable(path)
+            parent = self.record(parent_path)
+            self.require(parent.acl, PERM_DELETE, req.auth_ids)
+            node = self.record(path)
+            check_version(node.version, version, path)
+            if node.child_count > 0:
+                raise ZkError(Code.NOTEMPTY, path)
+            txn.path = path
+            parent = parent.duplicate(txn.zxid)
+            parent.child_count -= 1
+            parent.pzxid = txn.zxid
+            self.add(parent)
+            self.add(deleted_record(txn.zxid, path))
+        elif typ == C_SET_DATA:
+            self.sessions.check(req.session_id)
+            path, data, version = args if args is not None else decode_request(typ, req.body)
+            validate(path)
+            node = self.record(path)
+            self.require(node.acl, PERM_WRITE, req.auth_ids)
+            version = check_version(node.version, version, path)
+            txn.path = path
+            txn.data = data
+            txn.version = version
+            node = node.duplicate(txn.zxid)
+            node.version = version
+            node.mtime = txn.time
+            node.mzxid = txn.zxid
+            self.add(node)
+        elif typ == C_SET_ACL:
+            self.sessions.check(req.session_id)
+            path, acl, version = args if args is not None else decode_request(typ, req.body)
+            validate(path)
+            acl = self.auth.fixup_acl(path, req.auth_ids, acl)
+            node = self.record(path)
+            self.auth.require(node.acl, PERM_ADMIN, req.auth_ids)
+            version = check_version(node.aversion, version, path)
+            txn.path = path
+            txn.acl = acl
+            txn.version = version
+            node = node.duplicate(txn.zxid)
+            node.aversion = version
+            node.acl = acl
+            self.add(node)
+        elif typ == C_CHECK:
+            self.sessions.check(req.session_id)
+            path, version = args if args is not None else decode_request(typ, req.body)
+            validate(path)
+            node = self.record(path)
+            self.require(node.acl, PERM_READ, req.auth_ids)
+            txn.path = path
+            txn.version = check_version(node.version, version, path)
+        elif typ == C_RECONFIG:
+            if not self.reconfig_enabled:
+                raise ZkError(Code.RECONFIGDISABLED)
+            self.sessions.check(req.session_id)
+            # a standalone server cannot reconfigure (Apache: UnimplementedException)
+            raise ZkError(Code.UNIMPLEMENTED)
+        elif typ == C_CREATE_SESSION:
+            txn.timeout = req.extra["timeout_ms"]
+        elif typ == C_CLOSE_SESSION:
+            self.close_session(txn, req)
+        else:
+            raise ZkError(Code.UNIMPLEMENTED)
+
+    cdef void create(self, int32_t typ, Txn txn, Request req, tuple args) except *:
+        cdef bytes path, parent_path
+        cdef int32_t flags, new_cversion
+        cdef int64_t ttl, owner
+        cdef Py_ssize_t cut
+        cdef ChangeRecord parent, rec
+        cdef bint sequential, ephemeral
+        if typ == C_CREATE_TTL:
+            path, data, acl, flags, ttl = args
+        else:
+            path, data, acl, flags = args
+            ttl = -1
+        if flags < 0 or flags > 6:
+            raise ZkError(Code.BADARGUMENTS, path)
+        # validateCreateRequest
+        if flags == 5 or flags == 6:
+            if not self.extended_types:
+                raise ZkError(Code.UNIMPLEMENTED)
+            if not (0 < ttl <= TTL_MAX):
+                raise ZkError(Code.BADARGUMENTS, path)
+        elif ttl >= 0 or typ == C_CREATE_TTL:
+            # createTTL with a non-TTL mode: Apache fails this only when applying; refuse here
+            raise ZkError(Code.BADARGUMENTS, path)
+        self.sessions.check(req.session_id)
+        if path is None:
+            raise TypeError("null path")
+        cut = path.rfind(b"/")
+        if cut == -1 or memchr(PyBytes_AS_STRING(path), 0, PyBytes_GET_SIZE(path)) is not NULL:
+            raise ZkError(Code.BADARGUMENTS, path)
+        parent_path = path[:cut]
+        acl = self.fixup(path, req.auth_ids, acl)
+        parent = self.record(parent_path)
+        self.require(parent.acl, PERM_CREATE, req.auth_ids)
+        sequential = flags == 2 or flags == 3 or flags == 6
+        ephemeral = flags == 1 or flags == 3
+        if sequential:
+            path = path + b"%010d" % parent.cversion
+        validate(path)
+        if self.lookup(path) is not None:
+            raise ZkError(Code.NODEEXISTS, path)
+        if is_session_owner(parent.owner, self.extended_types):
+            raise ZkError(Code.NOCHILDRENFOREPHEMERALS, path)
+        new_cversion = parent.cversion + 1
+        txn.path = path
+        txn.data = data
+        txn.acl = acl
+        txn.parent_cversion = new_cversion
+        if typ == C_CREATE_TTL:
+            txn.ttl = ttl
+        elif typ == C_CREATE or typ == C_CREATE2:
+            txn.ephemeral = ephemeral
+        if flags == 4:
+            owner = CONTAINER_OWNER
+        elif flags == 5 or flags == 6:
+            owner = <int64_t>(TTL_MASK | <uint64_t>ttl)
+        elif ephemeral:
+            owner = req.session_id
+        else:
+            owner = 0
+        parent = parent.duplicate(txn.zxid)
+        parent.child_count += 1
+        parent.cversion = new_cversion
+        parent.pzxid = txn.zxid
+        self.add(parent)
+        rec = ChangeRecord.__new__(ChangeRecord)
+        rec.zxid = txn.zxid
+        rec.path = path
+        rec.exists = True
+        rec.czxid = rec.mzxid = rec.pzxid = txn.zxid
+        rec.ctime = rec.mtime = txn.time
+        rec.owner = owner
+        rec.version = rec.cversion = rec.aversion = 0
+        rec.child_count = 0
+        rec.acl = acl
+        self.add(rec)
+
+    cdef void delete_container(self, Txn txn, bytes body) except *:
+        # the ContainerManager's request carries the bare path, not a DeleteRequest
+        cdef bytes path = body
+        cdef bytes parent_path = parent_of_deletable(path)
+        cdef ChangeRecord node = self.record(path), parent
+        if node.child_count > 0:
+            raise ZkError(Code.NOTEMPTY, path)
+        if is_session_owner(node.owner, self.extended_types):
+            raise ZkError(Code.BADVERSION, path)
+        parent = self.record(parent_path)
+        txn.path = path
+        parent = parent.duplicate(txn.zxid)
+        parent.child_count -= 1
+        parent.pzxid = txn.zxid
+        self.add(parent)
+        self.add(deleted_record(txn.zxid, path))
+
+    cdef void close_session(self, Txn txn, Request req) except *:
+        cdef ChangeRecord rec
+        order, capacity = self.ephemeral_order(req.session_id)
+        for rec in self.outstanding:
+            if not rec.exists:
+                if rec.path in order:
+                    order.remove(rec.path)
+            elif rec.owner == req.session_id:
+                order, capacity = javaorder.add_to_set(order, capacity, len(order), rec.path)
+        for path in order:
+            self.add(deleted_record(txn.zxid, path))
+        if self.close_session_txn:
+            txn.paths = order
+        self.sessions.set_closing(req.session_id)
+
+    def ephemeral_order(self, int64_t session_id):
+        """The session's ephemerals in the order Apache's closeSession lists them."""
+        paths = self.tree.ephemeral_paths(session_id)
+        if not paths:
+            return [], 16
+        capacity = javaorder.capacity_after_inserts(self.tree.ephemerals_max.get(session_id, len(paths)))
+        source = javaorder.iteration_order(paths, capacity)
+        return javaorder.cloned_set_order(source)
+
+
+cdef void fail(Txn txn, object code):
+    txn.type = C_ERROR
+    txn.err = int(code)
+    txn.path = None
+    txn.data = None
+    txn.acl = None
+    txn.subtxns = None
+    txn.paths = None
+
+
+cdef void validate(object path) except *:
+    if path is None:
+        raise TypeError("null path")
+    if not valid_path(path):
+        raise ZkError(Code.BADARGUMENTS, path)
+
+
+cdef bytes parent_of_deletable(object path):
+    if path is None:
+        raise TypeError("null path")
+    cut = path.rfind(b"/")
+    if cut == -1 or b"\0" in path or path in SPECIAL_PATHS:
+        raise ZkError(Code.BADARGUMENTS, path)
+    return path[:cut]
+
+
+cdef int32_t check_version(int32_t current, int32_t expected, bytes path) except? -1:
+    if expected != -1 and expected != current:
+        raise ZkError(Code.BADVERSION, path)
+    return java_int_inc(current)
+
+
+cdef int32_t multi_sub_type(int32_t op, tuple args) except? -99:
+    """The opcode Apache's Op gives a multi entry: create kinds follow the flags, not the header."""
+    cdef int32_t flags
+    if op == C_CREATE or op == C_CREATE2 or op == C_CREATE_CONTAINER or op == C_CREATE_TTL:
+        flags = args[3]
+        if flags == 5 or flags == 6:
+            # from a create header this pairs a CreateRequest with createTTL: it fails as Apache's cast
+            return C_CREATE_TTL
+        return C_CREATE_CONTAINER if flags == 4 else C_CREATE
+    return op
