@@ -14,7 +14,7 @@ MODULES = {
     "zkfast._jute": "ext/jute.pyx",
     "zkfast._datatree": "ext/datatree.pyx",
     "zkfast._fastpath": "ext/fastpath.pyx",
-    "zkfast._prep": "ext/prep.pyx",
+    "zkfast._pipeline": "ext/pipeline.pyx",
 }
 
 compile_args = ["-O0", "-g"] if DEBUG else ["-O2"]

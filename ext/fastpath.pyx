@@ -39,23 +39,7 @@ LAST_OP_NAMES = {3: "EXIS", 4: "GETD", 8: "GETC", 12: "GETC", 11: "PING"}
 
 
 cdef class ConnCore(Watcher):
-    """One client connection's bytes: framing, the read fast path, and its counters."""
-
-    cdef DataTree tree
-    cdef char* inbuf
-    cdef Py_ssize_t inlen
-    cdef Py_ssize_t incap
-    cdef public int state
-    cdef public int queued           # requests the handler holds for ordering: no fast path then
-    cdef public bint paused          # throttled: frames stay buffered until resume()
-    cdef public int32_t max_frame_bytes
-    cdef public object handler
-    cdef public object server_counters
-    cdef public int64_t packets_received
-    cdef public int32_t last_cxid
-    cdef public int64_t last_zxid
-    cdef public int last_op
-    cdef public int64_t fast_replies
+    """One client connection's bytes: framing, the read hot path, and its counters."""
 
     def __init__(self, DataTree tree, handler, int32_t max_frame_bytes):
         Watcher.__init__(self)
@@ -184,7 +168,7 @@ cdef class ConnCore(Watcher):
             self.keep(p + pos, n - pos)
         return 0
 
-    cdef inline void note_reply(self, int32_t xid, int op) noexcept:
+    cdef void note_reply(self, int32_t xid, int op) noexcept:
         self.packets_sent += 1
         self.fast_replies += 1
         self.last_cxid = xid

@@ -17,8 +17,8 @@ from zkfast._fastpath import STATE_CLOSED, STATE_OPEN, ConnCore
 from zkfast.limits import MAX_CONNECTION_OUTPUT_BYTES
 
 if TYPE_CHECKING:
+    from zkfast._pipeline import Request
     from zkfast.net.listener import ClientListener
-    from zkfast._prep import Request
     from zkfast.server.zkserver import ZooKeeperServer
 
 log = logging.getLogger(__name__)

@@ -13,16 +13,7 @@ from typing import TYPE_CHECKING
 from zkfast._datatree import MODE_PERSISTENT, MODE_PERSISTENT_RECURSIVE, MODE_STANDARD
 from zkfast._jute import (
     OP_ADD_WATCH,
-    OP_CHECK,
     OP_CHECK_WATCHES,
-    OP_CLOSE_SESSION,
-    OP_CREATE,
-    OP_CREATE2,
-    OP_CREATE_CONTAINER,
-    OP_CREATE_TTL,
-    OP_DELETE,
-    OP_DELETE_CONTAINER,
-    OP_ERROR,
     OP_EXISTS,
     OP_GET_ACL,
     OP_GET_ALL_CHILDREN_NUMBER,
@@ -30,13 +21,9 @@ from zkfast._jute import (
     OP_GET_CHILDREN2,
     OP_GET_DATA,
     OP_GET_EPHEMERALS,
-    OP_MULTI,
     OP_MULTI_READ,
     OP_PING,
-    OP_RECONFIG,
     OP_REMOVE_WATCHES,
-    OP_SET_ACL,
-    OP_SET_DATA,
     OP_SET_WATCHES,
     OP_SET_WATCHES2,
     OP_SYNC,
@@ -56,8 +43,8 @@ def now_ms() -> int:
 
 
 if TYPE_CHECKING:
+    from zkfast._pipeline import Request
     from zkfast.net.connection import ClientConnection
-    from zkfast._prep import Request
     from zkfast.server.zkserver import ZooKeeperServer
 
 log = logging.getLogger(__name__)
@@ -77,87 +64,6 @@ def _java_trim(s: bytes) -> bytes:
 
 # ------------------------------------------------------------------------------------------------
 # replies to applied txns
-
-
-def write_txn_reply(server: ZooKeeperServer, conn: ClientConnection, req: Request) -> None:
-    txn = req.txn
-    assert txn is not None
-    out = conn.core.out
-    zxid = server.tree.last_processed_zxid
-    server.note_reply(conn, req, zxid)
-    if txn.type == OP_ERROR:
-        out.reply(req.cxid, zxid, txn.err)
-        return
-    op = req.type
-    err = txn.rc_err
-    if op == OP_MULTI:
-        start = out.frame_start()
-        out.write_reply_header(req.cxid, zxid, 0)
-        for sub in txn.subtxns:
-            _write_multi_result(out, sub)
-        out.write_int(-1)
-        out.write_bool(True)
-        out.write_int(-1)
-        out.frame_end(start)
-        return
-    if err != 0 or op in (OP_DELETE, OP_DELETE_CONTAINER, OP_CLOSE_SESSION):
-        out.reply(req.cxid, zxid, err)
-        return
-    start = out.frame_start()
-    out.write_reply_header(req.cxid, zxid, 0)
-    if op == OP_CREATE:
-        out.write_ustring(txn.path)
-    elif op in (OP_CREATE2, OP_CREATE_TTL, OP_CREATE_CONTAINER):
-        out.write_ustring(txn.path)
-        out.write_stat(txn.stat)
-    elif op in (OP_SET_DATA, OP_SET_ACL):
-        out.write_stat(txn.stat)
-    elif op == OP_CHECK:
-        # Apache 3.8.0 answers a top-level check with SetDataResponse(null), which fails to
-        # serialise: the txn is applied, no reply is sent, the connection stays open
-        out.clear_from(start)
-        return
-    elif op == OP_RECONFIG:
-        out.write_buffer(b"")
-        out.write_stat(txn.stat)
-    out.frame_end(start)
-
-
-
-def _write_multi_result(out: WriteBuffer, sub) -> None:
-    typ = sub.rc_type
-    if typ == OP_ERROR:
-        err = sub.rc_err if sub.type != OP_ERROR else sub.err
-        out.write_int(-1)
-        out.write_bool(False)
-        out.write_int(err)
-        out.write_int(err)
-    elif typ == OP_CREATE:
-        out.write_int(OP_CREATE)
-        out.write_bool(False)
-        out.write_int(0)
-        out.write_ustring(sub.path)
-    elif typ in (OP_CREATE2, OP_CREATE_TTL, OP_CREATE_CONTAINER):
-        out.write_int(OP_CREATE2)
-        out.write_bool(False)
-        out.write_int(0)
-        out.write_ustring(sub.path)
-        stat = sub.stat
-        out.write_stat(stat if stat is not None else (0,) * 11)
-    elif typ in (OP_DELETE, OP_DELETE_CONTAINER):
-        out.write_int(OP_DELETE)
-        out.write_bool(False)
-        out.write_int(0)
-    elif typ == OP_SET_DATA:
-        out.write_int(OP_SET_DATA)
-        out.write_bool(False)
-        out.write_int(0)
-        stat = sub.stat
-        out.write_stat(stat if stat is not None else (0,) * 11)
-    elif typ == OP_CHECK:
-        out.write_int(OP_CHECK)
-        out.write_bool(False)
-        out.write_int(0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -197,7 +103,7 @@ def execute(server: ZooKeeperServer, conn: ClientConnection, req: Request) -> No
 
 
 def _note(server: ZooKeeperServer, req: Request) -> None:
-    server.stats.update_latency(max(0, now_ms() - req.create_ms))
+    server.note_latency(req.create_ms)
 
 
 def _error(server: ZooKeeperServer, conn: ClientConnection, req: Request, code: int) -> None:

@@ -8,14 +8,11 @@ connection, releasing the reads that waited behind the write.
 from __future__ import annotations
 
 import logging
-import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from zkfast._datatree import DataTree
 from zkfast._jute import (
     OP_ADD_WATCH,
-    OP_AUTH,
     OP_CHECK,
     OP_CHECK_WATCHES,
     OP_CLOSE_SESSION,
@@ -38,22 +35,19 @@ from zkfast._jute import (
     OP_PING,
     OP_RECONFIG,
     OP_REMOVE_WATCHES,
-    OP_SASL,
     OP_SET_ACL,
     OP_SET_DATA,
     OP_SET_WATCHES,
     OP_SET_WATCHES2,
     OP_SYNC,
     OP_WHO_AM_I,
-    Txn,
     decode_connect_request,
     encode_connect_response,
 )
-from zkfast.server import reads
+from zkfast._pipeline import PipelineCore, Prep, Request, now_ms
 from zkfast.server.auth import AuthRegistry
 from zkfast.server.codes import Code, ZkError
 from zkfast.server.commit import CommitStage, ImmediateCommit
-from zkfast._prep import Prep, Request
 from zkfast.server.session import SessionTracker, session_password
 
 if TYPE_CHECKING:
@@ -85,37 +79,25 @@ LAST_OP = {OP_PING: "PING", OP_CREATE_SESSION: "SESS", OP_MULTI: "MULT", OP_MULT
            OP_WHO_AM_I: "HOMI", OP_GET_EPHEMERALS: "GETE"}
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class ServerStats:
-    """Counters behind srvr/stat/mntr (Apache's ServerStats)."""
+    """Counters behind srvr/stat/mntr kept across connections (Apache's ServerStats); latencies are
+    PipelineCore's, the per-connection counters ConnCore's."""
 
     def __init__(self) -> None:
         self.started_ms = now_ms()
         self.reset()
 
     def reset(self) -> None:
-        self.latency_min_ms = -1
-        self.latency_max_ms = 0
-        self.latency_total_ms = 0
-        self.latency_count = 0
         self.packets_received_base = 0
         self.packets_sent_base = 0
         self.fast_replies_base = 0
 
-    def update_latency(self, latency_ms: int) -> None:
-        self.latency_total_ms += latency_ms
-        self.latency_count += 1
-        if latency_ms > self.latency_max_ms:
-            self.latency_max_ms = latency_ms
-        if self.latency_min_ms < 0 or latency_ms < self.latency_min_ms:
-            self.latency_min_ms = latency_ms
 
+class ZooKeeperServer(PipelineCore):
+    """Sessions, the tree and the pipeline of one server; connections call into it.
 
-class ZooKeeperServer:
-    """Sessions, the tree and the pipeline of one server; connections call into it."""
+    The per-request path (on_request, submit, on_commit, apply, finish, replies) is PipelineCore's,
+    in Cython; this class holds what runs once per session or less."""
 
     def __init__(self, *, tick_time_ms: int, min_session_timeout_ms: int, max_session_timeout_ms: int,
                  server_id: int = 0, extended_types: bool = False, skip_acl: bool = False,
@@ -123,6 +105,7 @@ class ZooKeeperServer:
                  super_digest: str | None = None, digest_enabled: bool = True,
                  global_outstanding_limit: int = 1000, auth_schemes: tuple[str, ...] = (),
                  commit: CommitStage | None = None, read_only: bool = False) -> None:
+        PipelineCore.__init__(self)
         self.tick_time_ms = tick_time_ms
         self.min_session_timeout_ms = min_session_timeout_ms
         self.max_session_timeout_ms = max_session_timeout_ms
@@ -140,19 +123,14 @@ class ZooKeeperServer:
                          extended_types=extended_types, reconfig_enabled=reconfig_enabled,
                          close_session_txn=close_session_txn)
         self.commit: CommitStage = commit if commit is not None else ImmediateCommit()
-        self.in_flight: deque[Request] = deque()
         self.connections: set[ClientConnection] = set()
-        self.by_session: dict[int, ClientConnection] = {}
         self.stats = ServerStats()
-        self.paused: list[ClientConnection] = []
         self.serving = False
         self.auth_failed_count = 0
-        self.write_failure: str | None = None
         self.store: Any = None
         self.config: Any = None
         self.mode = "read-only" if read_only else "standalone"
         self.trace_mask = 0b100110010  # Apache's default text trace level (306)
-        self._dirty_conns: list[ClientConnection] = []
         self.commit.start(self.on_commit)
 
     # -- zxids
@@ -240,77 +218,7 @@ class ZooKeeperServer:
 
     # -- requests
 
-    def on_request(self, conn: ClientConnection, xid: int, op: int, body: bytes) -> None:
-        """A frame the fast path did not answer (Apache's processPacket)."""
-        core = conn.core
-        if op == OP_AUTH:
-            reads.handle_auth(self, conn, xid, body)
-            return
-        if op == OP_SASL:
-            reads.handle_sasl(self, conn, xid, body)
-            return
-        if not self.sessions.touch(core.session_id, conn.session_timeout_ms):
-            return  # a closing or unknown session: Apache drops the packet
-        if op not in VALID_OPS:
-            log.warning("received packet of unknown type %d from %s", op, conn.remote)
-            core.out.reply(xid, -1, int(Code.UNIMPLEMENTED))
-            conn.close_after_flush()
-            return
-        req = Request(core.session_id, xid, op, body, core.auth_ids, conn, create_ms=now_ms())
-        if op in TXN_OPS and self.write_failure is not None:
-            req.error = ZkError(Code.SYSTEMERROR)
-            op = -1  # answered in its turn, like a read
-        if op in TXN_OPS:
-            self.submit(req)
-            if len(self.in_flight) > self.global_outstanding_limit:
-                self.pause(conn)
-        elif conn.queue:
-            conn.queue.append(req)
-            core.queued = len(conn.queue)
-        else:
-            self.run_read(conn, req)
-
-    def submit(self, req: Request) -> None:
-        txn = self.prep.prep(req)
-        conn = req.conn
-        if txn is None:
-            # a read or reconfig that failed before getting a zxid: answered in order
-            if conn is not None:
-                if conn.queue:
-                    conn.queue.append(req)
-                    conn.core.queued = len(conn.queue)
-                else:
-                    self.run_read(conn, req)
-            return
-        if conn is not None:
-            conn.queue.append(req)
-            conn.core.queued = len(conn.queue)
-        self.in_flight.append(req)
-        self.commit.append(txn)
-
-    def run_read(self, conn: ClientConnection, req: Request) -> None:
-        """Answer a non-txn request now (nothing of its session is ahead of it)."""
-        reads.execute(self, conn, req)
-
-    def end_batch(self) -> None:
-        """After a batch of input: let the commit stage make its txns final, flush output."""
-        self.commit.flush()
-        self.flush_output()
-
-    # -- commit and apply
-
-    def on_commit(self, zxid: int) -> None:
-        """Every txn up to zxid is final: apply them in order and answer their clients."""
-        tree = self.tree
-        while self.in_flight and self.in_flight[0].txn.zxid <= zxid:
-            req = self.in_flight.popleft()
-            txn = req.txn
-            self.apply(req.type, txn)
-            self.finish(req)
-        if self.paused and len(self.in_flight) <= self.global_outstanding_limit // 2:
-            self.resume_paused()
-        if tree.dirty_watchers or self._dirty_conns:
-            self.flush_output()
+    # -- commit failures
 
     def on_commit_failed(self, exc: BaseException, first_zxid: int, permanent: bool) -> None:
         """The commit stage could not make txns from first_zxid on durable: none of them is
@@ -369,68 +277,6 @@ class ZooKeeperServer:
         if sessions:
             self.sessions.next_id = max(self.sessions.next_id, max(sessions) + 1)
 
-    def apply(self, op: int, txn: Txn) -> None:
-        """Apply one final txn (Apache's ZooKeeperServer.processTxn)."""
-        if op == OP_CREATE_SESSION:
-            pass  # tracked at connect time
-        elif op == OP_CLOSE_SESSION:
-            self.sessions.remove(txn.session_id)
-        self.tree.apply(txn)
-        self.prep.applied(txn.zxid)
-
-    def finish(self, req: Request) -> None:
-        """Answer a request whose txn was applied (Apache's FinalRequestProcessor)."""
-        conn = req.conn
-        txn = req.txn
-        if conn is None:
-            if req.type == OP_CLOSE_SESSION:
-                other = self.by_session.get(txn.session_id)
-                if other is not None:
-                    other.close_after_flush()
-            return
-        head = conn.queue.popleft() if conn.queue else None
-        assert head is req, "writes finish in the order their connection sent them"
-        if conn.closed:
-            conn.core.queued = len(conn.queue)
-            return
-        if req.type == OP_CREATE_SESSION:
-            self.finish_session_init(conn, True)
-        else:
-            reads.write_txn_reply(self, conn, req)
-            if req.type == OP_CLOSE_SESSION:
-                conn.close_after_flush()
-                return
-        self.drain_queue(conn)
-
-    def drain_queue(self, conn: ClientConnection) -> None:
-        """Run the reads that waited behind a finished write, up to the next write."""
-        queue = conn.queue
-        while queue and queue[0].txn is None:
-            self.run_read(conn, queue.popleft())
-        conn.core.queued = len(queue)
-        self.mark_dirty(conn)
-
-    def mark_dirty(self, conn: ClientConnection) -> None:
-        if not conn.dirty_flag:
-            conn.dirty_flag = True
-            self._dirty_conns.append(conn)
-
-    def note_reply(self, conn: ClientConnection, req: Request, zxid: int) -> None:
-        conn.core.note_slow_reply(req.cxid, zxid, req.type)
-        latency = now_ms() - req.create_ms
-        self.stats.update_latency(latency if latency > 0 else 0)
-
-    def flush_output(self) -> None:
-        for w in self.tree.take_dirty():
-            w.dirty = False
-            w.handler.flush()
-        conns = self._dirty_conns
-        if conns:
-            self._dirty_conns = []
-            for conn in conns:
-                conn.dirty_flag = False
-                conn.flush()
-
     # -- throttling (globalOutstandingLimit)
 
     def pause(self, conn: ClientConnection) -> None:
@@ -473,14 +319,15 @@ class ZooKeeperServer:
 
     def latency(self) -> tuple[int, float, int]:
         fast = self.stats.fast_replies_base + sum(c.core.fast_replies for c in self.connections)
-        count = self.stats.latency_count + fast
+        count = self.latency_count + fast
         if count == 0:
             return 0, 0.0, 0
-        low = 0 if fast else max(self.stats.latency_min_ms, 0)
-        return low, self.stats.latency_total_ms / count, self.stats.latency_max_ms
+        low = 0 if fast else max(self.latency_min_ms, 0)
+        return low, self.latency_total_ms / count, self.latency_max_ms
 
     def reset_stats(self) -> None:
         self.stats.reset()
+        self.reset_latency()
         for conn in self.connections:
             conn.core.fast_replies = 0
 

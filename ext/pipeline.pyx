@@ -11,7 +11,7 @@ from collections import deque
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, uint8_t
-from libc.string cimport memchr
+from libc.string cimport memchr, memset
 
 from zkfast._jute cimport Txn
 from zkfast._datatree cimport DataTree, Node
@@ -657,3 +657,351 @@ cdef int32_t multi_sub_type(int32_t op, tuple args) except? -99:
             return C_CREATE_TTL
         return C_CREATE_CONTAINER if flags == 4 else C_CREATE
     return op
+
+
+# ------------------------------------------------------------------------------------------------
+# The pipeline's per-request path: a frame the read hot path did not take → prep → commit stage →
+# apply → reply in request order. ZooKeeperServer (Python) subclasses this and adds the rest.
+
+from libc.time cimport time_t
+
+from zkfast._jute cimport WriteBuffer, wb_i32, wb_i64, wb_bool, Stat
+from zkfast._fastpath cimport ConnCore
+
+cdef extern from "<time.h>" nogil:
+    cdef struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clk_id, timespec* tp)
+    int CLOCK_REALTIME
+
+from zkfast.server import reads
+
+cdef enum:
+    C_AUTH = 100
+    C_SASL = 102
+    C_PING = 11
+
+
+cdef inline int64_t wall_ms() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
+
+
+def now_ms():
+    return wall_ms()
+
+
+# Apache's Request.isValid: anything else is answered UNIMPLEMENTED and the connection closed
+cdef inline bint is_valid_op(int32_t op) noexcept:
+    return (1 <= op <= 9) or (11 <= op <= 22) or op == C_CREATE_SESSION or op == C_CLOSE_SESSION \
+        or op == 101 or (103 <= op <= 107)
+
+
+# ops that take a zxid and go through the commit stage
+cdef inline bint is_txn_op(int32_t op) noexcept:
+    return op == C_CREATE or op == C_CREATE2 or op == C_CREATE_CONTAINER or op == C_CREATE_TTL \
+        or op == C_DELETE or op == C_DELETE_CONTAINER or op == C_SET_DATA or op == C_SET_ACL \
+        or op == C_CHECK or op == C_MULTI or op == C_RECONFIG or op == C_CLOSE_SESSION \
+        or op == C_CREATE_SESSION
+
+
+cdef class PipelineCore:
+    """Per-request work of the server, in C where it runs once per request."""
+
+    cdef public DataTree tree
+    cdef public Prep prep
+    cdef public object sessions
+    cdef public object commit
+    cdef public object in_flight
+    cdef public list dirty_conns
+    cdef public list paused
+    cdef public int global_outstanding_limit
+    cdef public object write_failure
+    cdef public dict by_session
+    cdef public int64_t latency_min_ms
+    cdef public int64_t latency_max_ms
+    cdef public int64_t latency_total_ms
+    cdef public int64_t latency_count
+
+    def __init__(self):
+        self.in_flight = deque()
+        self.dirty_conns = []
+        self.paused = []
+        self.by_session = {}
+        self.write_failure = None
+        self.reset_latency()
+
+    def reset_latency(self):
+        self.latency_min_ms = -1
+        self.latency_max_ms = 0
+        self.latency_total_ms = 0
+        self.latency_count = 0
+
+    # -- requests
+
+    def on_request(self, conn, int32_t xid, int32_t op, bytes body):
+        """A frame the read hot path did not answer (Apache's processPacket)."""
+        cdef ConnCore core = conn.core
+        cdef Request req
+        if op == C_AUTH:
+            reads.handle_auth(self, conn, xid, body)
+            return
+        if op == C_SASL:
+            reads.handle_sasl(self, conn, xid, body)
+            return
+        session = self.sessions.sessions.get(core.session_id)
+        if session is None or session.closing:
+            return  # a closing or unknown session: Apache drops the packet
+        if not is_valid_op(op):
+            log.warning("received packet of unknown type %d from %s", op, conn.remote)
+            core.out.reply(xid, -1, -6)
+            conn.close_after_flush()
+            return
+        req = Request.__new__(Request)
+        req.session_id = core.session_id
+        req.cxid = xid
+        req.type = op
+        req.body = body
+        req.auth_ids = core.auth_ids
+        req.conn = conn
+        req.create_ms = wall_ms()
+        if is_txn_op(op):
+            if self.write_failure is not None:
+                req.error = ZkError(Code.SYSTEMERROR)  # answered in its turn, like a read
+            else:
+                self.submit(req)
+                if len(self.in_flight) > self.global_outstanding_limit:
+                    self.pause(conn)
+                return
+        queue = conn.queue
+        if queue:
+            queue.append(req)
+            core.queued = len(queue)
+        else:
+            self.run_read(conn, req)
+
+    cpdef submit(self, Request req):
+        cdef Txn txn = self.prep.prep(req)
+        conn = req.conn
+        if txn is None:
+            # a read or reconfig that failed before getting a zxid: answered in order
+            if conn is not None:
+                queue = conn.queue
+                if queue:
+                    queue.append(req)
+                    (<ConnCore>conn.core).queued = len(queue)
+                else:
+                    self.run_read(conn, req)
+            return
+        if conn is not None:
+            queue = conn.queue
+            queue.append(req)
+            (<ConnCore>conn.core).queued = len(queue)
+        self.in_flight.append(req)
+        self.commit.append(txn)
+
+    def run_read(self, conn, Request req):
+        """Answer a non-txn request now (nothing of its session is ahead of it)."""
+        reads.execute(self, conn, req)
+
+    def end_batch(self):
+        """After a batch of input: let the commit stage make its txns final, flush output."""
+        self.commit.flush()
+        self.flush_output()
+
+    # -- commit and apply
+
+    def on_commit(self, int64_t zxid):
+        """Every txn up to zxid is final: apply them in order and answer their clients."""
+        cdef Request req
+        in_flight = self.in_flight
+        while in_flight:
+            req = in_flight[0]
+            if req.txn.zxid > zxid:
+                break
+            in_flight.popleft()
+            self.apply(req.type, req.txn)
+            self.finish(req)
+        if self.paused and len(in_flight) <= self.global_outstanding_limit // 2:
+            self.resume_paused()
+        if self.tree.dirty_watchers or self.dirty_conns:
+            self.flush_output()
+
+    cpdef apply(self, int32_t op, Txn txn):
+        """Apply one final txn (Apache's ZooKeeperServer.processTxn)."""
+        if op == C_CLOSE_SESSION:
+            self.sessions.remove(txn.session_id)
+        self.tree.apply(txn)
+        self.prep.applied(txn.zxid)
+
+    cpdef finish(self, Request req):
+        """Answer a request whose txn was applied (Apache's FinalRequestProcessor)."""
+        conn = req.conn
+        cdef Txn txn = req.txn
+        cdef ConnCore core
+        if conn is None:
+            if req.type == C_CLOSE_SESSION:
+                other = self.by_session.get(txn.session_id)
+                if other is not None:
+                    other.close_after_flush()
+            return
+        queue = conn.queue
+        head = queue.popleft() if queue else None
+        assert head is req, "writes finish in the order their connection sent them"
+        core = conn.core
+        if conn.closed:
+            core.queued = len(queue)
+            return
+        if req.type == C_CREATE_SESSION:
+            self.finish_session_init(conn, True)
+        else:
+            self.write_txn_reply(core, req)
+            if req.type == C_CLOSE_SESSION:
+                conn.close_after_flush()
+                return
+        self.drain_queue(conn)
+
+    cpdef drain_queue(self, conn):
+        """Run the reads that waited behind a finished write, up to the next write."""
+        cdef Request req
+        queue = conn.queue
+        while queue:
+            req = queue[0]
+            if req.txn is not None:
+                break
+            queue.popleft()
+            self.run_read(conn, req)
+        (<ConnCore>conn.core).queued = len(queue)
+        self.mark_dirty(conn)
+
+    cpdef mark_dirty(self, conn):
+        if not conn.dirty_flag:
+            conn.dirty_flag = True
+            self.dirty_conns.append(conn)
+
+    cpdef note_reply(self, conn, Request req, int64_t zxid):
+        cdef ConnCore core = conn.core
+        cdef int64_t latency = wall_ms() - req.create_ms
+        core.packets_sent += 1
+        core.last_cxid = req.cxid
+        core.last_zxid = zxid
+        core.last_op = req.type
+        if latency < 0:
+            latency = 0
+        self.latency_total_ms += latency
+        self.latency_count += 1
+        if latency > self.latency_max_ms:
+            self.latency_max_ms = latency
+        if self.latency_min_ms < 0 or latency < self.latency_min_ms:
+            self.latency_min_ms = latency
+
+    def note_latency(self, int64_t create_ms):
+        cdef int64_t latency = wall_ms() - create_ms
+        if latency < 0:
+            latency = 0
+        self.latency_total_ms += latency
+        self.latency_count += 1
+        if latency > self.latency_max_ms:
+            self.latency_max_ms = latency
+        if self.latency_min_ms < 0 or latency < self.latency_min_ms:
+            self.latency_min_ms = latency
+
+    def flush_output(self):
+        for w in self.tree.take_dirty():
+            w.dirty = False
+            w.handler.flush()
+        conns = self.dirty_conns
+        if conns:
+            self.dirty_conns = []
+            for conn in conns:
+                conn.dirty_flag = False
+                conn.flush()
+
+    # -- replies to applied txns (Apache's FinalRequestProcessor, write side)
+
+    cpdef write_txn_reply(self, ConnCore core, Request req):
+        cdef Txn txn = req.txn
+        cdef WriteBuffer out = core.out
+        cdef int64_t zxid = self.tree.last_processed_zxid
+        cdef int32_t op = req.type, err
+        cdef Py_ssize_t start
+        cdef Txn sub
+        self.note_reply(req.conn, req, zxid)
+        if txn.type == C_ERROR:
+            out.reply(req.cxid, zxid, txn.err)
+            return
+        err = txn.rc_err
+        if op == C_MULTI:
+            start = out.begin_frame()
+            out.put_reply_header(req.cxid, zxid, 0)
+            for sub in txn.subtxns:
+                write_multi_result(out, sub)
+            wb_i32(out, -1)
+            wb_bool(out, True)
+            wb_i32(out, -1)
+            out.end_frame(start)
+            return
+        if err != 0 or op == C_DELETE or op == C_DELETE_CONTAINER or op == C_CLOSE_SESSION:
+            out.reply(req.cxid, zxid, err)
+            return
+        if op == C_CHECK:
+            # Apache 3.8.0 answers a top-level check with SetDataResponse(null), which fails to
+            # serialise: the txn is applied, no reply is sent, the connection stays open
+            core.packets_sent -= 1
+            return
+        start = out.begin_frame()
+        out.put_reply_header(req.cxid, zxid, 0)
+        if op == C_CREATE:
+            out.put_buffer_obj(txn.path)
+        elif op == C_CREATE2 or op == C_CREATE_TTL or op == C_CREATE_CONTAINER:
+            out.put_buffer_obj(txn.path)
+            out.put_stat(&txn.stat)
+        elif op == C_SET_DATA or op == C_SET_ACL:
+            out.put_stat(&txn.stat)
+        out.end_frame(start)
+
+
+cdef int write_multi_result(WriteBuffer out, Txn sub) except -1:
+    cdef int32_t typ = sub.rc_type, err
+    cdef Stat zero
+    if typ == C_ERROR:
+        err = sub.rc_err if sub.type != C_ERROR else sub.err
+        wb_i32(out, -1)
+        wb_bool(out, False)
+        wb_i32(out, err)
+        wb_i32(out, err)
+    elif typ == C_CREATE:
+        wb_i32(out, C_CREATE)
+        wb_bool(out, False)
+        wb_i32(out, 0)
+        out.put_buffer_obj(sub.path)
+    elif typ == C_CREATE2 or typ == C_CREATE_TTL or typ == C_CREATE_CONTAINER:
+        wb_i32(out, C_CREATE2)
+        wb_bool(out, False)
+        wb_i32(out, 0)
+        out.put_buffer_obj(sub.path)
+        if sub.has_stat:
+            out.put_stat(&sub.stat)
+        else:
+            memset(&zero, 0, sizeof(Stat))
+            out.put_stat(&zero)
+    elif typ == C_DELETE or typ == C_DELETE_CONTAINER:
+        wb_i32(out, C_DELETE)
+        wb_bool(out, False)
+        wb_i32(out, 0)
+    elif typ == C_SET_DATA:
+        wb_i32(out, C_SET_DATA)
+        wb_bool(out, False)
+        wb_i32(out, 0)
+        if sub.has_stat:
+            out.put_stat(&sub.stat)
+        else:
+            memset(&zero, 0, sizeof(Stat))
+            out.put_stat(&zero)
+    elif typ == C_CHECK:
+        wb_i32(out, C_CHECK)
+        wb_bool(out, False)
+        wb_i32(out, 0)
+    return 0

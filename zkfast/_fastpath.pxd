@@ -1,0 +1,26 @@
+# cython: language_level=3
+from libc.stdint cimport int32_t, int64_t
+
+from zkfast._datatree cimport DataTree, Watcher
+
+
+cdef class ConnCore(Watcher):
+    cdef DataTree tree
+    cdef char* inbuf
+    cdef Py_ssize_t inlen
+    cdef Py_ssize_t incap
+    cdef public int state
+    cdef public int queued
+    cdef public bint paused
+    cdef public int32_t max_frame_bytes
+    cdef public object handler
+    cdef public object server_counters
+    cdef public int64_t packets_received
+    cdef public int32_t last_cxid
+    cdef public int64_t last_zxid
+    cdef public int last_op
+    cdef public int64_t fast_replies
+
+    cdef int keep(self, const char* p, Py_ssize_t n) except -1
+    cdef int run(self, const char* p, Py_ssize_t n) except -1
+    cdef void note_reply(self, int32_t xid, int op) noexcept
