@@ -71,6 +71,11 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        core = self.core
+        if core.state == STATE_OPEN:
+            # any packet from the client keeps its session alive (Apache touches per request;
+            # once per batch gives the same expiry, tickTime-rounded)
+            self.server.sessions.touch(core.session_id, self.session_timeout_ms)
         self.in_feed = True
         try:
             self.core.feed(data)
