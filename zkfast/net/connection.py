@@ -66,7 +66,23 @@ class ClientConnection(asyncio.Protocol):
             transport.abort()
             return
         self.core.auth_ids = [("ip", self.remote_ip)]
+        if self.listener.tls:
+            self._x509_auth(transport)
         self.server.register(self)
+
+    def _x509_auth(self, transport: asyncio.BaseTransport) -> None:
+        # a client certificate authenticates the connection (Apache's X509AuthenticationProvider)
+        from zkfast.net.tls import client_cert_id
+        from zkfast.server import javaorder
+
+        dn = client_cert_id(transport.get_extra_info("ssl_object"))
+        if dn is None:
+            return
+        ids = [("x509", dn)]
+        if dn == self.listener.x509_super_user:
+            ids.insert(0, ("super", dn))
+            self.core.is_super = True
+        self.core.auth_ids = javaorder.auth_set_order([*self.core.auth_ids, *ids])
 
     def data_received(self, data: bytes) -> None:
         if self.closed:

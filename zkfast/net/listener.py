@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,8 @@ class ClientListener:
 
     def __init__(self, server: ZooKeeperServer, host: str | None, port: int, *,
                  max_client_cnxns: int = 60, max_cnxns: int = 0, backlog: int = -1,
-                 max_frame_bytes: int = 0xFFFFF) -> None:
+                 max_frame_bytes: int = 0xFFFFF, tls: ssl.SSLContext | None = None,
+                 x509_super_user: str | None = None) -> None:
         self.server = server
         self.host = host
         self.port = port
@@ -31,6 +33,8 @@ class ClientListener:
         self.per_ip: Counter[str] = Counter()
         self.live: set[ClientConnection] = set()
         self.rejected = 0
+        self.tls = tls
+        self.x509_super_user = x509_super_user
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
@@ -38,10 +42,10 @@ class ClientListener:
         host = self.host if self.host not in (None, "", "0.0.0.0") else None
         self._server = await loop.create_server(
             lambda: ClientConnection(self.server, self), host=host, port=self.port,
-            backlog=self.backlog, reuse_address=True)
+            backlog=self.backlog, reuse_address=True, ssl=self.tls)
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
-        log.info("binding to port %s:%d", self.host or "0.0.0.0", self.port)
+        log.info("binding to %sport %s:%d", "secure " if self.tls else "", self.host or "0.0.0.0", self.port)
 
     def admit(self, conn: ClientConnection) -> bool:
         ip = conn.remote_ip

@@ -155,6 +155,24 @@ class SaslProvider(AuthProvider):
         return ident == acl_expr
 
 
+class X509Provider(AuthProvider):
+    """Ids set by a client certificate on the secure port; never by addAuth."""
+
+    scheme = "x509"
+    authenticated = True
+
+    def __init__(self, super_user: str | None = None) -> None:
+        self.super_user = super_user
+
+    def handle(self, auth: bytes, remote_ip: str) -> list[AuthId] | None:
+        return None
+
+    def matches(self, ident: str, acl_expr: str) -> bool:
+        if self.super_user is not None and ident == self.super_user:
+            return True
+        return ident == acl_expr
+
+
 @dataclass
 class AuthRegistry:
     """The providers this server knows (Apache's ProviderRegistry)."""
@@ -174,6 +192,11 @@ class AuthRegistry:
             if scheme == "sasl":
                 reg.add(SaslProvider())
         return reg
+
+    def add_x509(self, super_user: str | None = None) -> None:
+        """TLS is on: the x509 scheme exists (Apache's configureSSLAuth)."""
+        if "x509" not in self.providers:
+            self.add(X509Provider(super_user))
 
     def add(self, provider: AuthProvider) -> None:
         self.providers[provider.scheme] = provider

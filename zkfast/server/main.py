@@ -96,6 +96,29 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None,
                   config.client_port, e)
         return 1
     server.listener = listener
+    secure = None
+    if config.secure_client_port:
+        from zkfast.net.tls import TlsConfigError, server_context
+
+        try:
+            ctx = server_context(config.ssl_properties)
+        except TlsConfigError as e:
+            log.error("cannot serve TLS on secureClientPort: %s", e)
+            await listener.close()
+            return 2
+        server.auth.add_x509(config.property("zookeeper.X509AuthenticationProvider.superUser"))
+        secure = ClientListener(server, config.secure_client_port_address or config.client_port_address,
+                                config.secure_client_port, max_client_cnxns=config.max_client_cnxns,
+                                max_cnxns=config.max_cnxns, backlog=config.client_port_listen_backlog,
+                                max_frame_bytes=config.jute_max_buffer_bytes, tls=ctx,
+                                x509_super_user=config.property("zookeeper.X509AuthenticationProvider.superUser"))
+        try:
+            await secure.start()
+        except OSError as e:
+            log.error("cannot listen on secureClientPort %s: %s", config.secure_client_port, e)
+            await listener.close()
+            return 1
+    server.secure_listener = secure
     server.serving = True
     if recovered.replayed or recovered.snapshot is None:
         store.take_snapshot()  # as Apache's loadData: start-up ends with a snapshot
@@ -116,6 +139,8 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None,
         for t in tasks:
             t.cancel()
         await listener.close()
+        if secure is not None:
+            await secure.close()
         await store.wait_snapshot()
         store.close()
     return 0

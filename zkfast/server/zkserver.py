@@ -128,6 +128,8 @@ class ZooKeeperServer(PipelineCore):
         self.serving = False
         self.auth_failed_count = 0
         self.store: Any = None
+        self.listener: Any = None
+        self.secure_listener: Any = None
         self.config: Any = None
         self.mode = "read-only" if read_only else "standalone"
         self.trace_mask = 0b100110010  # Apache's default text trace level (306)

@@ -1,0 +1,145 @@
+"""TLS on secureClientPort with JKS stores, as kazoo's own test harness configures it, and x509 auth."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import ssl
+from pathlib import Path
+
+import pytest
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoAuthError
+from kazoo.security import ACL, Id
+
+from zkfast._testbase.process import (
+    ApacheZkProcess,
+    ServerProcess,
+    ZkfastProcess,
+    apache_available,
+    free_port,
+)
+
+jks = pytest.importorskip("jks") if os.environ.get("CI") != "true" else __import__("jks")
+crypto_x509 = pytest.importorskip("cryptography.x509") if os.environ.get("CI") != "true" else \
+    __import__("cryptography.x509", fromlist=["x509"])
+
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+
+PASSWORD = "apassword"
+
+
+def _cert(subject: str, issuer_key, issuer_name, key, ca: bool) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "zkfast"),
+                                        x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+               .issuer_name(issuer_name)
+               .public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(days=1))
+               .not_valid_after(now + datetime.timedelta(days=30))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if not ca:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                                     x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
+                                        critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("pki")
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "zkfast test CA")])
+    ca = _cert("zkfast test CA", ca_key, ca_name, ca_key, True)
+    ca = x509.CertificateBuilder(issuer_name=ca_name, subject_name=ca_name, public_key=ca_key.public_key(),
+                                 serial_number=ca.serial_number, not_valid_before=ca.not_valid_before_utc,
+                                 not_valid_after=ca.not_valid_after_utc,
+                                 extensions=list(ca.extensions)).sign(ca_key, hashes.SHA256())
+    server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    server = _cert("server", ca_key, ca_name, server_key, False)
+    client_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    client = _cert("client", ca_key, ca_name, client_key, False)
+    der = serialization.Encoding.DER
+    pkcs1 = server_key.private_bytes(der, serialization.PrivateFormat.TraditionalOpenSSL,
+                                     serialization.NoEncryption())  # as kazoo's harness stores it
+    keystore = jks.KeyStore.new("jks", [jks.PrivateKeyEntry.new("server", [server.public_bytes(der)], pkcs1,
+                                                                "rsa_raw")])
+    keystore.save(str(d / "keystore.jks"), PASSWORD)
+    truststore = jks.KeyStore.new("jks", [jks.TrustedCertEntry.new("ca", ca.public_bytes(der))])
+    truststore.save(str(d / "truststore.jks"), PASSWORD)
+    pem = serialization.Encoding.PEM
+    (d / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (d / "client.pem").write_bytes(client.public_bytes(pem))
+    (d / "client.key").write_bytes(client_key.private_bytes(pem, serialization.PrivateFormat.TraditionalOpenSSL,
+                                                            serialization.NoEncryption()))
+    return {"dir": d}
+
+
+def tls_cfg(pki: dict[str, Path], secure_port: int) -> dict[str, str]:
+    d = pki["dir"]
+    return {"secureClientPort": str(secure_port),
+            "serverCnxnFactory": "org.apache.zookeeper.server.NettyServerCnxnFactory",
+            "ssl.keyStore.location": str(d / "keystore.jks"), "ssl.keyStore.password": PASSWORD,
+            "ssl.trustStore.location": str(d / "truststore.jks"), "ssl.trustStore.password": PASSWORD}
+
+
+def run_tls_session(server: ServerProcess, secure_port: int, pki: dict[str, Path]) -> list[object]:
+    d = pki["dir"]
+    zk = KazooClient(hosts=f"127.0.0.1:{secure_port}", use_ssl=True, keyfile=str(d / "client.key"),
+                     certfile=str(d / "client.pem"), ca=str(d / "ca.pem"), verify_certs=True)
+    zk.start(timeout=20)
+    out: list[object] = []
+    try:
+        dn = "CN=client,O=zkfast"
+        zk.create("/tls", b"over tls", acl=[ACL(31, Id("x509", dn))])
+        out.append(zk.get("/tls")[0])
+        out.append([(a.perms, a.id.scheme, a.id.id) for a in zk.get_acls("/tls")[0]])
+    finally:
+        zk.stop()
+        zk.close()
+    plain = KazooClient(hosts=server.address)
+    plain.start(timeout=20)
+    try:
+        try:
+            plain.get("/tls")
+            out.append("readable without the certificate")
+        except NoAuthError:
+            out.append("NoAuth without the certificate")
+    finally:
+        plain.stop()
+        plain.close()
+    return out
+
+
+def test_tls_with_client_certificate_matches_apache(pki: dict[str, Path]) -> None:
+    results = []
+    kinds: list[type[ServerProcess]] = [ZkfastProcess]
+    if apache_available() or os.environ.get("CI") == "true":
+        kinds.append(ApacheZkProcess)
+    for kind in kinds:
+        port = free_port()
+        server = kind(cfg=tls_cfg(pki, port))
+        with server:
+            results.append(run_tls_session(server, port, pki))
+    assert results[0] == [b"over tls", [(31, "x509", "CN=client,O=zkfast")], "NoAuth without the certificate"]
+    if len(results) == 2:
+        assert results[0] == results[1]
+
+
+def test_client_without_certificate_is_refused(pki: dict[str, Path]) -> None:
+    port = free_port()
+    with ZkfastProcess(cfg=tls_cfg(pki, port)):
+        ctx = ssl.create_default_context(cafile=str(pki["dir"] / "ca.pem"))
+        import socket
+
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with pytest.raises((ssl.SSLError, ConnectionResetError, OSError)):
+                with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                    s.sendall(b"\0\0\0\0")
+                    if not s.recv(1):
+                        raise ConnectionResetError("closed")

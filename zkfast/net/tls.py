@@ -1,0 +1,176 @@
+"""TLS on secureClientPort, configured with Apache ZooKeeper's `ssl.*` keys.
+
+Key and trust stores may be JKS (read with pyjks), PKCS12 or PEM, as `ssl.keyStore.type` /
+`ssl.trustStore.type` say or as their file names suggest. A client certificate authenticates the
+connection under the `x509` scheme with its subject DN in RFC 2253 form, as Apache's
+X509AuthenticationProvider does (`zookeeper.X509AuthenticationProvider.superUser` also makes it super).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PREFIX = "zookeeper.ssl."
+
+
+class TlsConfigError(Exception):
+    """A key or trust store cannot be used; the message names the key and the file."""
+
+
+@dataclass
+class Store:
+    key_pem: bytes | None
+    certs_pem: list[bytes]
+
+
+def _pem(kind: str, der: bytes) -> bytes:
+    return ssl.DER_cert_to_PEM_cert(der).encode() if kind == "CERTIFICATE" else (
+        b"-----BEGIN PRIVATE KEY-----\n" + _b64_lines(der) + b"-----END PRIVATE KEY-----\n")
+
+
+def _b64_lines(der: bytes) -> bytes:
+    import base64
+
+    text = base64.b64encode(der)
+    return b"".join(text[i:i + 64] + b"\n" for i in range(0, len(text), 64))
+
+
+def _store_type(path: Path, declared: str | None) -> str:
+    if declared:
+        return declared.upper()
+    name = path.name.lower()
+    if name.endswith((".jks", ".keystore", ".truststore")):
+        return "JKS"
+    if name.endswith((".p12", ".pfx", ".pkcs12")):
+        return "PKCS12"
+    if name.endswith((".pem", ".crt", ".cer", ".key")):
+        return "PEM"
+    return "JKS"
+
+
+def read_store(key: str, path: Path, password: str | None, declared_type: str | None) -> Store:
+    """The private key (PKCS#8 PEM, if any) and the certificates of a JKS, PKCS12 or PEM store."""
+    kind = _store_type(path, declared_type)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise TlsConfigError(f"ssl.{key}.location: cannot read {path}: {e.strerror}") from e
+    try:
+        if kind in ("JKS", "JCEKS"):
+            import jks
+
+            ks = jks.KeyStore.loads(raw, password or "")
+            key_pem = None
+            certs: list[bytes] = []
+            for entry in ks.private_keys.values():
+                if not entry.is_decrypted():
+                    entry.decrypt(password or "")
+                key_pem = _pem("PRIVATE KEY", entry.pkey_pkcs8)
+                certs.extend(_pem("CERTIFICATE", der) for _, der in entry.cert_chain)
+                break
+            certs.extend(_pem("CERTIFICATE", c.cert) for c in ks.certs.values())
+            return Store(key_pem, certs)
+        if kind == "PKCS12":
+            from cryptography.hazmat.primitives.serialization import (
+                Encoding,
+                NoEncryption,
+                PrivateFormat,
+                pkcs12,
+            )
+
+            pkey, cert, extra = pkcs12.load_key_and_certificates(raw, (password or "").encode() or None)
+            key_pem = None if pkey is None else pkey.private_bytes(Encoding.PEM, PrivateFormat.PKCS8,
+                                                                   NoEncryption())
+            chain = ([cert] if cert is not None else []) + list(extra or [])
+            return Store(key_pem, [c.public_bytes(Encoding.PEM) for c in chain])
+        if kind == "PEM":
+            text = raw
+            key_pem = None
+            for marker in (b"PRIVATE KEY-----", b"RSA PRIVATE KEY-----", b"EC PRIVATE KEY-----"):
+                begin = text.find(b"-----BEGIN " + marker)
+                if begin != -1:
+                    end = text.find(b"-----END " + marker, begin)
+                    key_pem = text[begin:end + len(b"-----END ") + len(marker)] + b"\n"
+                    break
+            certs = []
+            pos = 0
+            while True:
+                begin = text.find(b"-----BEGIN CERTIFICATE-----", pos)
+                if begin == -1:
+                    break
+                end = text.find(b"-----END CERTIFICATE-----", begin) + len(b"-----END CERTIFICATE-----")
+                certs.append(text[begin:end] + b"\n")
+                pos = end
+            return Store(key_pem, certs)
+    except TlsConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any parse failure becomes a config error naming the file
+        raise TlsConfigError(f"ssl.{key}.location: cannot read {kind} store {path}: {e}") from e
+    raise TlsConfigError(f"ssl.{key}.type: unsupported store type {kind!r} (JKS, PKCS12 or PEM)")
+
+
+def server_context(props: Mapping[str, str]) -> ssl.SSLContext:
+    """An SSLContext from the `zookeeper.ssl.*` properties (full names, as ServerConfig keeps them)."""
+    def get(name: str) -> str | None:
+        return props.get(PREFIX + name)
+
+    key_loc = get("keyStore.location")
+    if not key_loc:
+        raise TlsConfigError("ssl.keyStore.location: required when secureClientPort is set")
+    keystore = read_store("keyStore", Path(key_loc), get("keyStore.password"), get("keyStore.type"))
+    if keystore.key_pem is None or not keystore.certs_pem:
+        raise TlsConfigError(f"ssl.keyStore.location: {key_loc} holds no private key with a certificate")
+    protocol = (get("protocol") or "TLSv1.2").upper()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3 if protocol == "TLSV1.3" else ssl.TLSVersion.TLSv1_2
+    with tempfile.TemporaryDirectory(prefix="zkfast-tls-") as tmp:
+        cert_file = Path(tmp) / "cert.pem"
+        key_file = Path(tmp) / "key.pem"
+        cert_file.write_bytes(b"".join(keystore.certs_pem))
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(keystore.key_pem)
+        ctx.load_cert_chain(str(cert_file), str(key_file))
+    trust_loc = get("trustStore.location")
+    if trust_loc:
+        truststore = read_store("trustStore", Path(trust_loc), get("trustStore.password"),
+                                get("trustStore.type"))
+        if truststore.certs_pem:
+            ctx.load_verify_locations(cadata=b"".join(truststore.certs_pem).decode())
+    client_auth = (get("clientAuth") or "need").lower()
+    if client_auth in ("need", "required"):
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    elif client_auth in ("want", "optional"):
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    elif client_auth == "none":
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        raise TlsConfigError(f"ssl.clientAuth: {client_auth!r} is not need, want or none")
+    ciphers = get("ciphersuites")
+    if ciphers:
+        try:
+            ctx.set_ciphers(":".join(c.strip() for c in ciphers.split(",")))
+        except ssl.SSLError:
+            log.warning("ssl.ciphersuites: none of %s is known to OpenSSL; using its defaults", ciphers)
+    return ctx
+
+
+def client_cert_id(ssl_object: ssl.SSLObject | None) -> str | None:
+    """The client certificate's subject DN as Java's X500Principal.getName() (RFC 2253) prints it."""
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return None
+    from cryptography import x509
+
+    cert = x509.load_der_x509_certificate(der)
+    return cert.subject.rfc4514_string()
