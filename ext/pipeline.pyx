@@ -676,6 +676,7 @@ cdef extern from "<time.h>" nogil:
     int CLOCK_REALTIME
 
 from zkfast.server import reads
+from zkfast.limits import MAX_QUEUED_PER_CONNECTION
 
 cdef enum:
     C_AUTH = 100
@@ -779,6 +780,8 @@ cdef class PipelineCore:
         if queue:
             queue.append(req)
             core.queued = len(queue)
+            if core.queued > MAX_QUEUED_PER_CONNECTION:
+                self.pause(conn)  # reads pile up behind a slow write: stop reading this client
         else:
             self.run_read(conn, req)
 
@@ -866,6 +869,7 @@ cdef class PipelineCore:
     cpdef drain_queue(self, conn):
         """Run the reads that waited behind a finished write, up to the next write."""
         cdef Request req
+        cdef ConnCore core
         queue = conn.queue
         while queue:
             req = queue[0]
@@ -873,7 +877,11 @@ cdef class PipelineCore:
                 break
             queue.popleft()
             self.run_read(conn, req)
-        (<ConnCore>conn.core).queued = len(queue)
+        core = conn.core
+        core.queued = len(queue)
+        if core.paused and core.queued < MAX_QUEUED_PER_CONNECTION // 2 \
+                and len(self.in_flight) <= self.global_outstanding_limit // 2:
+            self.resume_one(conn)
         self.mark_dirty(conn)
 
     cpdef mark_dirty(self, conn):

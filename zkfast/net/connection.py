@@ -54,6 +54,7 @@ class ClientConnection(asyncio.Protocol):
         self.remote_ip = str(peer[0])
         self.remote_port = int(peer[1]) if len(peer) > 1 else 0
         self.remote = f"/{self.remote_ip}:{self.remote_port}"
+        transport.set_write_buffer_limits(high=MAX_CONNECTION_OUTPUT_BYTES // 4)  # type: ignore[attr-defined]
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -173,6 +174,12 @@ class ClientConnection(asyncio.Protocol):
             return
         if len(out) and not self.closed:
             transport.write(out.take())
+            if transport.get_write_buffer_size() > MAX_CONNECTION_OUTPUT_BYTES:
+                # a client that reads nothing (not even its watch events) must not grow us forever
+                log.warning("closing %s: %d bytes of replies and events wait for it to read",
+                            self.remote, transport.get_write_buffer_size())
+                self.close()
+                return
         elif len(out):
             out.clear()
         if self.closing and not self.closed:
@@ -222,6 +229,3 @@ class ClientConnection(asyncio.Protocol):
         t = self.transport
         return 0 if t is None else t.get_write_buffer_size()
 
-
-def set_write_limits(transport: asyncio.Transport) -> None:
-    transport.set_write_buffer_limits(high=MAX_CONNECTION_OUTPUT_BYTES)

@@ -287,6 +287,12 @@ class ZooKeeperServer(PipelineCore):
             conn.pause_reading()
             self.paused.append(conn)
 
+    def resume_one(self, conn: ClientConnection) -> None:
+        if conn in self.paused:
+            self.paused.remove(conn)
+        conn.core.paused = False
+        conn.resume_reading()
+
     def resume_paused(self) -> None:
         paused, self.paused = self.paused, []
         for conn in paused:
