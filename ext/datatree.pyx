@@ -1053,22 +1053,51 @@ cdef int put_stat_persisted(WriteBuffer out, Node* node) except -1:
     return 0
 
 
+cdef enum:
+    CHILDREN_PER_TURN = 256
+
+
 def serialize_chunk(DataTree tree, list stack, int max_nodes, WriteBuffer out, dict acl_map,
                     list acl_out):
-    """Write up to max_nodes node records, walking the tree from the paths on `stack` (pre-order:
-    a node before its children). Paths whose node is gone are skipped: the walk is fuzzy, replay of
-    the txns after the snapshot's start zxid repairs what changed meanwhile. acl_map keeps the
-    snapshot's own ACL ids (tree index → (encoded list, id)); new ACLs are appended to acl_out as
-    (id, acl list). Returns the number of records written."""
-    cdef int count = 0
+    """Write up to max_nodes node records, walking the tree from the entries on `stack` (pre-order:
+    a node before its children). An entry is a path to write, or (parent path, last child taken or
+    None): the rest of a parent's children, taken CHILDREN_PER_TURN at a time so that a node with a
+    million children never stalls the loop. Nodes that are gone are skipped: the walk is fuzzy, and
+    replay of the txns after the snapshot's start zxid repairs what changed meanwhile (a child
+    visited twice after its sibling cursor vanished is written twice; loading keeps the last).
+    acl_map keeps the snapshot's own ACL ids (tree index → (encoded list, id)); new ACLs are
+    appended to acl_out as (id, acl list). Returns the number of records written."""
+    cdef int count = 0, taken
     cdef Node* node
     cdef Node* child
-    cdef bytes path
+    cdef Node* parent
+    cdef Node* last
     cdef int32_t idx
     cdef long snap_id
     while stack and count < max_nodes:
-        path = stack.pop()
-        node = tree.lookup_bytes(path)
+        entry = stack.pop()
+        if type(entry) is tuple:
+            parent = tree.lookup_bytes(entry[0])
+            if parent is NULL:
+                continue
+            child = parent.first_child
+            if entry[1] is not None:
+                last = tree.lookup_bytes(entry[1])
+                if last is not NULL and last.parent is parent:
+                    child = last.next_sibling
+            batch = []
+            taken = 0
+            while child is not NULL and taken < CHILDREN_PER_TURN:
+                batch.append(PyBytes_FromStringAndSize(child.path, child.path_len))
+                last = child
+                child = child.next_sibling
+                taken += 1
+            if child is not NULL:
+                stack.append((entry[0], batch[len(batch) - 1]))
+            batch.reverse()
+            stack.extend(batch)
+            continue
+        node = tree.lookup_bytes(entry)
         if node is NULL:
             continue
         idx = node.acl
@@ -1087,10 +1116,8 @@ def serialize_chunk(DataTree tree, list stack, int max_nodes, WriteBuffer out, d
         wb_bytes(out, node.data, node.data_len)
         wb_i64(out, snap_id)
         put_stat_persisted(out, node)
-        child = node.first_child
-        while child is not NULL:
-            stack.append(PyBytes_FromStringAndSize(child.path, child.path_len))
-            child = child.next_sibling
+        if node.first_child is not NULL:
+            stack.append((entry, None))
         count += 1
     return count
 

@@ -7,6 +7,7 @@ Java's view of them (UTF-8 in with replacement, CESU-8 out) where Apache ZooKeep
 string into a Java String and back.
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint8_t
@@ -618,8 +619,10 @@ def encode_notification(int32_t event_type, int32_t state, bytes path):
 # Transactions (protocol.md §4.2): the bytes that are logged are the bytes that are proposed.
 
 
+@cython.no_gc
 cdef class Txn:
-    """One txn: header fields, the body of its type, and (after DataTree.apply) its results."""
+    """One txn: header fields, the body of its type, and (after DataTree.apply) its results.
+    (Not tracked by the cycle collector: a txn refers only to bytes, ACL tuples and sub-txns.)"""
 
     def __init__(self, int64_t session_id=0, int32_t cxid=0, int64_t zxid=0, int64_t time=0,
                  int32_t type=0):

@@ -9,6 +9,7 @@ versions, existence. Every write gets a zxid, failed ones too (an error txn), as
 import logging
 from collections import deque
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, uint8_t
 from libc.string cimport memchr, memset
@@ -89,6 +90,7 @@ cdef class Request:
         self.extra = extra if extra is not None else {}
 
 
+@cython.no_gc
 cdef class ChangeRecord:
     """What prep knows of a node once outstanding txns are counted: exists=False while a delete is
     pending. Fields as Apache's StatPersisted, plus the child count and the ACL list."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from typing import TYPE_CHECKING, Any
@@ -120,6 +121,11 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None,
             return 1
     server.secure_listener = secure
     server.serving = True
+    # everything loaded so far lives for the whole run: keep the cycle collector off it, and let
+    # it run less often (requests make many short-lived objects, few cycles)
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     if recovered.replayed or recovered.snapshot is None:
         store.take_snapshot()  # as Apache's loadData: start-up ends with a snapshot
     tasks = [

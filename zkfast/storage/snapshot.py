@@ -50,6 +50,7 @@ CHUNK_NODES = 2000
 # chunks serialised but not yet in LMDB: past it the walk waits (a bound on memory)
 MAX_QUEUED_CHUNKS = 64
 MIN_MAP_BYTES = 64 * 1024 * 1024
+SYNC_EVERY_BYTES = 8 * 1024 * 1024
 DBS = (b"meta", b"chunks", b"acls", b"sessions")
 
 
@@ -163,6 +164,7 @@ class SnapshotWriter:
         assert env is not None and self.tmp_path is not None
         try:
             dbs = {name: env.open_db(name) for name in DBS}
+            unsynced = 0
             while True:
                 item = self.queue.get()
                 if item[0] is _DONE:
@@ -173,6 +175,12 @@ class SnapshotWriter:
                 self._put(dbs[b"chunks"], _key(seq), value)
                 self.stats.chunks += 1
                 self.stats.bytes += len(value)
+                unsynced += len(value)
+                if unsynced >= SYNC_EVERY_BYTES:
+                    # small flushes as we go: one big one at the end would queue ahead of the
+                    # txn log's fdatasync on the same disk
+                    env.sync(True)
+                    unsynced = 0
             with env.begin(write=True) as txn:
                 for snap_id, acl in acls:
                     txn.put(_key(snap_id), encode_acl_list(acl), db=dbs[b"acls"])

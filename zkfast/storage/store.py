@@ -68,14 +68,16 @@ class Store:
 
     # -- snapshots
 
-    def take_snapshot(self) -> bool:
-        """Start a fuzzy snapshot unless one is running; the log rolls to a new file first."""
+    def take_snapshot(self, roll: bool = False) -> bool:
+        """Start a fuzzy snapshot unless one is running. The log thread rolls the log itself when
+        it asks for a snapshot; `roll` asks for a roll here too (a snapshot on demand)."""
         if self.server is None:
             return False
         if self.snapshot is not None:
             log.warning("too busy to snap, skipping")
             return False
-        self.commit.roll()
+        if roll:
+            self.commit.roll()
         self.snapshot = SnapshotWriter(self.server, self.snap_dir, self._snapshot_done)
         self.snapshot.start()
         return True
