@@ -9,7 +9,7 @@ every change arrives as a Txn carrying its zxid and time, so replay and replicas
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, uint8_t
-from libc.stdlib cimport malloc, free, calloc, realloc
+from libc.stdlib cimport malloc, free, calloc, realloc, qsort
 from libc.string cimport memcpy, memcmp, memchr, memset
 
 from zkfast._jute cimport (Stat, Txn, WriteBuffer, Cursor, cursor_init, rd_i32, rd_i64, rd_bool,
@@ -74,6 +74,86 @@ cdef inline uint64_t hash_path(const char* p, Py_ssize_t n) noexcept nogil:
     h *= 0xff51afd7ed558ccdULL
     h ^= h >> 33
     return h
+
+
+cdef int32_t java_string_hash(const char* p, Py_ssize_t n) noexcept nogil:
+    # String.hashCode of the UTF-8 bytes' Java String: over UTF-16 units (surrogate pairs for
+    # 4-byte sequences); int arithmetic wraps
+    cdef uint32_t h = 0, cp
+    cdef Py_ssize_t i = 0
+    cdef uint8_t c
+    while i < n:
+        c = <uint8_t>p[i]
+        if c < 0x80:
+            cp = c
+            i += 1
+        elif (c & 0xE0) == 0xC0 and i + 1 < n:
+            cp = ((c & 0x1F) << 6) | (<uint8_t>p[i + 1] & 0x3F)
+            i += 2
+        elif (c & 0xF0) == 0xE0 and i + 2 < n:
+            cp = ((c & 0x0F) << 12) | ((<uint8_t>p[i + 1] & 0x3F) << 6) | (<uint8_t>p[i + 2] & 0x3F)
+            i += 3
+        elif (c & 0xF8) == 0xF0 and i + 3 < n:
+            cp = ((c & 0x07) << 18) | ((<uint8_t>p[i + 1] & 0x3F) << 12) | ((<uint8_t>p[i + 2] & 0x3F) << 6) \
+                | (<uint8_t>p[i + 3] & 0x3F)
+            i += 4
+            cp -= 0x10000
+            h = 31 * h + (0xD800 + (cp >> 10))
+            cp = 0xDC00 + (cp & 0x3FF)
+        else:
+            cp = 0xFFFD
+            i += 1
+        h = 31 * h + cp
+    return <int32_t>h
+
+
+cdef struct ChildSlot:
+    uint32_t bucket
+    uint32_t seq
+    Node* node
+
+
+cdef int compare_slots(const void* a, const void* b) noexcept nogil:
+    cdef const ChildSlot* x = <const ChildSlot*>a
+    cdef const ChildSlot* y = <const ChildSlot*>b
+    if x.bucket != y.bucket:
+        return -1 if x.bucket < y.bucket else 1
+    if x.seq != y.seq:
+        return -1 if x.seq < y.seq else 1
+    return 0
+
+
+cdef Node** ordered_children(Node* node) except? NULL:
+    """The children as Apache's HashSet iterates them: bucket by bucket of a table of the size the
+    set has grown to, insertion order within a bucket. NULL when there are none; free() the rest."""
+    cdef Py_ssize_t n = node.num_children, i
+    cdef ChildSlot* slots
+    cdef Node** out
+    cdef Node* child
+    cdef uint32_t mask, h
+    if n <= 0:
+        return NULL
+    slots = <ChildSlot*>malloc(n * sizeof(ChildSlot))
+    out = <Node**>malloc(n * sizeof(Node*))
+    if slots is NULL or out is NULL:
+        free(slots)
+        free(out)
+        raise MemoryError()
+    mask = (<uint32_t>1 << node.child_cap_log2) - 1
+    child = node.first_child
+    i = n - 1  # the sibling list runs newest first
+    while child is not NULL and i >= 0:
+        h = <uint32_t>child.jhash
+        slots[i].bucket = (h ^ (h >> 16)) & mask
+        slots[i].seq = <uint32_t>i
+        slots[i].node = child
+        child = child.next_sibling
+        i -= 1
+    qsort(slots, n, sizeof(ChildSlot), compare_slots)
+    for i in range(n):
+        out[i] = slots[i].node
+    free(slots)
+    return out
 
 
 cdef inline int owner_kind(int64_t owner, bint extended) noexcept nogil:
@@ -286,6 +366,8 @@ cdef class DataTree:
         while node.name_off > 0 and p[node.name_off - 1] != b'/':
             node.name_off -= 1
         node.hash = hash_path(p, n)
+        node.jhash = java_string_hash(p + node.name_off, n - node.name_off)
+        node.child_cap_log2 = 0
         node.acl = acl
         node.data_len = -1
         self.set_node_data(node, data)
@@ -303,6 +385,11 @@ cdef class DataTree:
                 parent.first_child.prev_sibling = node
             parent.first_child = node
             parent.num_children += 1
+            # Apache's DataNode: new HashSet<>(8), doubling past 3/4 full, never shrinking
+            if parent.child_cap_log2 == 0:
+                parent.child_cap_log2 = 3
+            while parent.num_children > ((<int32_t>1 << parent.child_cap_log2) * 3) // 4:
+                parent.child_cap_log2 += 1
         return node
 
     cdef int set_node_data(self, Node* node, object data) except -1:
@@ -844,17 +931,20 @@ cdef class DataTree:
         return PyBytes_FromStringAndSize(node.data, node.data_len)
 
     def get_children(self, bytes path):
-        """Child names (bytes), or None when the node is missing."""
+        """Child names (bytes) in Apache's order, or None when the node is missing."""
         cdef Node* node = self.lookup_bytes(path)
         cdef Node* child
+        cdef Node** ordered
+        cdef Py_ssize_t i
         if node is NULL:
             return None
         out = []
-        child = node.first_child
-        while child is not NULL:
+        ordered = ordered_children(node)
+        for i in range(node.num_children):
+            child = ordered[i]
             out.append(PyBytes_FromStringAndSize(child.path + child.name_off,
                                                  child.path_len - child.name_off))
-            child = child.next_sibling
+        free(ordered)
         return out
 
     def get_acl(self, bytes path):
@@ -939,8 +1029,9 @@ cdef class DataTree:
         cdef Node* node
         cdef Node* child
         cdef Stat s
-        cdef Py_ssize_t start, count_pos
+        cdef Py_ssize_t start, count_pos, i
         cdef int32_t nkids
+        cdef Node** ordered
         cursor_init(&c, body, n)
         plen = rd_bytes(&c, &path)
         watch = rd_bool(&c)
@@ -983,10 +1074,11 @@ cdef class DataTree:
             start = out.begin_frame()
             out.put_reply_header(xid, self.last_processed_zxid, OK)
             wb_i32(out, node.num_children)
-            child = node.first_child
-            while child is not NULL:
+            ordered = ordered_children(node)
+            for i in range(node.num_children):
+                child = ordered[i]
                 wb_bytes(out, child.path + child.name_off, <int32_t>(child.path_len - child.name_off))
-                child = child.next_sibling
+            free(ordered)
             if op == 12:
                 self.copy_stat(node, &s)
                 out.put_stat(&s)
@@ -1055,6 +1147,7 @@ cdef int put_stat_persisted(WriteBuffer out, Node* node) except -1:
 
 cdef enum:
     CHILDREN_PER_TURN = 256
+    EAGER_CHILDREN = 4096
 
 
 def serialize_chunk(DataTree tree, list stack, int max_nodes, WriteBuffer out, dict acl_map,
@@ -1068,6 +1161,8 @@ def serialize_chunk(DataTree tree, list stack, int max_nodes, WriteBuffer out, d
     acl_map keeps the snapshot's own ACL ids (tree index → (encoded list, id)); new ACLs are
     appended to acl_out as (id, acl list). Returns the number of records written."""
     cdef int count = 0, taken
+    cdef Py_ssize_t i
+    cdef Node** ordered
     cdef Node* node
     cdef Node* child
     cdef Node* parent
@@ -1117,7 +1212,15 @@ def serialize_chunk(DataTree tree, list stack, int max_nodes, WriteBuffer out, d
         wb_i64(out, snap_id)
         put_stat_persisted(out, node)
         if node.first_child is not NULL:
-            stack.append((entry, None))
+            if node.num_children <= EAGER_CHILDREN:
+                ordered = ordered_children(node)
+                batch = [PyBytes_FromStringAndSize(ordered[i].path, ordered[i].path_len)
+                         for i in range(node.num_children)]
+                free(ordered)
+                batch.reverse()
+                stack.extend(batch)
+            else:
+                stack.append((entry, None))
         count += 1
     return count
 

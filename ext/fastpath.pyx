@@ -122,6 +122,8 @@ cdef class ConnCore(Watcher):
             if self.state == S_HANDSHAKE and length in FOUR_LETTER_CODES:
                 self.state = S_CLOSED
                 self.inlen = 0
+                self.packets_received += 1  # Apache counts a four-letter word as a packet each way
+                self.packets_sent += 1
                 self.handler.on_four_letter(FOUR_LETTER_CODES[length],
                                             PyBytes_FromStringAndSize(p + pos + 4, n - pos - 4))
                 return 0

@@ -862,7 +862,12 @@ def read_log_entry(buf, Py_ssize_t offset):
     cdef Py_ssize_t total = view.shape[0]
     cdef uint64_t crc
     cdef int32_t n
+    cdef Py_ssize_t i
     if offset + 12 > total:
+        # fewer bytes than an entry header: the clean end only if they are the zero padding
+        for i in range(offset, total):
+            if view[i] != 0:
+                return ENTRY_TORN, offset, None
         return ENTRY_END, offset, None
     crc = load_u64(&view[offset])
     n = <int32_t>load_u32(&view[offset + 8])
@@ -875,3 +880,25 @@ def read_log_entry(buf, Py_ssize_t offset):
     if adler32(1, &view[offset + 12], <unsigned int>n) != crc:
         return ENTRY_BAD_CRC, offset + 12 + n + 1, None
     return ENTRY_OK, offset + 12 + n + 1, bytes(view[offset + 12:offset + 12 + n])
+
+
+def find_whole_entry(buf, Py_ssize_t start, int64_t min_zxid):
+    """The offset of the first whole, checksummed entry at or after `start` whose zxid exceeds
+    min_zxid, or -1: damage with such an entry after it is corruption, not a torn tail, whatever the
+    damaged length field claims."""
+    cdef const unsigned char[:] view = buf
+    cdef Py_ssize_t total = view.shape[0], off
+    cdef int32_t n
+    cdef int64_t zxid
+    for off in range(start, total - 12 - 33):
+        n = <int32_t>load_u32(&view[off + 8])
+        if n < 32 or off + 12 + n + 1 > total:
+            continue
+        if view[off + 12 + n] != 0x42:
+            continue
+        if adler32(1, &view[off + 12], <unsigned int>n) != load_u64(&view[off]):
+            continue
+        zxid = <int64_t>load_u64(&view[off + 12 + 12])
+        if zxid > min_zxid:
+            return off
+    return -1

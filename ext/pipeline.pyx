@@ -429,7 +429,7 @@ cdef class Prep:
         if typ == C_CREATE or typ == C_CREATE2 or typ == C_CREATE_TTL or typ == C_CREATE_CONTAINER:
             self.create(typ, txn, req, args if args is not None else decode_request(typ, req.body))
         elif typ == C_DELETE_CONTAINER:
-            self.delete_container(txn, req.body)
+            self.delete_container(txn, req.body, req.conn is not None)
         elif typ == C_DELETE:
             self.sessions.check(req.session_id)
             path, version = args if args is not None else decode_request(typ, req.body)
@@ -575,8 +575,12 @@ cdef class Prep:
         rec.acl = acl
         self.add(rec)
 
-    cdef void delete_container(self, Txn txn, bytes body) except *:
-        # the ContainerManager's request carries the bare path, not a DeleteRequest
+    cdef void delete_container(self, Txn txn, bytes body, bint from_client) except *:
+        # the ContainerManager's request carries the bare path, not a DeleteRequest. Apache reads a
+        # client's deleteContainer the same way from its whole buffer, header included: the zero
+        # bytes of its opcode make that "path" invalid, so a client always gets BADARGUMENTS
+        if from_client:
+            raise ZkError(Code.BADARGUMENTS)
         cdef bytes path = body
         cdef bytes parent_path = parent_of_deletable(path)
         cdef ChangeRecord node = self.record(path), parent

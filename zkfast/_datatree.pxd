@@ -26,6 +26,8 @@ cdef struct Node:
     int32_t data_len          # -1 for null data
     uint32_t path_len
     uint32_t name_off         # where the last segment starts inside path
+    int32_t jhash             # Java's String.hashCode of the name: child order is a HashSet's
+    uint8_t child_cap_log2    # log2 of the capacity Apache's HashSet of children would have (0: none)
     char path[1]
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from zkfast.config import EMBEDDED_SOURCE, ConfigError, ServerConfig, load_config
+from zkfast.log import level_name, resolve_level, setup_logging
 from zkfast.version import FULL_VERSION, built_on
 
 PID_FILE_NAME = "zookeeper_server.pid"
@@ -34,7 +35,7 @@ POLL_INTERVAL_S = 0.1
 EXIT_CONFIG_ERROR = 2
 NOT_RUNNING = "Error contacting service. It is probably not running."
 COMMANDS = ("start", "start-foreground", "stop", "restart", "status", "version", "print-cmd", "cleanup",
-            "log-dump", "snap-dump", "import-zk", "export-zk")
+            "log-dump", "snap-dump", "import-zk", "export-zk", "shell")
 NO_CONFIG_COMMANDS = ("version", "log-dump", "snap-dump")
 
 log = logging.getLogger("zkfast.cli")
@@ -46,8 +47,9 @@ def _add_common(parser: argparse.ArgumentParser, suffix: str) -> None:
     """Options accepted both before and after the command (separate dests, merged later)."""
     parser.add_argument("-D", dest=f"props{suffix}", action="append", default=[], metavar="KEY=VALUE",
                         help="set a system property, as the JVM's -D (e.g. -Dzookeeper.snapCount=1000)")
-    parser.add_argument("--log-level", dest=f"log_level{suffix}", default=None,
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="server log level (INFO)")
+    parser.add_argument("--log-level", dest=f"log_level{suffix}", default=None, metavar="LEVEL",
+                        help="server log level: TRACE, DEBUG, INFO, WARN, ERROR, FATAL or OFF (default: "
+                             "$ZKFAST_LOG_LEVEL, else the level in $ZOO_LOG4J_PROP, else INFO)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,11 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
         "log-dump": "print the txns of a txn log file, one per line (as TxnLogToolkit)",
         "snap-dump": "print the znodes of a snapshot (a zkfast snapshot dir or an Apache snapshot file)",
         "import-zk": "load Apache ZooKeeper's dataDir into this server's store",
+        "shell": "the ZooKeeper shell (zkCli.sh's commands): zkfast shell -server host:port [cmd args]",
         "export-zk": "write this server's data as a dataDir Apache ZooKeeper 3.8 starts on",
     }
     for name in COMMANDS:
         sub = commands.add_parser(name, help=helps[name])
         _add_common(sub, "_sub")
+        if name == "shell":
+            continue  # handled before argparse (see main)
         if name in ("log-dump", "snap-dump"):
             sub.add_argument("target", metavar="FILE" if name == "log-dump" else "SNAPSHOT")
             sub.add_argument("--json", action="store_true", help="one JSON document instead of text")
@@ -97,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("start", "restart"):
             sub.add_argument("--start-timeout", type=float, default=DEFAULT_START_TIMEOUT_S, metavar="S",
                              help=f"seconds to wait for the server to answer ({DEFAULT_START_TIMEOUT_S:g})")
+        if name == "start-foreground":
+            sub.add_argument("--log-file", default=None, metavar="FILE",
+                             help="log to FILE, rotated at 10 MB keeping 10 old files, instead of stderr "
+                                  "(what `start` asks of the server it starts)")
         if name in ("stop", "restart"):
             sub.add_argument("--stop-timeout", type=float, default=DEFAULT_STOP_TIMEOUT_S, metavar="S",
                              help=f"seconds to wait after SIGTERM before SIGKILL ({DEFAULT_STOP_TIMEOUT_S:g})")
@@ -122,7 +131,8 @@ class Invocation:
         self.environ = environ
         self.command: str = args.command
         self.properties = parse_properties_options([*args.props, *args.props_sub])
-        self.log_level: str = args.log_level_sub or args.log_level or "INFO"
+        self.log_level: str = level_name(resolve_level(args.log_level_sub or args.log_level, environ))
+        self.log_file: Path | None = None  # where a server started by `start` logs
         self.cfg_path = resolve_cfg(getattr(args, "cfg", None), args.conf_dir, environ)
 
     def load(self) -> ServerConfig:
@@ -136,6 +146,8 @@ class Invocation:
         cmd = [sys.executable, "-m", "zkfast"]
         cmd += [f"-D{key}={value}" for key, value in self.properties.items()]
         cmd += ["--log-level", self.log_level, "start-foreground"]
+        if self.log_file is not None:
+            cmd += ["--log-file", str(self.log_file.absolute())]
         truncate = getattr(self.args, "truncate_log_at", None)
         if truncate:
             cmd += ["--truncate-log-at", truncate]
@@ -249,6 +261,11 @@ def srvr_answer(cfg: ServerConfig, timeout_s: float = 2.0) -> str | None:
         return None
 
 
+def out_file_path(log_path: Path) -> Path:
+    """Where a daemon's stdout and stderr go (zkServer.sh's zookeeper-$USER-server-$HOSTNAME.out)."""
+    return log_path.with_suffix(".out")
+
+
 def log_tail(path: Path, n_bytes: int = 4000) -> str:
     try:
         with open(path, "rb") as f:
@@ -281,7 +298,8 @@ def cmd_start(inv: Invocation, cfg: ServerConfig) -> int:
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_file_path(cfg, inv.environ)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as out:
+    inv.log_file = log_path
+    with open(out_file_path(log_path), "ab") as out:
         proc = subprocess.Popen(inv.child_command(), stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True, env=dict(inv.environ))
     write_pid(pid_file, proc.pid)
@@ -305,7 +323,7 @@ def _wait_started(proc: subprocess.Popen[bytes], cfg: ServerConfig, pid_file: Pa
         if proc.poll() is not None:
             remove_pid_file(pid_file)
             say("FAILED TO START")
-            note(f"zkfast exited with code {proc.returncode}; the end of {log_path}:\n{log_tail(log_path)}")
+            note(f"zkfast exited with code {proc.returncode}; {_tails(log_path)}")
             return 1
         if cfg.local_client_address() is None:
             if time.monotonic() - alive_since >= 1.0:
@@ -320,9 +338,16 @@ def _wait_started(proc: subprocess.Popen[bytes], cfg: ServerConfig, pid_file: Pa
             say("FAILED TO START")
             note(f"process {proc.pid} is running but did not answer srvr on "
                  f"{_address_text(cfg)} within {timeout_s:g} s; it was left running (`zkfast stop` ends "
-                 f"it). The end of {log_path}:\n{log_tail(log_path)}")
+                 f"it). {_tails(log_path)}")
             return 1
         time.sleep(POLL_INTERVAL_S)
+
+
+def _tails(log_path: Path) -> str:
+    """The ends of the daemon's output file and of its log, the ones that have anything."""
+    parts = [f"The end of {path}:\n{text}" for path in (out_file_path(log_path), log_path)
+             if (text := log_tail(path))]
+    return "\n".join(parts) or f"Nothing in {out_file_path(log_path)} nor {log_path}."
 
 
 def _address_text(cfg: ServerConfig) -> str:
@@ -421,7 +446,8 @@ def version_text() -> str:
 
 def cmd_print_cmd(inv: Invocation, cfg: ServerConfig) -> int:
     log_path = log_file_path(cfg, inv.environ)
-    say(f"{shlex.join(inv.child_command())} > {shlex.quote(str(log_path))} 2>&1 < /dev/null")
+    inv.log_file = log_path
+    say(f"{shlex.join(inv.child_command())} > {shlex.quote(str(out_file_path(log_path)))} 2>&1 < /dev/null")
     return 0
 
 
@@ -478,11 +504,6 @@ def cmd_snap_dump(inv: Invocation) -> int:
     return snap_dump(Path(inv.args.target), inv.args.json, say, inv.args.data)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
-
-
 # ---------------------------------------------------------------------------------------------- main
 
 _COMMANDS: dict[str, Callable[[Invocation, ServerConfig], int]] = {
@@ -493,8 +514,14 @@ _COMMANDS: dict[str, Callable[[Invocation, ServerConfig], int]] = {
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["shell"]:
+        # zkCli.sh's single-dash options (-server, -timeout) are not argparse's: hand over as they are
+        from zkfast.shell import main as shell_main
+
+        return shell_main(args_list[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     env = os.environ if environ is None else environ
     try:
         inv = Invocation(args, env)
@@ -503,10 +530,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if inv.command == "version":
         return cmd_version()
     if inv.command in ("log-dump", "snap-dump"):
-        setup_logging("WARNING")
+        setup_logging("WARNING", None)
         return cmd_log_dump(inv) if inv.command == "log-dump" else cmd_snap_dump(inv)
-    # The server logs at the chosen level; the other commands only show config warnings.
-    setup_logging(inv.log_level if inv.command == "start-foreground" else "WARNING")
+    # The server logs at the chosen level (to --log-file when `start` runs it); the other commands only
+    # show config warnings.
+    if inv.command == "start-foreground":
+        log_file = getattr(args, "log_file", None)
+        setup_logging(inv.log_level, Path(log_file) if log_file else None)
+    else:
+        setup_logging("WARNING", None)
     note(f"Using config: {inv.cfg_label()}")
     try:
         cfg = inv.load()

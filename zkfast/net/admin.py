@@ -238,7 +238,7 @@ class HttpServer:
             if len(self._clients) > MAX_CONNECTIONS:
                 return
             await self._serve(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         except Exception:  # noqa: BLE001 - one bad request must not take the server down
             log.exception("%s: request failed", self.name)
@@ -252,6 +252,14 @@ class HttpServer:
             return await awaitable
         return await asyncio.wait_for(awaitable, self.idle_timeout_s)
 
+    async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        """Write and wait for the client to take it, as long as the idle timeout allows."""
+        writer.write(data)
+        if self.idle_timeout_s is None:
+            await writer.drain()
+        else:
+            await asyncio.wait_for(writer.drain(), self.idle_timeout_s)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             try:
@@ -259,8 +267,7 @@ class HttpServer:
             except TimeoutError:
                 return
             except asyncio.LimitOverrunError:
-                writer.write(_encode_response(HttpResponse(431), False, False))
-                await writer.drain()
+                await self._send(writer, _encode_response(HttpResponse(431), False, False))
                 return
             except asyncio.IncompleteReadError:
                 return
@@ -268,21 +275,19 @@ class HttpServer:
                 req = _parse_head(head[:-4])
             except (_BadRequest, UnicodeDecodeError) as e:
                 status = e.status if isinstance(e, _BadRequest) else 400
-                writer.write(_encode_response(HttpResponse(status), False, False))
-                await writer.drain()
+                await self._send(writer, _encode_response(HttpResponse(status), False, False))
                 return
             keep_alive = (req.version == "HTTP/1.1" and req.headers.get("connection", "").lower() != "close"
                           and "transfer-encoding" not in req.headers)
             length_text = req.headers.get("content-length", "0")
             if not length_text.isdigit() or int(length_text) > MAX_BODY_BYTES:
-                writer.write(_encode_response(HttpResponse(413 if length_text.isdigit() else 400), False, False))
-                await writer.drain()
+                status = 413 if length_text.isdigit() else 400
+                await self._send(writer, _encode_response(HttpResponse(status), False, False))
                 return
             if int(length_text):
                 await self._read(reader.readexactly(int(length_text)))
             resp = self.handler(req)
-            writer.write(_encode_response(resp, req.method == "HEAD", keep_alive))
-            await writer.drain()
+            await self._send(writer, _encode_response(resp, req.method == "HEAD", keep_alive))
             if not keep_alive:
                 return
 

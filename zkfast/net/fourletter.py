@@ -12,9 +12,10 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from zkfast.net import serverdata
+from zkfast.net.serverdata import dir_size
 from zkfast.version import version_line
 
 if TYPE_CHECKING:
@@ -49,21 +50,6 @@ def rounded_avg(total: float, count: int) -> float:
         return 0.0
     q = decimal.Decimal(total / count).quantize(decimal.Decimal("0.0001"), rounding=decimal.ROUND_HALF_UP)
     return float(q)
-
-
-def dir_size(path: Path | None) -> int:
-    """Bytes in the regular files directly inside version-2 (Apache's getDataDirSize)."""
-    if path is None:
-        return 0
-    target = path / "version-2"
-    total = 0
-    try:
-        for entry in os.scandir(target):
-            if entry.is_file(follow_symlinks=False):
-                total += entry.stat().st_size
-    except OSError:
-        return 0
-    return total
 
 
 def answer(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
@@ -113,18 +99,19 @@ def _srvr(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: byt
 
 
 def _conn_info(server: ZooKeeperServer, conn, brief: bool) -> str:
-    core = conn.core
-    s = (f" {conn.remote}[{1 if not conn.closed else 0}](queued={len(conn.queue)},"
-         f"recved={core.packets_received},sent={core.packets_sent}")
-    if not brief and core.session_id != 0:
-        from zkfast.server.zkserver import LAST_OP
-
-        s += (f",sid=0x{core.session_id & 0xFFFFFFFFFFFFFFFF:x},lop={LAST_OP.get(core.last_op, 'NA')},"
-              f"est={conn.established_ms},to={conn.session_timeout_ms}")
-        if core.last_cxid >= 0:
-            s += f",lcxid=0x{core.last_cxid & 0xFFFFFFFF:x}"
-        s += (f",lzxid=0x{core.last_zxid & 0xFFFFFFFFFFFFFFFF:x},lresp={int(time.time() * 1000)},"
-              f"llat=0,minlat=0,avglat=0.0,maxlat=0")
+    """ServerCnxn.dumpConnectionInfo, from the figures the admin server's `cons` shows."""
+    i = serverdata.connection_info(conn, brief or conn.core.session_id == 0)
+    ops = i["interest_ops"]
+    s = (f" {conn.remote}[{f'{ops:x}' if ops else 0}](queued={i['outstanding_requests']},"
+         f"recved={i['packets_received']},sent={i['packets_sent']}")
+    if "session_id" in i:
+        s += (f",sid=0x{i['session_id'] & 0xFFFFFFFFFFFFFFFF:x},lop={i['last_operation']},"
+              f"est={i['established']},to={i['session_timeout']}")
+        if i["last_cxid"] >= 0:
+            s += f",lcxid=0x{i['last_cxid'] & 0xFFFFFFFF:x}"
+        s += (f",lzxid=0x{i['last_zxid'] & 0xFFFFFFFFFFFFFFFF:x},lresp={i['last_response_time']},"
+              f"llat={i['last_latency']},minlat={i['min_latency']},avglat={java_double(float(i['avg_latency']))},"
+              f"maxlat={i['max_latency']}")
     return s + ")"
 
 
@@ -134,9 +121,7 @@ def _cons(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: byt
 
 
 def _crst(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
-    for conn in server.connections:
-        conn.core.packets_received = 0
-        conn.core.packets_sent = 0
+    serverdata.reset_connection_stats(server)
     return "Connection stats reset.\n"
 
 
@@ -241,43 +226,36 @@ def _date(mono_ms: int) -> str:
 
 def _dump(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
     out = ["SessionTracker dump:\n"]
-    buckets = server.sessions.dump_buckets()
+    buckets = serverdata.session_expiry(server)
     out.append(f"Session Sets ({len(buckets)})/({len(server.sessions)}):\n")
     for t, sids in buckets:
         out.append(f"{len(sids)} expire at {_date(t)}:\n")
         out.extend(f"\t0x{sid & 0xFFFFFFFFFFFFFFFF:x}\n" for sid in sids)
     out.append("ephemeral nodes dump:\n")
-    eph = server.tree.ephemerals
+    eph = serverdata.ephemerals(server)
     out.append(f"Sessions with Ephemerals ({len(eph)}):\n")
-    for sid, paths in eph.items():
+    for sid, paths in eph:
         out.append(f"0x{sid & 0xFFFFFFFFFFFFFFFF:x}:\n")
-        out.extend(f"\t{p.decode('utf-8', 'replace')}\n" for p in paths)
+        out.extend(f"\t{p}\n" for p in paths)
     out.append("Connections dump:\n")
     out.append(f"Connections Sets (0)/({len(server.connections)}):\n")
     return "".join(out)
 
 
 def _watches(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
-    tree = server.tree
-    data = tree.data_watches
     if cmd == "wchs":
-        watchers = {w for d in data.values() for w in d}
-        total = sum(len(d) for d in data.values())
-        return f"{len(watchers)} connections watching {len(data)} paths\nTotal watches:{total}\n"
-    if cmd == "wchp":
-        out = []
-        for path, d in data.items():
-            out.append(path.decode("utf-8", "replace") + "\n")
-            out.extend(f"\t0x{w.session_id & 0xFFFFFFFFFFFFFFFF:x}\n" for w in d)
-        return "".join(out) + "\n"
-    by_watcher: dict[object, list[bytes]] = {}
-    for path, d in data.items():
-        for w in d:
-            by_watcher.setdefault(w, []).append(path)
+        w = serverdata.watch_summary(server)
+        return (f"{w['num_connections']} connections watching {w['num_paths']} paths\n"
+                f"Total watches:{w['num_total_watches']}\n")
     out = []
-    for w, paths in by_watcher.items():
-        out.append(f"0x{w.session_id & 0xFFFFFFFFFFFFFFFF:x}\n")
-        out.extend(f"\t{p.decode('utf-8', 'replace')}\n" for p in paths)
+    if cmd == "wchp":
+        for path, sids in serverdata.watches_by_path(server).items():
+            out.append(path + "\n")
+            out.extend(f"\t0x{sid & 0xFFFFFFFFFFFFFFFF:x}\n" for sid in sids)
+        return "".join(out) + "\n"
+    for sid, paths in serverdata.watches_by_session(server).items():
+        out.append(f"0x{sid & 0xFFFFFFFFFFFFFFFF:x}\n")
+        out.extend(f"\t{p}\n" for p in paths)
     return "".join(out) + "\n"
 
 

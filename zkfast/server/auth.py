@@ -238,8 +238,11 @@ class AuthRegistry:
             raise ZkError(Code.INVALIDACL, path)
         out: Acl = []
         for perms, scheme, ident in uniq:
-            if scheme is None or ident is None:
+            if scheme is None:
                 raise ZkError(Code.INVALIDACL, path)
+            if scheme == "world" and ident is None:
+                # Apache's `id.getId().equals("anyone")` fails on a null id: MARSHALLINGERROR
+                raise TypeError("world ACL with a null id")
             if scheme == "world" and ident == "anyone":
                 out.append((perms, scheme, ident))
             elif scheme == "auth":
@@ -253,7 +256,11 @@ class AuthRegistry:
                     raise ZkError(Code.INVALIDACL, path)
             else:
                 provider = self.providers.get(scheme)
-                if provider is None or not provider.is_valid(ident):
+                if provider is None:
+                    raise ZkError(Code.INVALIDACL, path)
+                if ident is None:
+                    raise TypeError(f"{scheme} ACL with a null id")  # Apache: NPE in isValid
+                if not provider.is_valid(ident):
                     raise ZkError(Code.INVALIDACL, path)
                 out.append((perms, scheme, ident))
         return out

@@ -9,7 +9,9 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from zkfast._datatree import DataTree
+from zkfast.net.admin import start_admin_server
 from zkfast.net.listener import ClientListener
+from zkfast.net.metrics import start_metrics_server
 from zkfast.server.containers import run_container_manager
 from zkfast.server.zkserver import ZooKeeperServer
 from zkfast.storage.recovery import RecoveryError
@@ -69,6 +71,11 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None,
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
+    if config.is_quorum:
+        # three servers that each believe they are alone would each accept writes: refuse instead
+        log.error("%s lists %d voting servers: zkfast does not run ensembles yet; start a standalone "
+                  "server (one server line, or none)", config.source, len(config.voters))
+        return 2
     log.info("zkfast %s starting (standalone)", version_line())
     for d in (config.data_dir, config.data_log_dir):
         (d / "version-2").mkdir(parents=True, exist_ok=True)
@@ -86,6 +93,16 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None,
     if config.client_port is None:
         log.error("no clientPort configured: nothing to serve")
         return 2
+    # as Apache: the metrics endpoint and the AdminServer listen before the client port does
+    metrics = await start_metrics_server(server, config)
+    admin = await start_admin_server(server, config)
+
+    async def close_endpoints() -> None:
+        if admin is not None:
+            await admin.close()
+        if metrics is not None:
+            await metrics.close()
+
     listener = ClientListener(server, config.client_port_address, config.client_port,
                               max_client_cnxns=config.max_client_cnxns, max_cnxns=config.max_cnxns,
                               backlog=config.client_port_listen_backlog,
@@ -95,6 +112,7 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None,
     except OSError as e:
         log.error("cannot listen on %s:%s: %s", config.client_port_address or "0.0.0.0",
                   config.client_port, e)
+        await close_endpoints()
         return 1
     server.listener = listener
     secure = None
@@ -106,6 +124,7 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None,
         except TlsConfigError as e:
             log.error("cannot serve TLS on secureClientPort: %s", e)
             await listener.close()
+            await close_endpoints()
             return 2
         server.auth.add_x509(config.property("zookeeper.X509AuthenticationProvider.superUser"))
         secure = ClientListener(server, config.secure_client_port_address or config.client_port_address,
@@ -118,6 +137,7 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None,
         except OSError as e:
             log.error("cannot listen on secureClientPort %s: %s", config.secure_client_port, e)
             await listener.close()
+            await close_endpoints()
             return 1
     server.secure_listener = secure
     server.serving = True
@@ -144,6 +164,7 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None,
         server.serving = False
         for t in tasks:
             t.cancel()
+        await close_endpoints()
         await listener.close()
         if secure is not None:
             await secure.close()

@@ -78,12 +78,6 @@ def execute(server: ZooKeeperServer, conn: ClientConnection, req: Request) -> No
         _error(server, conn, req, req.error.code)
         return
     if op in (OP_PING, OP_EXISTS, OP_GET_DATA, OP_GET_CHILDREN, OP_GET_CHILDREN2):
-        if op != OP_PING:
-            try:
-                server.sessions.check(req.session_id)
-            except ZkError as e:
-                _error(server, conn, req, e.code)
-                return
         if core.execute_read(xid, op, body):
             _note(server, req)
             return
@@ -91,8 +85,6 @@ def execute(server: ZooKeeperServer, conn: ClientConnection, req: Request) -> No
         handler = _HANDLERS.get(op)
         if handler is None:
             raise ZkError(Code.UNIMPLEMENTED)
-        if op != OP_SYNC and op != OP_SET_WATCHES and op != OP_SET_WATCHES2:
-            server.sessions.check(req.session_id)
         handler(server, conn, req)
         _note(server, req)
     except ZkError as e:
@@ -415,9 +407,22 @@ def handle_auth(server: ZooKeeperServer, conn: ClientConnection, xid: int, body:
 
 def handle_sasl(server: ZooKeeperServer, conn: ClientConnection, xid: int, body: bytes) -> None:
     sasl = getattr(server, "sasl", None)
-    if sasl is None:
-        # no SASL configured: Apache's server then fails the exchange and closes
-        conn.core.out.reply(xid, server.tree.last_processed_zxid, int(Code.AUTHFAILED))
-        conn.close_after_flush()
+    if sasl is not None:
+        sasl.handle(server, conn, xid, body)
         return
-    sasl.handle(server, conn, xid, body)
+    # no SASL server: Apache's processSasl meets a null saslServer, logs it, and answers OK with a
+    # null token; a record it cannot decode closes the connection without a reply
+    try:
+        decode_request(102, body)
+    except JuteError:
+        conn.close()
+        return
+    log.error("SASL request from %s but no SASL login is configured (java.security.auth.login.config)",
+              conn.remote)
+    out = conn.core.out
+    start = out.frame_start()
+    out.write_reply_header(xid, 0, 0)
+    out.write_buffer(None)
+    out.frame_end(start)
+    conn.core.packets_sent += 1
+    server.mark_dirty(conn)

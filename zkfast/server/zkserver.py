@@ -212,6 +212,7 @@ class ZooKeeperServer(PipelineCore):
             session_password(sid) if valid else bytes(16),
             None if conn.old_client else self.read_only)
         conn.send_raw(frame)
+        conn.core.packets_sent += 1
         if valid:
             self.by_session[sid] = conn
             conn.established()

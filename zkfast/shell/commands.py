@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TypeVar
 
 from kazoo.security import ACL
 
@@ -27,6 +28,7 @@ from zkfast.shell.javacompat import (
     IllegalArgument,
     KeeperError,
     NumberFormatError,
+    StatLike,
     StatsTrack,
     check_ttl,
     cli_wrapper_message,
@@ -49,6 +51,8 @@ from zkfast.shell.javacompat import (
 )
 from zkfast.shell.session import ZkSession
 from zkfast.version import version_line
+
+T = TypeVar("T")
 
 
 class JavaCrash(Exception):
@@ -98,8 +102,10 @@ class CliCommand:
     def err(self, line: str = "") -> None:
         self.console.err(line)
 
-    def print_stat(self, stat: object) -> None:
-        for line in stat_lines(stat):  # type: ignore[arg-type]
+    def print_stat(self, stat: StatLike | None) -> None:
+        if stat is None:
+            return
+        for line in stat_lines(stat):
             self.out(line)
 
     def _retain_compatibility(self, cmd_args: list[str], what: str | None) -> None:
@@ -112,7 +118,7 @@ class CliCommand:
             self.args = self.cl.args
 
 
-def _wrap(call: Callable[[], object]) -> object:
+def _wrap(call: Callable[[], T]) -> T:
     """Run a client call as the commands do: bad paths are MalformedPathException, server errors go
     through CliWrapperException."""
     try:
@@ -182,7 +188,7 @@ class LsCommand(CliCommand):
         if self.cl.has("R"):
             _wrap(lambda: visit_subtree_dfs(self.zk, path, watch, self.out))
             return watch
-        children, stat = _wrap(lambda: self.zk.get_children(path, watch, self._with_stat()))  # type: ignore[misc]
+        children, stat = _wrap(lambda: self.zk.get_children(path, watch, self._with_stat()))
         children.sort(key=java_sort_key)
         self.out(java_list(children))
         if stat is not None:
@@ -249,7 +255,7 @@ class GetCommand(CliCommand):
     def exec(self) -> bool:
         watch = self.cl.has("w")
         path = self.args[1]
-        data, stat = _wrap(lambda: self.zk.get_data(path, watch))  # type: ignore[misc]
+        data, stat = _wrap(lambda: self.zk.get_data(path, watch))
         self.out(decode_data(data))
         if self.cl.has("s"):
             self.print_stat(stat)
@@ -270,7 +276,7 @@ class GetAclCommand(CliCommand):
 
     def exec(self) -> bool:
         path = self.args[1]
-        acl, stat = _wrap(lambda: self.zk.get_acl(path))  # type: ignore[misc]
+        acl, stat = _wrap(lambda: self.zk.get_acl(path))
         for a in acl:
             self.out(f"{id_to_string(a.id.scheme, a.id.id)}: {perm_string(a.perms)}")
         if self.cl.has("s"):
@@ -307,7 +313,7 @@ class GetEphemeralsCommand(CliCommand):
     def exec(self) -> bool:
         prefix = self.args[1] if len(self.args) >= 2 else "/"
         ephemerals = _wrap(lambda: self.zk.get_ephemerals(prefix))
-        self.out(java_list(ephemerals))  # type: ignore[arg-type]
+        self.out(java_list(ephemerals))
         return False
 
 
@@ -829,9 +835,9 @@ def _check_quota(limits: StatsTrack, current: StatsTrack, out: Callable[[str], N
     if ((limits.count > -1 and limits.count < current.count)
             or (limits.count_hard > -1 and limits.count_hard < current.count)):
         out(f"[Warning]: the count quota you create is less than the existing count:{current.count}")
-    if ((limits.bytes > -1 and limits.bytes < current.bytes)
-            or (limits.bytes_hard > -1 and limits.bytes_hard < current.bytes)):
-        out(f"[Warning]: the bytes quota you create is less than the existing bytes:{current.bytes}")
+    if ((limits.num_bytes > -1 and limits.num_bytes < current.num_bytes)
+            or (limits.bytes_hard > -1 and limits.bytes_hard < current.num_bytes)):
+        out(f"[Warning]: the bytes quota you create is less than the existing bytes:{current.num_bytes}")
 
 
 def _check_child_quota(zk: ZkSession, path: str) -> None:

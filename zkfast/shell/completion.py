@@ -5,7 +5,7 @@ the path typed so far, as zkCli.sh's JLine completer does)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +61,25 @@ class Completer:
         return sorted(token[:idx] + child for child in children if child.startswith(prefix))
 
 
-def setup_readline(commands: list[str], session: Callable[[], ZkSession | None]) -> Any | None:
-    """Import readline, load the history file, bind tab; None when readline is unavailable."""
+def _show_matches(matches: Sequence[str], redraw: Callable[[str], None]) -> None:
+    """List the candidates by their last name (as JLine lists children), then the prompt and line again."""
+    names = [m.rstrip(" ").rsplit("/", 1)[-1] if m.startswith("/") else m.rstrip(" ") for m in matches]
+    redraw("\n" + "  ".join(names) + "\n")
+
+
+def setup_readline(commands: list[str], session: Callable[[], ZkSession | None],
+                   redraw: Callable[[str], None] | None = None) -> Any | None:
+    """Import readline, load the history file, bind tab; None when readline is unavailable.  `redraw(text)`
+    prints `text`, then the prompt and the line being typed."""
     try:
         import readline
     except ImportError:
         return None
     completer = Completer(readline, commands, session)
     readline.set_completer(completer.complete)
+    if redraw is not None:
+        readline.set_completion_display_matches_hook(
+            lambda substitution, matches, longest: _show_matches(matches, redraw))
     readline.set_completer_delims(" \t\n")
     if "libedit" in (getattr(readline, "__doc__", "") or ""):
         readline.parse_and_bind("bind ^I rl_complete")

@@ -515,7 +515,7 @@ class StatsTrack:
         return self.get("count")
 
     @property
-    def bytes(self) -> int:
+    def num_bytes(self) -> int:
         return self.get("bytes")
 
     @property
@@ -528,7 +528,7 @@ class StatsTrack:
 
     def __str__(self) -> str:
         keys = sorted(k for k in self.stats if k not in ("count", "bytes"))
-        out = f"count={self.count},bytes={self.bytes}"
+        out = f"count={self.count},bytes={self.num_bytes}"
         if keys:
             out += "=" + "".join(f";{k}={self.stats[k]}" for k in keys)
         return out

@@ -195,15 +195,16 @@ class Shell:
             self.execute_line(line[:-1] if line.endswith("\n") else line)
 
     def _interactive_loop(self) -> None:
-        readline = setup_readline(all_command_names(), lambda: self.zk)
+        current_prompt = ""
+
+        def redraw(before: str = "") -> None:
+            buffer = readline.get_line_buffer() if readline is not None else ""
+            self.console.write_out(before + current_prompt + buffer)
+
+        readline = setup_readline(all_command_names(), lambda: self.zk, redraw)
         self.console.out(f"JLine support is {'enabled' if readline is not None else 'disabled'}")
         if self.zk is not None:  # give the first prompt a chance to say CONNECTED
             self.zk.wait_connected(FIRST_PROMPT_WAIT_S)
-        current_prompt = ""
-
-        def redraw() -> None:
-            buffer = readline.get_line_buffer() if readline is not None else ""
-            self.console.write_out(current_prompt + buffer)
 
         while True:
             current_prompt = self.prompt()

@@ -180,6 +180,7 @@ class WatchManager:
     # -- removal (removeWatcher): the removal event types, or a KeeperError
     def remove(self, path: str, watcher_type: int, local: bool, rc: int) -> list[int]:
         with self.lock:
+            candidates: tuple[set[str], ...]
             if watcher_type == raw.WATCHER_CHILDREN:
                 candidates = (self.child, self.persistent, self.recursive)
             elif watcher_type == raw.WATCHER_DATA:

@@ -106,6 +106,8 @@ class DurableCommit:
         w = self.writer
         avg = w.fsync_total_ms / w.fsync_count if w.fsync_count else 0.0
         avg_batch = w.batch_txns_total / w.batch_count if w.batch_count else 0.0
-        return [("fsync_count", w.fsync_count), ("avg_fsynctime", round(avg, 4)),
-                ("max_fsynctime", int(w.fsync_max_ms)), ("zkfast_group_commit_batches", w.batch_count),
+        # Apache's fsynctime summary (AvgMinMaxCounter, ms), then zkfast's group commit figures
+        return [("avg_fsynctime", round(avg, 4)), ("min_fsynctime", int(w.fsync_min_ms)),
+                ("max_fsynctime", int(w.fsync_max_ms)), ("cnt_fsynctime", w.fsync_count),
+                ("sum_fsynctime", int(w.fsync_total_ms)), ("zkfast_group_commit_batches", w.batch_count),
                 ("zkfast_group_commit_avg_batch_txns", round(avg_batch, 4))]

@@ -84,8 +84,10 @@ def map_size_for(estimate_bytes: int) -> int:
 
 
 def _open_env(path: Path, map_size: int, readonly: bool) -> lmdb.Environment:
+    # no lock file: a snapshot is written by one thread and read by nobody else until it is renamed
+    # into place, and LMDB's lock file is a shared mapping that a full disk turns into SIGBUS
     return lmdb.open(str(path), map_size=map_size, max_dbs=len(DBS), subdir=True, readonly=readonly,
-                     lock=not readonly, sync=False, metasync=False, writemap=False, readahead=True,
+                     lock=False, sync=False, metasync=False, writemap=False, readahead=True,
                      meminit=False)
 
 

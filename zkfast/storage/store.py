@@ -10,10 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import lmdb
+
 from zkfast.storage.durable import DurableCommit
 from zkfast.storage.recovery import Recovered, recover
 from zkfast.storage.snapshot import SnapshotStats, SnapshotWriter, snapshot_dirs
-from zkfast.storage.txnlog import log_files, logs_needed
+from zkfast.storage.txnlog import fsync_dir, log_files, logs_needed
 
 if TYPE_CHECKING:
     from zkfast.config import ServerConfig
@@ -51,8 +53,10 @@ class Store:
 
     def recover(self, new_tree: Callable[[], Any], truncate_log_at: tuple[str, int] | None = None,
                 progress: Callable[[str], None] | None = None) -> Recovered:
-        self.snap_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for d in (self.snap_dir, self.log_dir):
+            if not d.is_dir():
+                d.mkdir(parents=True, exist_ok=True)
+                fsync_dir(d.parent)  # the new version-2 directory survives a crash
         for entry in os.scandir(self.snap_dir):
             if entry.name.endswith(".tmp") and entry.is_dir():
                 log.info("removing interrupted snapshot %s", entry.name)
@@ -79,7 +83,13 @@ class Store:
         if roll:
             self.commit.roll()
         self.snapshot = SnapshotWriter(self.server, self.snap_dir, self._snapshot_done)
-        self.snapshot.start()
+        try:
+            self.snapshot.start()
+        except (OSError, lmdb.Error) as e:
+            # e.g. a full dataDir: the snapshot fails alone, the log and the clients go on
+            self.snapshot = None
+            log.error("snapshot failed: %s", e)
+            return False
         return True
 
     def _snapshot_done(self, stats: SnapshotStats | None, error: BaseException | None) -> None:

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zkfast._jute import (
-    ENTRY_BAD_CRC,
     ENTRY_END,
     ENTRY_OK,
     ENTRY_TORN,
@@ -31,6 +30,7 @@ from zkfast._jute import (
     LOG_VERSION,
     Txn,
     decode_txn,
+    find_whole_entry,
     read_log_entry,
 )
 
@@ -163,30 +163,27 @@ def _scan_entries(path: Path, data: memoryview, from_zxid: int, truncate_at: int
             offset = nxt
             continue
         reason = "entry cut short" if status == ENTRY_TORN else "checksum mismatch"
-        if status == ENTRY_BAD_CRC:
-            after, _, _ = read_log_entry(data, nxt)
-            if after == ENTRY_OK:
-                raise LogCorruption(path, offset, f"{reason}, with whole entries after it")
-        elif _whole_entry_after(data, offset):
+        last = txns[-1].zxid if txns else from_zxid
+        # any whole entry further on, wherever the damaged length field points, means data after
+        # the damage: stop rather than cut it away
+        if find_whole_entry(data, offset + 1, last) != -1:
             raise LogCorruption(path, offset, f"{reason}, with whole entries after it")
         return LogScan(path, txns, offset, reason, offsets)
 
 
-def _whole_entry_after(data: memoryview, offset: int) -> bool:
-    # a torn entry whose length field is sane: does a whole entry follow where it claims to end?
-    if offset + 12 > len(data):
-        return False
-    n = struct.unpack(">i", bytes(data[offset + 8:offset + 12]))[0]
-    if n <= 0:
-        return False
-    status, _, _ = read_log_entry(data, offset + 12 + n + 1)
-    return status == ENTRY_OK
-
-
 def cut_tail(path: Path, end_offset: int) -> None:
-    """Zero everything after end_offset (keeping the file's size) and fsync."""
+    """Zero everything after end_offset (keeping the file's size) and fsync; what is cut (up to the
+    zero padding) is kept first in `<log>.cut-<offset>` for an operator to look at."""
     with open(path, "r+b") as f:
         size = os.fstat(f.fileno()).st_size
+        f.seek(end_offset)
+        tail = f.read(min(size - end_offset, 64 * 1024 * 1024)).rstrip(b"\0")
+        if tail:
+            keep = path.with_name(f"{path.name}.cut-{end_offset}")
+            with open(keep, "wb") as k:
+                k.write(tail)
+                k.flush()
+                os.fsync(k.fileno())
         f.seek(end_offset)
         remaining = size - end_offset
         zeros = bytes(min(remaining, 1 << 20))
@@ -214,6 +211,7 @@ class Batch:
     last_zxid: int
     count: int
     generation: int = 0
+    created: float = field(default_factory=time.perf_counter)  # when the loop handed it over
 
 
 class LogWriter:
@@ -252,6 +250,11 @@ class LogWriter:
         self.fsync_count = 0
         self.fsync_total_ms = 0.0
         self.fsync_max_ms = 0.0
+        self.fsync_min_ms = 0.0
+        self.fsync_threshold_exceed_count = 0
+        # called on this thread after each write+sync: (txns made durable, seconds since the oldest
+        # batch among them was handed over); the metrics endpoint sets it
+        self.on_batch: Callable[[int, float], None] | None = None
         self.batch_count = 0
         self.batch_txns_total = 0
         self.failed = False
@@ -314,7 +317,7 @@ class LogWriter:
                 continue
             if PLANTED_BUG == "ack-before-write":
                 self.on_durable(batches[-1].last_zxid, sum(b.count for b in batches))
-                time.sleep(0.002)
+                time.sleep(0.02)  # widen the window a crash must hit to show the loss
             try:
                 self._write(batches, roll)
             except BaseException as e:  # noqa: BLE001 - any failure must reach the loop
@@ -415,8 +418,10 @@ class LogWriter:
             ms = (time.perf_counter() - t0) * 1000
             self.fsync_count += 1
             self.fsync_total_ms += ms
+            self.fsync_min_ms = ms if self.fsync_count == 1 else min(self.fsync_min_ms, ms)
             self.fsync_max_ms = max(self.fsync_max_ms, ms)
             if ms > self.fsync_warning_ms:
+                self.fsync_threshold_exceed_count += 1
                 log.warning("fsync-ing the write ahead log in %s took %dms which will adversely effect "
                             "operation latency. File size is %d bytes. See the ZooKeeper troubleshooting "
                             "guide", threading.current_thread().name, ms, self._allocated)
@@ -426,6 +431,9 @@ class LogWriter:
         self._bytes_since_roll += len(data)
         self.batch_count += 1
         self.batch_txns_total += n
+        on_batch = self.on_batch
+        if on_batch is not None:
+            on_batch(n, time.perf_counter() - batches[0].created)
 
     def _close_file(self) -> None:
         if self._fd is not None:
