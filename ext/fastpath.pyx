@@ -48,6 +48,7 @@ cdef class ConnCore(Watcher):
         self.max_frame_bytes = max_frame_bytes
         self.state = S_HANDSHAKE
         self.queued = 0
+        self.slow_only = False
         self.paused = False
         self.inbuf = NULL
         self.inlen = 0
@@ -149,7 +150,7 @@ cdef class ConnCore(Watcher):
                 return 0
             xid = <int32_t>load_u32(<const uint8_t*>p + pos)
             op = <int32_t>load_u32(<const uint8_t*>p + pos + 4)
-            if self.queued == 0:
+            if self.queued == 0 and not self.slow_only:
                 if op == 3 or op == 4 or op == 8 or op == 12:
                     if tree.fast_read(op, xid, <const uint8_t*>p + pos + 8, length - 8, self, out):
                         self.note_reply(xid, op)

@@ -11,6 +11,7 @@ cdef class ConnCore(Watcher):
     cdef Py_ssize_t incap
     cdef public int state
     cdef public int queued
+    cdef public bint slow_only  # every frame to handler.on_request (auth enforcement)
     cdef public bint paused
     cdef public int32_t max_frame_bytes
     cdef public object handler

@@ -1279,7 +1279,10 @@ _PROPERTY_SPECS: tuple[_PropSpec, ...] = (
     _PropSpec("readonlymode.enabled", True, "read_only_mode_enabled", parse_true_false, False),
     _PropSpec("jute.maxbuffer", True, "jute_max_buffer_bytes", _at_least(1, _decode32), 0xFFFFF),
 )
-_BARE_PROPERTIES = frozenset(s.name for s in _PROPERTY_SPECS if s.bare)
+# bare JVM properties zkfast reads without a typed field (the JAAS file for SASL, Kerberos settings)
+_BARE_EXTRA = frozenset(("java.security.auth.login.config", "java.security.krb5.realm",
+                         "java.security.krb5.conf"))
+_BARE_PROPERTIES = frozenset(s.name for s in _PROPERTY_SPECS if s.bare) | _BARE_EXTRA
 assert {s.field for s in _PROPERTY_SPECS} <= {f.name for f in dataclasses.fields(ServerConfig)}
 
 

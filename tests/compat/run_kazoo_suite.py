@@ -87,11 +87,7 @@ DEFAULT_PORT_OFFSET = 20000
 
 # Tests that pass on Apache and fail on zkfast because zkfast does not implement the feature yet.
 # Test id (as in the outcomes JSON) -> what is missing.
-_SASL_DIGEST = "SASL DIGEST-MD5 authentication (JAAS Server section) is not implemented in zkfast yet"
-KNOWN_GAPS: dict[str, str] = {
-    "kazoo.tests.test_sasl.TestLegacySASLDigestAuthentication::test_connect_sasl_auth": _SASL_DIGEST,
-    "kazoo.tests.test_sasl.TestSASLDigestAuthentication::test_connect_sasl_auth": _SASL_DIGEST,
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 def cache_dir() -> Path:

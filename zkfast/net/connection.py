@@ -69,6 +69,8 @@ class ClientConnection(asyncio.Protocol):
         self.core.auth_ids = [("ip", self.remote_ip)]
         if self.listener.tls:
             self._x509_auth(transport)
+        if self.server.enforcer is not None:
+            self.server.enforcer.refresh(self.core)
         self.server.register(self)
 
     def _x509_auth(self, transport: asyncio.BaseTransport) -> None:
@@ -127,6 +129,9 @@ class ClientConnection(asyncio.Protocol):
         self.server.on_connect(self, body)
 
     def on_request(self, xid: int, op: int, body: bytes) -> None:
+        enforcer = self.server.enforcer
+        if enforcer is not None and op != 100 and op != 102 and not enforcer.check(self.server, self, xid):
+            return  # Apache's AuthenticationHelper.enforceAuthentication (auth and sasl are exempt)
         self.server.on_request(self, xid, op, body)
 
     def on_four_letter(self, cmd: str, rest: bytes) -> None:

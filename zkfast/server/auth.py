@@ -142,17 +142,31 @@ class IpProvider(AuthProvider):
         return self._mask(remote, bits) == self._mask(addr, bits)
 
 
+_KERBEROS_NAME = re.compile(r"([^/@]*)(/([^/@]*))?@([^/@]*)")
+
+
 class SaslProvider(AuthProvider):
-    """Ids set by a finished SASL exchange; `sasl:user` ACLs match the authenticated user."""
+    """Ids set by a finished SASL exchange; `sasl:user` ACLs match the authenticated user
+    (Apache's SASLAuthenticationProvider)."""
 
     scheme = "sasl"
     authenticated = True
 
+    def __init__(self, let_any_sasl_user: str | None = None) -> None:
+        self.let_any_sasl_user = let_any_sasl_user  # zookeeper.letAnySaslUserDoX
+
     def handle(self, auth: bytes, remote_ip: str) -> list[AuthId] | None:
         return None  # ids come from the SASL exchange, never from addAuth
 
+    def is_valid(self, ident: str) -> bool:
+        # new KerberosName(id) must not throw: a name with '@' must be primary[/host]@REALM
+        return _KERBEROS_NAME.fullmatch(ident) is not None or "@" not in ident
+
     def matches(self, ident: str, acl_expr: str) -> bool:
-        return ident == acl_expr
+        # an authenticated SASL user named "super" matches every sasl ACL entry
+        if ident == "super" or ident == acl_expr:
+            return True
+        return self.let_any_sasl_user is not None and acl_expr == self.let_any_sasl_user
 
 
 class X509Provider(AuthProvider):

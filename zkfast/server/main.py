@@ -13,6 +13,7 @@ from zkfast.net.admin import start_admin_server
 from zkfast.net.listener import ClientListener
 from zkfast.net.metrics import start_metrics_server
 from zkfast.server.containers import run_container_manager
+from zkfast.server.sasl import SaslConfigError, build_sasl_server
 from zkfast.server.zkserver import ZooKeeperServer
 from zkfast.storage.recovery import RecoveryError
 from zkfast.storage.store import Store
@@ -45,6 +46,11 @@ def build_server(config: ServerConfig, commit: Any = None) -> ZooKeeperServer:
         commit=commit,
     )
     server.config = config
+    server.sasl = build_sasl_server(config.system_properties, server.auth)  # SaslConfigError: no start
+    server.enforcer = server.sasl.enforcer if server.sasl.enforcer.enabled else None
+    sasl_provider = server.auth.get("sasl")
+    if sasl_provider is not None:
+        sasl_provider.let_any_sasl_user = config.property("zookeeper.letAnySaslUserDoX")
     return server
 
 
@@ -86,7 +92,12 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None,
     except (RecoveryError, OSError) as e:
         log.error("cannot start: %s", e)
         return 3
-    server = build_server(config, commit=store.commit)
+    try:
+        server = build_server(config, commit=store.commit)
+    except SaslConfigError as e:
+        log.error("cannot start: %s", e)
+        store.close()
+        return 2
     server.install(recovered.tree, recovered.sessions)
     store.attach(server)
     server.store = store

@@ -400,6 +400,8 @@ def handle_auth(server: ZooKeeperServer, conn: ClientConnection, xid: int, body:
     core.auth_ids = javaorder.auth_set_order([*core.auth_ids, *ids])
     if any(scheme == "super" for scheme, _ in ids):
         core.is_super = True
+    if server.enforcer is not None:
+        server.enforcer.refresh(core)
     core.out.reply(xid, 0, 0)
     core.packets_sent += 1
     server.mark_dirty(conn)

@@ -24,6 +24,12 @@ section). This module reproduces that exchange and `ZooKeeperServer.processSasl`
 
 `AuthEnforcer` is Apache's AuthenticationHelper (`enforce.auth.enabled`, `enforce.auth.schemes`,
 `sessionRequireClientSASLAuth`).
+
+Deliberate differences: only DigestLoginModule (DIGEST-MD5) is supported, a `Server` section naming
+another login module (Kerberos) stops start-up; an unknown user always fails (Apache's callback handler
+keeps the last known user name across connections and may check an unknown user against that user's
+password); nonces come from `secrets` (the JDK uses java.util.Random); auth_to_local rules run with
+Python's `re`.
 """
 
 from __future__ import annotations

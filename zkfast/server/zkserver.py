@@ -131,6 +131,8 @@ class ZooKeeperServer(PipelineCore):
         self.listener: Any = None
         self.secure_listener: Any = None
         self.config: Any = None
+        self.sasl: Any = None  # zkfast.server.sasl.SaslServer (build_server sets it)
+        self.enforcer: Any = None  # its AuthEnforcer when enforcement is on, else None
         self.mode = "read-only" if read_only else "standalone"
         self.trace_mask = 0b100110010  # Apache's default text trace level (306)
         self.commit.start(self.on_commit)
