@@ -433,7 +433,40 @@ cdef object read_str_obj(Cursor* c):
     return PyBytes_FromStringAndSize(<const char*>p, n).decode("utf-8", "replace")
 
 
+# Most requests carry one of a few ACLs (OPEN_ACL_UNSAFE above all): decoded lists are kept by their
+# bytes, so a create does not build tuples and strings anew. The lists are shared: nobody mutates them.
+cdef dict _acl_cache = {}
+cdef enum:
+    ACL_CACHE_MAX = 256
+    ACL_CACHE_MAX_BYTES = 512
+
+
+cdef Py_ssize_t acl_list_size(Cursor* c) noexcept:
+    # the byte length of the vector<ACL> at the cursor, or -1 if it does not fit
+    cdef Cursor probe = c[0]
+    cdef int32_t n = rd_i32(&probe), i
+    cdef const uint8_t* p
+    if probe.bad or n < 0:
+        return -1
+    for i in range(n):
+        rd_i32(&probe)
+        rd_bytes(&probe, &p)
+        rd_bytes(&probe, &p)
+        if probe.bad:
+            return -1
+    return c.left - probe.left
+
+
 cdef object read_acl_list(Cursor* c):
+    cdef Py_ssize_t size = acl_list_size(c)
+    cdef bytes key = None
+    if 0 < size <= ACL_CACHE_MAX_BYTES:
+        key = PyBytes_FromStringAndSize(<const char*>c.p, size)
+        cached = _acl_cache.get(key)
+        if cached is not None:
+            c.p += size
+            c.left -= size
+            return cached
     cdef int32_t n = rd_i32(c), i, perms
     if c.bad:
         raise JuteError("truncated record")
@@ -447,6 +480,8 @@ cdef object read_acl_list(Cursor* c):
         if c.bad:
             raise JuteError("truncated ACL list")
         out.append((perms, scheme, ident))
+    if key is not None and len(_acl_cache) < ACL_CACHE_MAX:
+        _acl_cache[key] = out
     return out
 
 

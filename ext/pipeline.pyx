@@ -24,6 +24,22 @@ from zkfast.server import javaorder
 from zkfast.server.codes import Code, ZkError
 from zkfast.server.paths import validate_path as validate_path_py
 
+from libc.time cimport time_t
+
+cdef extern from "<time.h>" nogil:
+    cdef struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clk_id, timespec* tp)
+    int CLOCK_REALTIME
+
+
+cdef inline int64_t wall_ms() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
+
+
 log = logging.getLogger("zkfast.server.prep")
 
 cdef enum:
@@ -211,26 +227,35 @@ cdef class Prep:
     cdef public DataTree tree
     cdef public object sessions
     cdef public object auth
-    cdef public object next_zxid
-    cdef public object now_ms
+    cdef public int64_t last_zxid    # the last zxid handed out
     cdef public bint extended_types
     cdef public bint reconfig_enabled
     cdef public bint close_session_txn
     cdef public object outstanding
     cdef public dict by_path
 
-    def __init__(self, DataTree tree, sessions, auth, next_zxid, now_ms, bint extended_types=False,
+    def __init__(self, DataTree tree, sessions, auth, bint extended_types=False,
                  bint reconfig_enabled=False, bint close_session_txn=True):
         self.tree = tree
         self.sessions = sessions
         self.auth = auth
-        self.next_zxid = next_zxid
-        self.now_ms = now_ms
+        self.last_zxid = 0
         self.extended_types = extended_types
         self.reconfig_enabled = reconfig_enabled
         self.close_session_txn = close_session_txn
         self.outstanding = deque()
         self.by_path = {}
+
+    cdef inline int64_t next_zxid(self) noexcept:
+        self.last_zxid += 1
+        return self.last_zxid
+
+    cdef void check_session(self, int64_t session_id) except *:
+        s = self.sessions.sessions.get(session_id)
+        if s is None:
+            raise ZkError(Code.UNKNOWNSESSION)
+        if s.closing:
+            raise ZkError(Code.SESSIONEXPIRED)
 
     # -- change records
 
@@ -356,7 +381,7 @@ cdef class Prep:
                     req.error = ZkError(Code.MARSHALLINGERROR)
                     return None
             if typ in WRITE_OPS:
-                txn = Txn(req.session_id, req.cxid, self.next_zxid(), self.now_ms(), typ)
+                txn = Txn(req.session_id, req.cxid, self.next_zxid(), wall_ms(), typ)
                 req.txn = txn
                 try:
                     self.to_txn(typ, txn, req, None)
@@ -367,7 +392,7 @@ cdef class Prep:
                                 req.session_id & 0xFFFFFFFFFFFFFFFF, e)
                     fail(txn, Code.MARSHALLINGERROR)
                 return txn
-            self.sessions.check(req.session_id)
+            self.check_session(req.session_id)
         except ZkError as e:
             req.error = e
         return None
@@ -385,13 +410,13 @@ cdef class Prep:
                 raise JuteError("read ops in a multi")
         except (JuteError, ValueError) as e:
             log.warning("bad multi from session 0x%x: %s", req.session_id & 0xFFFFFFFFFFFFFFFF, e)
-            txn = Txn(req.session_id, req.cxid, self.next_zxid(), self.now_ms(), OP_MULTI)
+            txn = Txn(req.session_id, req.cxid, self.next_zxid(), wall_ms(), OP_MULTI)
             req.txn = txn
             fail(txn, Code.MARSHALLINGERROR)
             return txn
         zxid = self.next_zxid()
         pending = self.pending_for_multi(ops)
-        txn = Txn(req.session_id, req.cxid, zxid, self.now_ms(), OP_MULTI)
+        txn = Txn(req.session_id, req.cxid, zxid, wall_ms(), OP_MULTI)
         req.txn = txn
         subs = []
         try:
@@ -431,7 +456,7 @@ cdef class Prep:
         elif typ == C_DELETE_CONTAINER:
             self.delete_container(txn, req.body, req.conn is not None)
         elif typ == C_DELETE:
-            self.sessions.check(req.session_id)
+            self.check_session(req.session_id)
             path, version = args if args is not None else decode_request(typ, req.body)
             if path is None:
                 raise TypeError("null path")
@@ -449,7 +474,7 @@ cdef class Prep:
             self.add(parent)
             self.add(deleted_record(txn.zxid, path))
         elif typ == C_SET_DATA:
-            self.sessions.check(req.session_id)
+            self.check_session(req.session_id)
             path, data, version = args if args is not None else decode_request(typ, req.body)
             validate(path)
             node = self.record(path)
@@ -464,7 +489,7 @@ cdef class Prep:
             node.mzxid = txn.zxid
             self.add(node)
         elif typ == C_SET_ACL:
-            self.sessions.check(req.session_id)
+            self.check_session(req.session_id)
             path, acl, version = args if args is not None else decode_request(typ, req.body)
             validate(path)
             acl = self.auth.fixup_acl(path, req.auth_ids, acl)
@@ -479,7 +504,7 @@ cdef class Prep:
             node.acl = acl
             self.add(node)
         elif typ == C_CHECK:
-            self.sessions.check(req.session_id)
+            self.check_session(req.session_id)
             path, version = args if args is not None else decode_request(typ, req.body)
             validate(path)
             node = self.record(path)
@@ -489,7 +514,7 @@ cdef class Prep:
         elif typ == C_RECONFIG:
             if not self.reconfig_enabled:
                 raise ZkError(Code.RECONFIGDISABLED)
-            self.sessions.check(req.session_id)
+            self.check_session(req.session_id)
             # a standalone server cannot reconfigure (Apache: UnimplementedException)
             raise ZkError(Code.UNIMPLEMENTED)
         elif typ == C_CREATE_SESSION:
@@ -522,7 +547,7 @@ cdef class Prep:
         elif ttl >= 0 or typ == C_CREATE_TTL:
             # createTTL with a non-TTL mode: Apache fails this only when applying; refuse here
             raise ZkError(Code.BADARGUMENTS, path)
-        self.sessions.check(req.session_id)
+        self.check_session(req.session_id)
         if path is None:
             raise TypeError("null path")
         cut = path.rfind(b"/")
@@ -688,12 +713,6 @@ cdef enum:
     C_AUTH = 100
     C_SASL = 102
     C_PING = 11
-
-
-cdef inline int64_t wall_ms() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
 
 
 def now_ms():

@@ -118,8 +118,7 @@ class ZooKeeperServer(PipelineCore):
                              acl_checker=self._watcher_acl_check)
         # Apache's standalone session tracker uses id 1 (createSessionTrackerServerId)
         self.sessions = SessionTracker(tick_time_ms, server_id if server_id else 1)
-        self.last_zxid = 0  # the last zxid handed out by prep
-        self.prep = Prep(self.tree, self.sessions, self.auth, self._next_zxid, now_ms,
+        self.prep = Prep(self.tree, self.sessions, self.auth,
                          extended_types=extended_types, reconfig_enabled=reconfig_enabled,
                          close_session_txn=close_session_txn)
         self.commit: CommitStage = commit if commit is not None else ImmediateCommit()
@@ -139,9 +138,14 @@ class ZooKeeperServer(PipelineCore):
 
     # -- zxids
 
-    def _next_zxid(self) -> int:
-        self.last_zxid += 1
-        return self.last_zxid
+    @property
+    def last_zxid(self) -> int:
+        """The last zxid handed out by prep."""
+        return int(self.prep.last_zxid)
+
+    @last_zxid.setter
+    def last_zxid(self, zxid: int) -> None:
+        self.prep.last_zxid = zxid
 
     # -- ACL checks with Python providers (the C path handles world:anyone and super)
 
