@@ -713,6 +713,11 @@ cdef enum:
     C_AUTH = 100
     C_SASL = 102
     C_PING = 11
+    C_SYNC_OP = 9
+
+# stands in for the txn of a request a learner forwarded to its leader, until the leader's commit
+# brings the real one: reads of the same connection queue behind it as behind any write
+FORWARDED = Txn(0, 0, 0, 0, -1)
 
 
 def now_ms():
@@ -745,6 +750,7 @@ cdef class PipelineCore:
     cdef public list paused
     cdef public int global_outstanding_limit
     cdef public object write_failure
+    cdef public object forward       # a learner's: sends writes (and syncs) to the leader
     cdef public dict by_session
     cdef public int64_t latency_min_ms
     cdef public int64_t latency_max_ms
@@ -757,6 +763,7 @@ cdef class PipelineCore:
         self.paused = []
         self.by_session = {}
         self.write_failure = None
+        self.forward = None
         self.reset_latency()
 
     def reset_latency(self):
@@ -779,7 +786,10 @@ cdef class PipelineCore:
             return
         session = self.sessions.sessions.get(core.session_id)
         if session is None or session.closing:
-            return  # a closing or unknown session: Apache drops the packet
+            # a closing or unknown session: Apache drops the packet
+            log.info("dropping op %d of %s session 0x%x", op, "unknown" if session is None else "closing",
+                     core.session_id & 0xFFFFFFFFFFFFFFFF)
+            return
         if not is_valid_op(op):
             log.warning("received packet of unknown type %d from %s", op, conn.remote)
             core.out.reply(xid, -1, -6)
@@ -793,7 +803,7 @@ cdef class PipelineCore:
         req.auth_ids = core.auth_ids
         req.conn = conn
         req.create_ms = wall_ms()
-        if is_txn_op(op):
+        if is_txn_op(op) or (op == C_SYNC_OP and self.forward is not None):
             if self.write_failure is not None:
                 req.error = ZkError(Code.SYSTEMERROR)  # answered in its turn, like a read
             else:
@@ -811,8 +821,17 @@ cdef class PipelineCore:
             self.run_read(conn, req)
 
     cpdef submit(self, Request req):
-        cdef Txn txn = self.prep.prep(req)
+        cdef Txn txn
         conn = req.conn
+        if self.forward is not None:
+            if conn is not None:
+                req.txn = FORWARDED
+                queue = conn.queue
+                queue.append(req)
+                (<ConnCore>conn.core).queued = len(queue)
+            self.forward(req)
+            return
+        txn = self.prep.prep(req)
         if txn is None:
             # a read or reconfig that failed before getting a zxid: answered in order
             if conn is not None:

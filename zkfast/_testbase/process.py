@@ -98,14 +98,18 @@ class ServerProcess:
         self.cfg_path.write_text("".join(f"{k}={v}\n" for k, v in self.cfg.items()))
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> ServerProcess:
+        self.launch()
+        self.wait_serving(timeout_s)
+        return self
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to serve (an ensemble member needs its peers)."""
         self.write_cfg()
         env = dict(os.environ)
         env.update(self.env)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                          env=env, cwd=self.workdir, start_new_session=True)
-        self.wait_serving(timeout_s)
-        return self
 
     def wait_serving(self, timeout_s: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s

@@ -95,6 +95,9 @@ def _srvr(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: byt
         out.append("\n")
     out.append(_stats_block(server))
     out.append(f"Node count: {server.node_count()}\n")
+    sizes = server.proposal_sizes()
+    if sizes is not None:
+        out.append("Proposal sizes last/min/max: {}/{}/{}\n".format(*sizes))
     return "".join(out)
 
 
@@ -110,7 +113,7 @@ def _conn_info(server: ZooKeeperServer, conn, brief: bool) -> str:
         if i["last_cxid"] >= 0:
             s += f",lcxid=0x{i['last_cxid'] & 0xFFFFFFFF:x}"
         s += (f",lzxid=0x{i['last_zxid'] & 0xFFFFFFFFFFFFFFFF:x},lresp={i['last_response_time']},"
-              f"llat={i['last_latency']},minlat={i['min_latency']},avglat={java_double(float(i['avg_latency']))},"
+              f"llat={i['last_latency']},minlat={i['min_latency']},avglat={int(i['avg_latency'])},"
               f"maxlat={i['max_latency']}")
     return s + ")"
 
@@ -305,6 +308,7 @@ def mntr_values(server: ZooKeeperServer, listener: ClientListener) -> list[tuple
         ("connection_rejected", listener.rejected),
         ("unrecoverable_error_count", 0),
     ]
+    values.extend(server.quorum_values())
     values.extend(server.extra_metrics())
     return values
 

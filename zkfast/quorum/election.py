@@ -156,11 +156,13 @@ class Election:
             if self.current_vote is not None:
                 out.append(self._current_answer(sid))
             return out
+        # a voter ignores what a non-voter says and answers it right away: a non-voter answering back
+        # (below) would keep the two exchanging messages for as long as the voter looks
         if self.state != ServerState.LOOKING:
-            if n.state == ServerState.LOOKING and self.current_vote is not None:
+            if n.state == ServerState.LOOKING and self.current_vote is not None and self.participant:
                 out.append(self._current_answer(sid))
             return out
-        if n.state == ServerState.LOOKING and n.election_epoch < self.logical_clock:
+        if n.state == ServerState.LOOKING and n.election_epoch < self.logical_clock and self.participant:
             out.append(Send(sid, self._notification()))  # a peer behind us learns our round
         if n.leader not in self.voters:
             return out
@@ -239,6 +241,14 @@ class Election:
         self.finalize_at = None
         self.current_vote = Vote(vote.leader, vote.zxid, vote.election_epoch, vote.peer_epoch, self.state)
         self.decided = self.current_vote
+
+    def update_vote_epoch(self, epoch: int) -> None:
+        """The role serves in `epoch`: report it as our vote's peerEpoch from now on (Apache's
+        updateElectionVote, ZOOKEEPER-1732), so that every member of the ensemble reports the same vote
+        to a server that looks later, which needs a quorum of equal (leader, peerEpoch) votes to join."""
+        v = self.current_vote
+        if v is not None and self.state != ServerState.LOOKING:
+            self.current_vote = Vote(v.leader, v.zxid, v.election_epoch, epoch, v.state, v.version)
 
     def stop_role(self, now_ms: int, last_logged_zxid: int, current_epoch: int) -> list[Send]:
         """The role ended (leader lost its quorum, follower lost its leader): look again."""

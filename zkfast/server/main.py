@@ -67,21 +67,103 @@ async def _autopurge(store: Store, interval_s: float) -> None:
             log.error("purge failed: %s", e)
 
 
-async def run(config: ServerConfig, stop: asyncio.Event | None = None,
-              truncate_log_at: tuple[str, int] | None = None) -> int:
-    """Serve until `stop` is set (or a signal arrives); returns the exit code."""
+class ClientSide:
+    """What clients and operators connect to: client ports, AdminServer, metrics."""
+
+    def __init__(self) -> None:
+        self.listener: ClientListener | None = None
+        self.secure: ClientListener | None = None
+        self.admin: Any = None
+        self.metrics: Any = None
+
+    def holders(self) -> list[Any]:
+        """Everything that points at the server: an ensemble member swaps it at each role."""
+        return [h for h in (self.listener, self.secure, self.admin, self.metrics) if h is not None]
+
+    async def close(self) -> None:
+        if self.admin is not None:
+            await self.admin.close()
+        if self.metrics is not None:
+            await self.metrics.close()
+        if self.listener is not None:
+            await self.listener.close()
+        if self.secure is not None:
+            await self.secure.close()
+
+
+async def open_client_side(server: ZooKeeperServer, config: ServerConfig) -> tuple[ClientSide, int]:
+    """Listen for clients and operators; (side, 0) or (side, exit code) after closing what opened."""
+    side = ClientSide()
+    # as Apache: the metrics endpoint and the AdminServer listen before the client port does
+    side.metrics = await start_metrics_server(server, config)
+    side.admin = await start_admin_server(server, config)
+    assert config.client_port is not None
+    listener = ClientListener(server, config.client_port_address, config.client_port,
+                              max_client_cnxns=config.max_client_cnxns, max_cnxns=config.max_cnxns,
+                              backlog=config.client_port_listen_backlog,
+                              max_frame_bytes=config.jute_max_buffer_bytes)
+    try:
+        await listener.start()
+    except OSError as e:
+        log.error("cannot listen on %s:%s: %s", config.client_port_address or "0.0.0.0",
+                  config.client_port, e)
+        await side.close()
+        return side, 1
+    side.listener = listener
+    server.listener = listener
+    if config.secure_client_port:
+        from zkfast.net.tls import TlsConfigError, server_context
+
+        try:
+            ctx = server_context(config.ssl_properties)
+        except TlsConfigError as e:
+            log.error("cannot serve TLS on secureClientPort: %s", e)
+            await side.close()
+            return side, 2
+        server.auth.add_x509(config.property("zookeeper.X509AuthenticationProvider.superUser"))
+        secure = ClientListener(server, config.secure_client_port_address or config.client_port_address,
+                                config.secure_client_port, max_client_cnxns=config.max_client_cnxns,
+                                max_cnxns=config.max_cnxns, backlog=config.client_port_listen_backlog,
+                                max_frame_bytes=config.jute_max_buffer_bytes, tls=ctx,
+                                x509_super_user=config.property("zookeeper.X509AuthenticationProvider.superUser"))
+        try:
+            await secure.start()
+        except OSError as e:
+            log.error("cannot listen on secureClientPort %s: %s", config.secure_client_port, e)
+            await side.close()
+            return side, 1
+        side.secure = secure
+    server.secure_listener = side.secure
+    return side, 0
+
+
+def _freeze_heap() -> None:
+    # everything loaded so far lives for the whole run: keep the cycle collector off it, and let
+    # it run less often (requests make many short-lived objects, few cycles)
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
+def _on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
-    stop = stop or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    if config.is_quorum:
-        # three servers that each believe they are alone would each accept writes: refuse instead
-        log.error("%s lists %d voting servers: zkfast does not run ensembles yet; start a standalone "
-                  "server (one server line, or none)", config.source, len(config.voters))
+
+
+async def run(config: ServerConfig, stop: asyncio.Event | None = None,
+              truncate_log_at: tuple[str, int] | None = None) -> int:
+    """Serve until `stop` is set (or a signal arrives); returns the exit code."""
+    stop = stop or asyncio.Event()
+    _on_signals(stop)
+    if config.client_port is None:
+        log.error("no clientPort configured: nothing to serve")
         return 2
+    if config.is_quorum:
+        return await run_quorum(config, stop)
     log.info("zkfast %s starting (standalone)", version_line())
     for d in (config.data_dir, config.data_log_dir):
         (d / "version-2").mkdir(parents=True, exist_ok=True)
@@ -101,73 +183,24 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None,
     server.install(recovered.tree, recovered.sessions)
     store.attach(server)
     server.store = store
-    if config.client_port is None:
-        log.error("no clientPort configured: nothing to serve")
-        return 2
-    # as Apache: the metrics endpoint and the AdminServer listen before the client port does
-    metrics = await start_metrics_server(server, config)
-    admin = await start_admin_server(server, config)
-
-    async def close_endpoints() -> None:
-        if admin is not None:
-            await admin.close()
-        if metrics is not None:
-            await metrics.close()
-
-    listener = ClientListener(server, config.client_port_address, config.client_port,
-                              max_client_cnxns=config.max_client_cnxns, max_cnxns=config.max_cnxns,
-                              backlog=config.client_port_listen_backlog,
-                              max_frame_bytes=config.jute_max_buffer_bytes)
-    try:
-        await listener.start()
-    except OSError as e:
-        log.error("cannot listen on %s:%s: %s", config.client_port_address or "0.0.0.0",
-                  config.client_port, e)
-        await close_endpoints()
-        return 1
-    server.listener = listener
-    secure = None
-    if config.secure_client_port:
-        from zkfast.net.tls import TlsConfigError, server_context
-
-        try:
-            ctx = server_context(config.ssl_properties)
-        except TlsConfigError as e:
-            log.error("cannot serve TLS on secureClientPort: %s", e)
-            await listener.close()
-            await close_endpoints()
-            return 2
-        server.auth.add_x509(config.property("zookeeper.X509AuthenticationProvider.superUser"))
-        secure = ClientListener(server, config.secure_client_port_address or config.client_port_address,
-                                config.secure_client_port, max_client_cnxns=config.max_client_cnxns,
-                                max_cnxns=config.max_cnxns, backlog=config.client_port_listen_backlog,
-                                max_frame_bytes=config.jute_max_buffer_bytes, tls=ctx,
-                                x509_super_user=config.property("zookeeper.X509AuthenticationProvider.superUser"))
-        try:
-            await secure.start()
-        except OSError as e:
-            log.error("cannot listen on secureClientPort %s: %s", config.secure_client_port, e)
-            await listener.close()
-            await close_endpoints()
-            return 1
-    server.secure_listener = secure
     server.serving = True
-    # everything loaded so far lives for the whole run: keep the cycle collector off it, and let
-    # it run less often (requests make many short-lived objects, few cycles)
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    side, code = await open_client_side(server, config)
+    if code:
+        store.close()
+        return code
+    _freeze_heap()
     if recovered.replayed or recovered.snapshot is None:
         store.take_snapshot()  # as Apache's loadData: start-up ends with a snapshot
     tasks = [
-        asyncio.create_task(_expire_sessions(server)),
+        asyncio.create_task(expire_sessions_loop(server)),
         asyncio.create_task(run_container_manager(
             server, config.container_check_interval_ms, config.container_max_per_minute,
             config.container_max_never_used_interval_ms)),
     ]
     if config.autopurge_purge_interval_hours > 0:
         tasks.append(asyncio.create_task(_autopurge(store, _purge_interval_s(config))))
-    log.info("serving clients on %s:%d", config.client_port_address or "0.0.0.0", listener.port)
+    assert side.listener is not None
+    log.info("serving clients on %s:%d", config.client_port_address or "0.0.0.0", side.listener.port)
     try:
         await stop.wait()
     finally:
@@ -175,16 +208,58 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None,
         server.serving = False
         for t in tasks:
             t.cancel()
-        await close_endpoints()
-        await listener.close()
-        if secure is not None:
-            await secure.close()
+        await side.close()
         await store.wait_snapshot()
         store.close()
     return 0
 
 
-async def _expire_sessions(server: ZooKeeperServer) -> None:
+async def run_quorum(config: ServerConfig, stop: asyncio.Event) -> int:
+    """An ensemble member: QuorumPeer runs the roles, the client side follows its current server."""
+    from zkfast.quorum.peer import QuorumPeer
+
+    log.info("zkfast %s starting as server %d of an ensemble", version_line(), config.server_id)
+    try:
+        peer = QuorumPeer(config, build_server)
+        first = peer.prepare()
+    except SaslConfigError as e:
+        log.error("cannot start: %s", e)
+        return 2
+    except (RecoveryError, OSError) as e:
+        log.error("cannot start: %s", e)
+        return 3
+    side, code = await open_client_side(first, config)
+    if code:
+        peer.close_era()
+        return code
+    peer.holders = side.holders
+    _freeze_heap()
+    purge = None
+    if config.autopurge_purge_interval_hours > 0:
+        purge = asyncio.create_task(_autopurge_quorum(peer, _purge_interval_s(config)))
+    try:
+        code = await peer.run(stop)
+    finally:
+        log.info("shutting down")
+        if purge is not None:
+            purge.cancel()
+        await side.close()
+    return code
+
+
+async def _autopurge_quorum(peer: Any, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        era = peer.era
+        if era is None:
+            continue
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, era.store.purge)
+        except OSError as e:
+            log.error("purge failed: %s", e)
+
+
+async def expire_sessions_loop(server: ZooKeeperServer) -> None:
     sessions = server.sessions
     while True:
         await asyncio.sleep(max(sessions.wait_ms(), 1) / 1000)

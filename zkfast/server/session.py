@@ -62,6 +62,17 @@ class SessionTracker:
         self.buckets: dict[int, set[int]] = {}
         self.next_id = initial_session_id(server_id, wall())
         self.next_expiration_ms = self._round_up(self.clock_ms())
+        self.touched: set[int] | None = None  # a learner's: sessions to report to the leader
+
+    def track_touches(self) -> None:
+        """A learner reports the sessions its clients kept alive with each PING to the leader."""
+        self.touched = set()
+
+    def take_touched(self) -> set[int]:
+        touched = self.touched or set()
+        if self.touched is not None:
+            self.touched = set()
+        return touched
 
     def _round_up(self, t_ms: int) -> int:
         return (t_ms // self.tick_time_ms + 1) * self.tick_time_ms
@@ -101,6 +112,8 @@ class SessionTracker:
         if s is None or s.closing:
             return False
         self._update_expiry(s, s.timeout_ms if timeout_ms is None else timeout_ms)
+        if self.touched is not None:
+            self.touched.add(session_id)
         return True
 
     def check(self, session_id: int) -> None:

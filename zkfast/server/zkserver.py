@@ -133,6 +133,7 @@ class ZooKeeperServer(PipelineCore):
         self.sasl: Any = None  # zkfast.server.sasl.SaslServer (build_server sets it)
         self.enforcer: Any = None  # its AuthEnforcer when enforcement is on, else None
         self.mode = "read-only" if read_only else "standalone"
+        self.quorum: Any = None  # the QuorumPeer of an ensemble member
         self.trace_mask = 0b100110010  # Apache's default text trace level (306)
         self.commit.start(self.on_commit)
 
@@ -178,6 +179,11 @@ class ZooKeeperServer(PipelineCore):
             conn.close()
             return
         conn.old_client = read_only is None
+        if not self.serving:
+            # Apache: "ZooKeeperServer not running"; an ensemble member between roles, or starting
+            log.info("refusing session request from %s: not serving", conn.remote)
+            conn.close()
+            return
         if self.read_only and not read_only:
             log.info("refusing session request for not-read-only client %s", conn.remote)
             conn.close()
@@ -283,8 +289,20 @@ class ZooKeeperServer(PipelineCore):
         self.last_zxid = tree.last_processed_zxid
         for sid, timeout in sessions.items():
             self.sessions.track(sid, timeout)
-        if sessions:
-            self.sessions.next_id = max(self.sessions.next_id, max(sessions) + 1)
+        # never hand out an id of ours still in use; ids of other servers (their id is the high
+        # byte) are theirs to count on: following them would give two servers the same next id
+        tracker = self.sessions
+        mine = [sid for sid in sessions if (sid >> 56) & 0xFF == (tracker.next_id >> 56) & 0xFF]
+        if mine:
+            tracker.next_id = max(tracker.next_id, max(mine) + 1)
+
+    def replace_state(self, tree: DataTree, sessions: dict[int, int]) -> None:
+        """A learner's tree after TRUNC or SNAP (before serving): the old one and its sessions go."""
+        assert not self.in_flight and not self.serving
+        for sid in list(self.sessions.sessions):
+            self.sessions.remove(sid)
+        self.prep.reset()
+        self.install(tree, sessions)
 
     # -- throttling (globalOutstandingLimit)
 
@@ -354,6 +372,24 @@ class ZooKeeperServer(PipelineCore):
         """Figures the commit stage (log, quorum) adds to mntr."""
         extra = getattr(self.commit, "metrics", None)
         return list(extra()) if extra is not None else []
+
+    def quorum_values(self) -> list[tuple[str, object]]:
+        """A leader's mntr lines about its learners and proposals (Apache's LeaderZooKeeperServer)."""
+        if self.quorum is None:
+            return []
+        values = self.quorum.quorum_metrics()
+        sizes = self.proposal_sizes()
+        if values and sizes is not None:
+            values += [("last_proposal_size", sizes[0]), ("max_proposal_size", sizes[2]),
+                       ("min_proposal_size", sizes[1])]
+        return values
+
+    def proposal_sizes(self) -> tuple[int, int, int] | None:
+        """(last, min, max) bytes of the leader's proposals, None unless this server leads."""
+        commit = self.commit
+        if not hasattr(commit, "last_proposal_bytes"):
+            return None
+        return commit.last_proposal_bytes, commit.min_proposal_bytes, commit.max_proposal_bytes
 
     def outstanding(self) -> int:
         return len(self.in_flight)

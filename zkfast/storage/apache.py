@@ -95,21 +95,9 @@ def load_apache_snapshot(path: Path, tree: Any) -> ApacheSnapshot:
         magic, version, _ = r.read_int(), r.read_int(), r.read_long()
         if magic != SNAP_MAGIC or version != 2:
             raise ApacheSnapshotError(f"{path.name}: not a version-2 snapshot")
-        sessions: dict[int, int] = {}
-        for _ in range(r.read_int()):
-            sid = r.read_long()
-            sessions[sid] = r.read_int()
-        acls: dict[int, list] = {-1: OPEN_ACL_UNSAFE}
-        for _ in range(r.read_int()):
-            ref = r.read_long()
-            acls[ref] = r.read_acl_list() or []
-        start = r.offset
-        end = snapshot_nodes_end(data, start)
-        loaded, _ = load_chunk(tree, data[start:end], acls)
+        sessions, loaded, end = decode_tree_stream(data, r.offset, tree)
+        seal_at = end
         r2 = Reader(data, end)
-        if r2.read_ustring() != b"/":
-            raise ApacheSnapshotError(f"{path.name}: node list not closed")
-        seal_at = r2.offset
         crc = r2.read_long() & 0xFFFFFFFFFFFFFFFF
         if crc != zlib.adler32(data[:seal_at]):
             raise ApacheSnapshotError(f"{path.name}: checksum mismatch")
@@ -121,8 +109,9 @@ def load_apache_snapshot(path: Path, tree: Any) -> ApacheSnapshot:
     return ApacheSnapshot(zxid, sessions, loaded)
 
 
-def write_apache_snapshot(tree: Any, sessions: dict[int, int], out_dir: Path) -> Path:
-    """Write the whole tree as `out_dir/snapshot.<hex last zxid>`, fsynced."""
+def encode_tree_stream(tree: Any, sessions: dict[int, int]) -> bytes:
+    """Sessions, the ACL cache, every node in pre-order and the closing "/": what follows a snapshot
+    file's header, and what a leader streams after a SNAP packet (Apache's serializeSnapshot)."""
     nodes = WriteBuffer(1 << 20)
     acl_map: dict[int, Any] = {}
     acl_out: list[tuple[int, list]] = []
@@ -130,9 +119,6 @@ def write_apache_snapshot(tree: Any, sessions: dict[int, int], out_dir: Path) ->
     while stack:
         serialize_chunk(tree, stack, 1 << 30, nodes, acl_map, acl_out)
     b = WriteBuffer(1 << 20)
-    b.write_int(SNAP_MAGIC)
-    b.write_int(2)
-    b.write_long(-1)
     b.write_int(len(sessions))
     for sid, timeout in sessions.items():
         b.write_long(sid)
@@ -143,6 +129,37 @@ def write_apache_snapshot(tree: Any, sessions: dict[int, int], out_dir: Path) ->
         b.write_acl_list(acl)
     b.write_raw(nodes.take())
     b.write_ustring(b"/")
+    return b.take()
+
+
+def decode_tree_stream(data: bytes, offset: int, tree: Any) -> tuple[dict[int, int], int, int]:
+    """Load a tree stream at data[offset:] into an empty tree: (sessions, nodes loaded, end offset).
+    ValueError (or EOFError) if data ends before the stream does."""
+    r = Reader(data, offset)
+    sessions: dict[int, int] = {}
+    for _ in range(r.read_int()):
+        sid = r.read_long()
+        sessions[sid] = r.read_int()
+    acls: dict[int, list] = {-1: OPEN_ACL_UNSAFE}
+    for _ in range(r.read_int()):
+        ref = r.read_long()
+        acls[ref] = r.read_acl_list() or []
+    start = r.offset
+    end = snapshot_nodes_end(data, start)
+    loaded, _ = load_chunk(tree, data[start:end], acls)
+    r2 = Reader(data, end)
+    if r2.read_ustring() != b"/":
+        raise ValueError("node list not closed")
+    return sessions, loaded, r2.offset
+
+
+def write_apache_snapshot(tree: Any, sessions: dict[int, int], out_dir: Path) -> Path:
+    """Write the whole tree as `out_dir/snapshot.<hex last zxid>`, fsynced."""
+    b = WriteBuffer(1 << 20)
+    b.write_int(SNAP_MAGIC)
+    b.write_int(2)
+    b.write_long(-1)
+    b.write_raw(encode_tree_stream(tree, sessions))
     body = b.take()
     crc = zlib.adler32(body)
     seal = WriteBuffer(64)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from zkfast.storage.txnlog import LogCorruption, cut_tail, log_files, logs_neede
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 2.0
+# logged txns kept after recovery for an ensemble leader's DIFF syncs (Apache's commitLogCount)
+TAIL_TXNS = 500
 
 
 class RecoveryError(Exception):
@@ -39,6 +42,7 @@ class Recovered:
     torn: list[str] = field(default_factory=list)
     skipped_snapshots: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    tail: deque[tuple[int, bytes]] = field(default_factory=lambda: deque(maxlen=TAIL_TXNS))  # (zxid, txn bytes)
 
 
 def zxid_epoch(zxid: int) -> int:
@@ -106,6 +110,7 @@ def recover(snap_dir: Path, log_dir: Path, new_tree: Callable[[], Any],
     last = snap_zxid
     replayed = 0
     torn: list[str] = []
+    tail: deque[tuple[int, bytes]] = deque(maxlen=TAIL_TXNS)
     for i, (start, path) in enumerate(needed):
         cut_at = None
         if truncate_log_at is not None and truncate_log_at[0] == path.name:
@@ -125,6 +130,7 @@ def recover(snap_dir: Path, log_dir: Path, new_tree: Callable[[], Any],
                 continue
             if not _contiguous(last, txn.zxid):
                 raise RecoveryError(f"txn log gap in {path.name}: zxid 0x{txn.zxid:x} follows 0x{last:x}")
+            tail.append((txn.zxid, txn.to_bytes()))
             apply_recovered(tree, sessions, txn)
             last = txn.zxid
             replayed += 1
@@ -154,7 +160,7 @@ def recover(snap_dir: Path, log_dir: Path, new_tree: Callable[[], Any],
     seconds = time.monotonic() - started
     if replayed or snap_path is not None:
         say(f"recovered zxid 0x{last:x} ({replayed} txns replayed) in {seconds:.2f}s")
-    return Recovered(tree, sessions, last, snap_path, snap_zxid, replayed, torn, skipped, seconds)
+    return Recovered(tree, sessions, last, snap_path, snap_zxid, replayed, torn, skipped, seconds, tail)
 
 
 def apply_recovered(tree: Any, sessions: dict[int, int], txn: Txn) -> None:

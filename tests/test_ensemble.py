@@ -1,0 +1,303 @@
+"""Real zkfast ensembles: 3 and 5 processes on 127.0.0.x, started from zoo.cfg + myid as an operator
+would, used by kazoo; leader kill -9 under write load, follower catch-up by DIFF and by SNAP,
+observers, minority loss, full restart."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from kazoo.client import KazooClient
+from kazoo.exceptions import ConnectionLoss, KazooException, SessionExpiredError
+from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.retry import KazooRetry
+
+from zkfast._testbase.ensemble import Ensemble
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def client(hosts: str, timeout_s: float = 10.0) -> KazooClient:
+    c = KazooClient(hosts=hosts, timeout=timeout_s,
+                    connection_retry=KazooRetry(max_tries=-1, delay=0.05, max_delay=0.5))
+    c.start(timeout=30)
+    return c
+
+
+@pytest.fixture
+def three() -> Iterator[Ensemble]:
+    with Ensemble("zkfast", 3) as e:
+        e.start()
+        yield e
+
+
+def modes(e: Ensemble) -> dict[int, str | None]:
+    return {i: e.mode(i) for i in e.running()}
+
+
+def test_three_servers_elect_one_leader_and_serve_kazoo_everywhere(three: Ensemble) -> None:
+    e = three
+    m = modes(e)
+    assert sorted(m.values()) == ["follower", "follower", "leader"], m
+    leader = e.wait_leader()
+    clients = {i: client(e.address(i)) for i in e.ids}
+    try:
+        # writes through every server, sequential names unique across the ensemble
+        names = []
+        for n in range(30):
+            c = clients[e.ids[n % 3]]
+            names.append(c.create("/seq-", b"v", sequence=True))
+        assert len(set(names)) == 30
+        for i, c in clients.items():
+            c.sync("/")
+            kids = sorted(c.get_children("/"))
+            assert kids == sorted(p.lstrip("/") for p in names) + ["zookeeper"], i
+        # the same zxids everywhere
+        stats = {i: c.exists(names[7]) for i, c in clients.items()}
+        assert len({(s.czxid, s.mzxid, s.ctime) for s in stats.values()}) == 1
+        assert stats[leader].czxid >> 32 >= 1  # the epoch is in the zxid
+        # a watch set on one server fires for a change made through another
+        follower = next(i for i in e.ids if i != leader)
+        other = next(i for i in e.ids if i not in (leader, follower))
+        fired = threading.Event()
+        seen = []
+
+        def watch(event: object) -> None:
+            seen.append(event)
+            fired.set()
+
+        clients[follower].get(names[0], watch=watch)
+        clients[other].set(names[0], b"changed")
+        assert fired.wait(10), "watch did not fire"
+        assert seen[0].type == "CHANGED" and seen[0].path == names[0]
+        # ephemerals of a session made on a follower go when it closes, everywhere
+        clients[follower].create("/eph", b"", ephemeral=True)
+        clients[other].sync("/")
+        assert clients[other].exists("/eph") is not None
+        clients[follower].stop()
+        clients[follower].close()
+        deadline = time.monotonic() + 10
+        while clients[other].exists("/eph") is not None:
+            assert time.monotonic() < deadline, "ephemeral outlived its session"
+            time.sleep(0.05)
+        del clients[follower]
+        # multi and version errors answered the same way from a follower
+        c = clients[other]
+        with pytest.raises(KazooException):
+            c.set(names[1], b"x", version=42)
+        t = c.transaction()
+        t.create("/txn-a", b"1")
+        t.create("/txn-b", b"2")
+        assert all(not isinstance(r, Exception) for r in t.commit())
+        mntr = e.members[leader].four_letter("mntr")
+        assert "zk_server_state\tleader" in mntr
+        assert "zk_synced_followers\t2" in mntr, mntr
+    finally:
+        for c in clients.values():
+            c.stop()
+            c.close()
+
+
+def _write_loop(hosts: str, stop: threading.Event, acked: list[str], errors: list[BaseException]) -> None:
+    c = client(hosts)
+    try:
+        n = 0
+        while not stop.is_set():
+            path = f"/load/n{n:06d}"
+            try:
+                c.create(path, b"x", makepath=True)
+                acked.append(path)
+                n += 1
+            except (ConnectionLoss, SessionExpiredError):
+                time.sleep(0.02)
+                try:
+                    if c.exists(path) is not None:  # the create made it before the connection broke
+                        acked.append(path)
+                        n += 1
+                except KazooException:
+                    pass
+            except KazooException as ex:
+                if "NodeExists" in type(ex).__name__:
+                    acked.append(path)
+                    n += 1
+                else:
+                    errors.append(ex)
+                    time.sleep(0.05)
+    finally:
+        c.stop()
+        c.close()
+
+
+def test_leader_kill9_under_write_load_loses_no_acknowledged_write(three: Ensemble) -> None:
+    e = three
+    leader = e.wait_leader()
+    stop = threading.Event()
+    acked: list[str] = []
+    errors: list[BaseException] = []
+    writer = threading.Thread(target=_write_loop, args=(e.hosts(), stop, acked, errors), daemon=True)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(acked) < 200:
+            assert time.monotonic() < deadline, f"no write progress: {errors[:3]}"
+            time.sleep(0.01)
+        killed_at = time.monotonic()
+        e.kill9(leader)
+        new_leader = e.wait_leader(timeout_s=30, exclude=leader)
+        failover_s = time.monotonic() - killed_at
+        bound = e.failover_bound_s()
+        assert failover_s <= bound, f"new leader after {failover_s:.2f}s, bound {bound:.2f}s"
+        before = len(acked)
+        deadline = time.monotonic() + 20
+        while len(acked) < before + 200:
+            assert time.monotonic() < deadline, "writes did not resume after the failover"
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        writer.join(30)
+    e.restart(leader)
+    c = client(e.hosts())
+    try:
+        for i in e.ids:
+            ci = client(e.address(i))
+            try:
+                ci.sync("/load")
+                have = set(ci.get_children("/load"))
+                missing = [p for p in acked if p.rsplit("/", 1)[1] not in have]
+                assert not missing, f"server {i} lost {len(missing)} acknowledged writes: {missing[:5]}"
+            finally:
+                ci.stop()
+                ci.close()
+    finally:
+        c.stop()
+        c.close()
+    assert new_leader != leader
+    print(f"failover {failover_s:.2f}s (bound {bound:.2f}s), {len(acked)} writes acknowledged")
+
+
+def _children(e: Ensemble, i: int, path: str) -> list[str]:
+    c = client(e.address(i))
+    try:
+        c.sync(path)
+        return sorted(c.get_children(path))
+    finally:
+        c.stop()
+        c.close()
+
+
+def test_lagging_follower_catches_up_by_diff_then_by_snap(three: Ensemble) -> None:
+    e = three
+    leader = e.wait_leader()
+    follower = next(i for i in e.ids if i != leader)
+    rest = [i for i in e.ids if i != follower]
+    c = client(e.hosts(rest))
+    try:
+        c.ensure_path("/lag")
+        e.stop(follower)
+        for n in range(50):
+            c.create(f"/lag/d{n}", b"d")
+        e.restart(follower)
+        assert _children(e, follower, "/lag") == sorted(f"d{n}" for n in range(50))
+        assert "installed the leader's snapshot" not in e.log_of(follower)
+        # more than the leader keeps in memory for DIFF: the follower gets the whole tree
+        e.stop(follower)
+        for n in range(700):
+            c.create(f"/lag/s{n}", b"s")
+        c.set("/lag", b"after")
+        e.restart(follower)
+        got = _children(e, follower, "/lag")
+        assert got == sorted([f"d{n}" for n in range(50)] + [f"s{n}" for n in range(700)])
+        assert "installed the leader's snapshot" in e.log_of(follower)
+        cf = client(e.address(follower))
+        try:
+            data, stat = cf.get("/lag")
+            assert data == b"after"
+            assert stat == c.get("/lag")[1]
+        finally:
+            cf.stop()
+            cf.close()
+    finally:
+        c.stop()
+        c.close()
+
+
+def test_restart_everything_keeps_the_data() -> None:
+    with Ensemble("zkfast", 3) as e:
+        e.start()
+        c = client(e.hosts())
+        for n in range(20):
+            c.create(f"/keep{n}", str(n).encode())
+        zxid = c.exists("/keep19").mzxid
+        c.stop()
+        c.close()
+        for i in e.ids:
+            e.stop(i)
+        e.start()
+        c = client(e.hosts())
+        try:
+            assert c.get("/keep7")[0] == b"7"
+            c.create("/after-restart", b"")
+            assert c.exists("/after-restart").czxid >> 32 > zxid >> 32, "a new epoch after the restart"
+        finally:
+            c.stop()
+            c.close()
+
+
+def test_observer_serves_reads_and_watches_and_forwards_writes() -> None:
+    with Ensemble("zkfast", 3, observers=1) as e:
+        e.start()
+        obs = 4
+        assert e.mode(obs) == "observer"
+        co = client(e.address(obs))
+        cl = client(e.address(e.wait_leader()))
+        try:
+            cl.create("/obs", b"1")
+            co.sync("/obs")
+            assert co.get("/obs")[0] == b"1"
+            fired = threading.Event()
+            co.get("/obs", watch=lambda ev: fired.set())
+            cl.set("/obs", b"2")
+            assert fired.wait(10)
+            co.create("/from-observer", b"o")  # forwarded to the leader
+            assert cl.get("/from-observer")[0] == b"o"
+            mntr = e.members[e.wait_leader()].four_letter("mntr")
+            assert "zk_synced_observers\t1" in mntr, mntr
+        finally:
+            for c in (co, cl):
+                c.stop()
+                c.close()
+
+
+def test_five_servers_survive_two_losses_and_the_minority_stops_writing() -> None:
+    with Ensemble("zkfast", 5) as e:
+        e.start()
+        c = client(e.hosts(), timeout_s=4.0)
+        try:
+            c.create("/five", b"")
+            leader = e.wait_leader()
+            followers = [i for i in e.ids if i != leader]
+            e.kill9(followers[0])
+            e.kill9(leader)
+            new_leader = e.wait_leader(timeout_s=30)
+            c.create("/five/after-two-losses", b"")
+            # a third loss leaves 2 of 5: no quorum, no leader, no sessions, no writes
+            c.stop()
+            c.close()
+            e.kill9(new_leader)
+            time.sleep(e.failover_bound_s())
+            assert e.leader() is None, modes(e)
+            minority = KazooClient(hosts=e.hosts(e.running()), timeout=4.0)
+            with pytest.raises(KazooTimeoutError):
+                minority.start(timeout=3)
+            minority.stop()
+            minority.close()
+            e.restart(leader)
+            e.wait_leader(timeout_s=30)
+            c = client(e.hosts(e.running()))
+            c.sync("/five")
+            assert c.get_children("/five") == ["after-two-losses"]
+        finally:
+            c.stop()
+            c.close()

@@ -1,0 +1,139 @@
+"""Ensembles of real server processes (zkfast or Apache ZooKeeper 3.8) on 127.0.0.x, for tests and
+benchmarks: each member has its own address, dataDir, myid and zoo.cfg, as an operator would set them up."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from zkfast._testbase.process import (
+    START_TIMEOUT_S,
+    ApacheZkProcess,
+    ServerProcess,
+    ZkfastProcess,
+    four_letter,
+    free_port,
+)
+
+KINDS: dict[str, type[ServerProcess]] = {"zkfast": ZkfastProcess, "apache": ApacheZkProcess}
+
+
+class Ensemble:
+    """Members 1..n (voters) and n+1..n+observers, on 127.0.0.<first_host + i - 1>."""
+
+    def __init__(self, kind: str, voters: int = 3, observers: int = 0, *, first_host: int = 2,
+                 tick_ms: int = 200, init_limit: int = 10, sync_limit: int = 5,
+                 cfg: Mapping[str, str] | None = None) -> None:
+        self.kind = kind
+        self.tick_ms = tick_ms
+        self.init_limit = init_limit
+        self.sync_limit = sync_limit
+        total = voters + observers
+        self.ids = list(range(1, total + 1))
+        self.observer_ids = set(range(voters + 1, total + 1))
+        hosts = {i: f"127.0.0.{first_host + i - 1}" for i in self.ids}
+        ports = {i: (free_port(hosts[i]), free_port(hosts[i])) for i in self.ids}
+        lines = {}
+        for i in self.ids:
+            role = ":observer" if i in self.observer_ids else ""
+            lines[f"server.{i}"] = f"{hosts[i]}:{ports[i][0]}:{ports[i][1]}{role}"
+        self.members: dict[int, ServerProcess] = {}
+        for i in self.ids:
+            member_cfg = {"tickTime": str(tick_ms), "initLimit": str(init_limit), "syncLimit": str(sync_limit),
+                          **lines, **(cfg or {})}
+            if i in self.observer_ids:
+                member_cfg["peerType"] = "observer"
+            proc = KINDS[kind](member_cfg, host=hosts[i])
+            (proc.data_dir / "myid").write_text(f"{i}\n")
+            self.members[i] = proc
+
+    # -- lifecycle
+
+    def launch(self, i: int) -> None:
+        self.members[i].launch()
+
+    def start(self, ids: list[int] | None = None, timeout_s: float = START_TIMEOUT_S) -> Ensemble:
+        ids = ids or self.ids
+        for i in ids:
+            self.launch(i)
+        for i in ids:
+            self.members[i].wait_serving(timeout_s)
+        return self
+
+    def restart(self, i: int, timeout_s: float = START_TIMEOUT_S) -> None:
+        self.launch(i)
+        self.members[i].wait_serving(timeout_s)
+
+    def kill9(self, i: int) -> None:
+        self.members[i].kill9()
+
+    def stop(self, i: int) -> None:
+        self.members[i].stop()
+
+    def cleanup(self) -> None:
+        for m in self.members.values():
+            m.stop()
+        for m in self.members.values():
+            m.cleanup()
+
+    def __enter__(self) -> Ensemble:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    # -- looking at it
+
+    def running(self) -> list[int]:
+        return [i for i, m in self.members.items() if m.proc is not None and m.proc.poll() is None]
+
+    def mode(self, i: int) -> str | None:
+        m = self.members[i]
+        try:
+            text = four_letter(m.host, m.port, "srvr", timeout_s=1.0)
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("Mode: "):
+                return line[6:].strip()
+        return None
+
+    def leader(self) -> int | None:
+        for i in self.running():
+            if self.mode(i) == "leader":
+                return i
+        return None
+
+    def wait_leader(self, timeout_s: float = 30.0, exclude: int | None = None) -> int:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            leader = self.leader()
+            if leader is not None and leader != exclude:
+                return leader
+            time.sleep(0.02)
+        raise TimeoutError(f"no leader within {timeout_s}s: " + ", ".join(
+            f"{i}={self.mode(i)}" for i in self.running()))
+
+    def wait_serving(self, ids: list[int] | None = None, timeout_s: float = 30.0) -> None:
+        for i in ids or self.running():
+            self.members[i].wait_serving(timeout_s)
+
+    def hosts(self, ids: list[int] | None = None) -> str:
+        return ",".join(self.members[i].address for i in (ids or self.ids))
+
+    def address(self, i: int) -> str:
+        return self.members[i].address
+
+    def log_of(self, i: int) -> str:
+        return self.members[i].log_path.read_text(errors="replace")
+
+    def data_dir(self, i: int) -> Path:
+        return self.members[i].data_dir
+
+    def failover_bound_s(self) -> float:
+        """Leader loss noticed within syncLimit ticks, an election (a few finalize waits of 200 ms
+        each, with the notification back-off), then the new leader syncs a quorum within initLimit
+        ticks: the README's bound."""
+        tick_s = self.tick_ms / 1000
+        return self.sync_limit * tick_s + 2.0 + self.init_limit * tick_s

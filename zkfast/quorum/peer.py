@@ -1,0 +1,738 @@
+"""An ensemble member as a process: the `Replica` state machine wired to sockets, the disk and a server.
+
+Each role (leading, following, observing) is an era with its own `ZooKeeperServer` and `Store`,
+built from disk when the era starts: the client port stays open throughout and hands new connections
+to the current era's server, which refuses sessions until the era serves. When a role ends the era's
+clients are disconnected (they reconnect, as with Apache ZooKeeper), its log is closed, and the next
+era is rebuilt from disk before the election starts.
+
+The leader's commit stage is `QuorumCommit`: a txn is logged locally and proposed to the learners,
+and the pipeline applies it once `LeaderCore` has a quorum of acks. A learner's pipeline forwards
+writes and syncs to the leader (REQUEST) and answers them when the leader's COMMIT (or SYNC) comes
+back; everything else is served locally, as a standalone server does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from zkfast._datatree import DataTree
+from zkfast._jute import OP_CLOSE_SESSION, OP_CREATE_SESSION, OP_SYNC, Txn, decode_txn
+from zkfast._pipeline import Request, now_ms
+from zkfast.config import ServerConfig
+from zkfast.quorum.replica import Disk, Replica
+from zkfast.quorum.transport import SNAP_SIGNATURE, ElectionTransport, PacketConnection
+from zkfast.quorum.wire import LearnerInfo, Notification, PacketType, QuorumPacket, ServerState, zxid_epoch
+from zkfast.quorum.zab import COMMITTED_LOG_MAX, Actions
+from zkfast.server.zkserver import ZooKeeperServer
+from zkfast.storage.apache import decode_tree_stream, encode_tree_stream, write_apache_snapshot
+from zkfast.storage.quorumdisk import (
+    ACCEPTED_EPOCH,
+    CURRENT_EPOCH,
+    read_epoch,
+    supersede_logs,
+    truncate_after,
+    write_epoch,
+)
+from zkfast.storage.recovery import RecoveryError
+from zkfast.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+TIMER_MS = 25
+LEADER_CONNECT_RETRY_S = 0.2
+# jute.maxbuffer plus room for the packet around a txn
+QUORUM_PACKET_SLACK_BYTES = 64 * 1024
+MODE_NAMES = {ServerState.LEADING: "leader", ServerState.FOLLOWING: "follower",
+              ServerState.OBSERVING: "observer", ServerState.LOOKING: "looking"}
+
+
+def mono_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+class QuorumCommit:
+    """The leader's commit stage: log locally, propose to the learners, final on a quorum of acks."""
+
+    def __init__(self, peer: QuorumPeer, local: Any) -> None:
+        self.peer = peer
+        self.local = local
+        self._on_commit: Callable[[int], None] | None = None
+        self.last_proposal_bytes = -1
+        self.min_proposal_bytes = -1
+        self.max_proposal_bytes = -1
+
+    def start(self, on_commit: Callable[[int], None]) -> None:
+        self._on_commit = on_commit
+        self.local.start(self.peer.on_local_durable)
+
+    def append(self, txn: Txn) -> None:
+        self.local.append(txn)
+        data = txn.to_bytes()
+        n = len(data)
+        self.last_proposal_bytes = n
+        self.min_proposal_bytes = n if self.min_proposal_bytes < 0 else min(self.min_proposal_bytes, n)
+        self.max_proposal_bytes = max(self.max_proposal_bytes, n)
+        self.peer.propose(txn.zxid, data)
+
+    def flush(self) -> None:
+        self.local.flush()
+        self.peer.flush_learners()
+
+    def committed(self, zxid: int) -> None:
+        if self._on_commit is not None:
+            self._on_commit(zxid)
+
+    def close(self) -> None:
+        self._on_commit = None
+        self.local.close()
+
+    def metrics(self) -> list[tuple[str, object]]:
+        return self.local.metrics()
+
+
+class Era:
+    """One role's server and disk."""
+
+    def __init__(self, server: ZooKeeperServer, store: Store) -> None:
+        self.server = server
+        self.store = store
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.decoded: dict[int, Txn] = {}                     # learner: logged txns not yet applied
+        self.forwarded: dict[tuple[int, int], Request] = {}   # learner: writes sent to the leader
+        self.pending_syncs: deque[Request] = deque()          # learner: syncs sent to the leader
+        self.leader_conn: PacketConnection | None = None
+        self.learner_conns: dict[int, PacketConnection] = {}
+        self.leader_syncs: list[tuple[int, int]] = []         # leader: (zxid to wait for, learner sid)
+        self.closed = False
+
+
+class QuorumPeer:
+    def __init__(self, config: ServerConfig, build_server: Callable[..., ZooKeeperServer]) -> None:
+        assert config.is_quorum
+        self.config = config
+        self.build_server = build_server
+        self.my_id = config.server_id
+        me = next(s for s in config.servers if s.server_id == self.my_id)
+        self.me = me
+        self.voters = frozenset(s.server_id for s in config.voters)
+        self.observers = frozenset(s.server_id for s in config.observers)
+        self.specs = {s.server_id: s for s in config.servers}
+        self.tick_ms = config.tick_time_ms
+        assert config.init_limit_ticks and config.sync_limit_ticks
+        self.max_packet_bytes = config.jute_max_buffer_bytes + QUORUM_PACKET_SLACK_BYTES
+        self.election = ElectionTransport(
+            self.my_id, me.host, me.election_port,
+            {s.server_id: (s.host, s.election_port) for s in config.servers if s.server_id != self.my_id},
+            self._on_election_message)
+        self.replica: Replica | None = None
+        self.era: Era | None = None
+        self.quorum_server: asyncio.base_events.Server | None = None
+        # client listeners, AdminServer, metrics: their `server` follows the era's
+        self.holders: Callable[[], list[Any]] = lambda: []
+        self.first_disk: Disk | None = None
+        self.mode = "looking"
+        self.failed: str | None = None
+        self.stopped = asyncio.Event()
+        self.role_started_mono_ms = 0
+
+    # ------------------------------------------------------------------------------------------
+    # the disk
+
+    def _new_tree(self) -> DataTree:
+        return DataTree(extended_types=self.config.extended_types_enabled, skip_acl=self.config.skip_acl)
+
+    def _load(self) -> Disk:
+        """Build the era's server and store from disk; the Disk facts the replica needs."""
+        config = self.config
+        for d in (config.data_dir, config.data_log_dir):
+            (d / "version-2").mkdir(parents=True, exist_ok=True)
+        store = Store.from_config(config)
+        recovered = store.recover(self._new_tree)
+        if recovered.snapshot is None:
+            # as Apache's loadData: a snapshot to start from, so logs of later epochs never lack a base
+            write_apache_snapshot(recovered.tree, recovered.sessions, store.snap_dir)
+        server = self.build_server(config)
+        server.install(recovered.tree, recovered.sessions)
+        server.store = store
+        server.mode = "looking"
+        server.quorum = self
+        store.attach(server)
+        self.era = Era(server, store)
+        for holder in self.holders():
+            holder.server = server
+        server.listener = next((h for h in self.holders() if hasattr(h, "tls") and not h.tls), None)
+        server.secure_listener = next((h for h in self.holders() if getattr(h, "tls", None)), None)
+        last = recovered.last_zxid
+        current = read_epoch(config.data_dir, CURRENT_EPOCH)
+        accepted = read_epoch(config.data_dir, ACCEPTED_EPOCH)
+        if current is None:
+            current = zxid_epoch(last)
+            log.info("%s not found: creating it with epoch %d", CURRENT_EPOCH, current)
+            write_epoch(config.data_dir, CURRENT_EPOCH, current)
+        if accepted is None:
+            accepted = current
+            log.info("%s not found: creating it with epoch %d", ACCEPTED_EPOCH, accepted)
+            write_epoch(config.data_dir, ACCEPTED_EPOCH, accepted)
+        if current > accepted:
+            raise RecoveryError(f"the current epoch, {current}, is after the accepted epoch, {accepted} "
+                                f"({config.data_dir})")
+        if zxid_epoch(last) > current:
+            raise RecoveryError(f"the current epoch, {current}, is older than the last zxid, 0x{last:x}")
+        return Disk(accepted, current, last, list(recovered.tail)[-COMMITTED_LOG_MAX:])
+
+    # ------------------------------------------------------------------------------------------
+    # running
+
+    def prepare(self) -> ZooKeeperServer:
+        """Load the disk for the first election; the server clients are handed to meanwhile."""
+        self.first_disk = self._load()
+        assert self.era is not None
+        return self.era.server
+
+    def close_era(self) -> None:
+        if self.era is not None and not self.era.closed:
+            self.era.closed = True
+            self.era.store.close()
+
+    async def run(self, stop: asyncio.Event) -> int:
+        loop = asyncio.get_running_loop()
+        disk = self.first_disk
+        assert disk is not None and self.era is not None, "prepare() first"
+        self.replica = Replica(self.my_id, self.voters, self.observers, tick_ms=self.tick_ms,
+                               init_limit=self.config.init_limit_ticks or 10,
+                               sync_limit=self.config.sync_limit_ticks or 5, disk=disk)
+        try:
+            await self.election.start(self.config.election_port_bind_retry)
+        except OSError as e:
+            log.error("%s", e)
+            return 1
+        log.info("zkfast server %d looking for a leader among %s (observers %s)", self.my_id,
+                 sorted(self.voters), sorted(self.observers))
+        self._execute(self.replica.start(mono_ms()))
+        timer = loop.create_task(self._timer())
+        stopped = loop.create_task(self.stopped.wait())
+        asked = loop.create_task(stop.wait())
+        try:
+            await asyncio.wait([stopped, asked], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (timer, stopped, asked):
+                t.cancel()
+            era = self.era
+            self._end_era()
+            if era is not None:
+                await era.store.wait_snapshot()
+            await self.election.close()
+        return 0 if self.failed is None else 1
+
+    async def _timer(self) -> None:
+        while True:
+            await asyncio.sleep(TIMER_MS / 1000)
+            replica = self.replica
+            if replica is not None:
+                self._execute(replica.on_tick(mono_ms()))
+
+    # ------------------------------------------------------------------------------------------
+    # effects
+
+    def _execute(self, out: Actions) -> None:
+        replica = self.replica
+        era = self.era
+        assert replica is not None and era is not None
+        server, store = era.server, era.store
+        if out.truncate_to is not None:
+            self._truncate(out.truncate_to)
+            server, store = self.era.server, self.era.store  # type: ignore[union-attr]
+        if out.snapshot is not None:
+            self._install_snapshot(*out.snapshot)
+            server, store = self.era.server, self.era.store  # type: ignore[union-attr]
+        if out.persist:
+            for zxid, data in out.persist:
+                txn = decode_txn(data)
+                assert txn.zxid == zxid, "a proposal's zxid is its txn's"
+                store.commit.append(txn)
+                era.decoded[zxid] = txn
+            store.commit.flush()
+        if out.write_accepted_epoch is not None:
+            write_epoch(self.config.data_dir, ACCEPTED_EPOCH, out.write_accepted_epoch)
+        if out.write_current_epoch is not None:
+            write_epoch(self.config.data_dir, CURRENT_EPOCH, out.write_current_epoch)
+        if out.apply:
+            for zxid, data in out.apply:
+                txn = era.decoded.pop(zxid, None) or decode_txn(data)
+                self._apply_committed(era, txn)
+            server.end_batch()
+        if out.commit_upto is not None and isinstance(server.commit, QuorumCommit):
+            server.commit.committed(out.commit_upto)
+            self._release_syncs(era, out.commit_upto)
+        for sid, p in out.send:
+            self._send(era, sid, p)
+        for sid, n in out.notify:
+            self.election.send(sid, n.encode())
+        for sid in out.drop:
+            conn = era.learner_conns.pop(sid, None)
+            if conn is not None:
+                conn.close()
+        if out.role is not None and not out.reload:
+            self._took_role(out.role)
+        if out.connect_leader is not None:
+            era.tasks.append(asyncio.get_running_loop().create_task(self._follow(out.connect_leader)))
+        if out.serve:
+            self._serve()
+        self._flush_quorum(era)
+        if out.reload:
+            # not from inside whatever called us (the pipeline, a connection): from the loop
+            asyncio.get_running_loop().call_soon(self._reload)
+
+    def _flush_quorum(self, era: Era) -> None:
+        if era.leader_conn is not None:
+            era.leader_conn.flush()
+        for conn in era.learner_conns.values():
+            conn.flush()
+
+    def flush_learners(self) -> None:
+        if self.era is not None:
+            for conn in self.era.learner_conns.values():
+                conn.flush()
+
+    def _send(self, era: Era, sid: int, p: QuorumPacket) -> None:
+        if sid == 0:
+            conn = era.leader_conn
+            if conn is None:
+                return
+            if p.type == PacketType.PING:
+                p = QuorumPacket(PacketType.PING, p.zxid, self._touches(era))
+            conn.send(p)
+            return
+        conn = era.learner_conns.get(sid)
+        if conn is None:
+            return
+        conn.send(p)
+        if p.type == PacketType.SNAP:
+            server = era.server
+            assert server.tree.last_processed_zxid == p.zxid, "SNAP's zxid is the tree's"
+            sessions = {sid_: s.timeout_ms for sid_, s in server.sessions.sessions.items()}
+            conn.send_raw(encode_tree_stream(server.tree, sessions))
+            conn.out.write_ustring(SNAP_SIGNATURE)
+            log.info("sent a snapshot at 0x%x to server %d", p.zxid, sid)
+
+    def _touches(self, era: Era) -> bytes:
+        sessions = era.server.sessions
+        touched = sessions.take_touched()
+        out = bytearray()
+        for sid in touched:
+            s = sessions.sessions.get(sid)
+            if s is not None:
+                out += struct.pack(">qi", sid, s.timeout_ms)
+        return bytes(out)
+
+    # ------------------------------------------------------------------------------------------
+    # roles
+
+    def _took_role(self, role: ServerState) -> None:
+        era = self.era
+        assert era is not None and self.replica is not None
+        self.mode = MODE_NAMES[role]
+        self.role_started_mono_ms = mono_ms()
+        log.info("server %d: %s (leader %s)", self.my_id, self.mode.upper(), self.replica.leader_id)
+        era.store.commit.on_failure = self._log_failed
+        if role == ServerState.LEADING:
+            # the leader's pipeline commits through the quorum; its own log's durability is its ack
+            server = era.server
+            server.commit = QuorumCommit(self, era.store.commit)
+            server.commit.start(server.on_commit)
+            era.tasks.append(asyncio.get_running_loop().create_task(self._open_quorum_port(era)))
+        elif role in (ServerState.FOLLOWING, ServerState.OBSERVING):
+            era.store.commit.start(self._learner_durable)
+
+    def _serve(self) -> None:
+        era = self.era
+        replica = self.replica
+        assert era is not None and replica is not None
+        server = era.server
+        if server.serving:
+            return
+        server.mode = self.mode
+        server.quorum = self
+        if replica.leader is not None:
+            server.prep.last_zxid = replica.first_zxid_of_epoch()
+            loop = asyncio.get_running_loop()
+            from zkfast.server.containers import run_container_manager
+            from zkfast.server.main import expire_sessions_loop
+
+            era.tasks.append(loop.create_task(expire_sessions_loop(server)))
+            era.tasks.append(loop.create_task(run_container_manager(
+                server, self.config.container_check_interval_ms, self.config.container_max_per_minute,
+                self.config.container_max_never_used_interval_ms)))
+        else:
+            server.forward = self._forward
+            server.sessions.track_touches()
+        server.serving = True
+        log.info("server %d serving clients as %s, epoch %s, zxid 0x%x, %d ms after taking the role",
+                 self.my_id, self.mode, replica.epoch, server.tree.last_processed_zxid,
+                 mono_ms() - self.role_started_mono_ms)
+
+    def _reload(self) -> None:
+        self._end_era()
+        replica = self.replica
+        assert replica is not None
+        self.mode = "looking"
+        try:
+            disk = self._load()
+        except (RecoveryError, OSError) as e:
+            log.error("cannot reload from disk: %s; stopping", e)
+            self.failed = str(e)
+            self.stopped.set()
+            return
+        self._execute(replica.on_reloaded(disk, mono_ms()))
+
+    def _end_era(self) -> None:
+        era = self.era
+        if era is None or era.closed:
+            return
+        era.closed = True
+        server = era.server
+        server.serving = False
+        server.forward = None
+        for t in era.tasks:
+            t.cancel()
+        for conn in list(server.connections):
+            conn.close()
+        if era.leader_conn is not None:
+            era.leader_conn.close()
+        for conn in era.learner_conns.values():
+            conn.close()
+        era.learner_conns.clear()
+        if self.quorum_server is not None:
+            self.quorum_server.close()
+            self.quorum_server = None
+        # a snapshot still being written finishes on its own thread; the log closes now
+        era.store.close()
+
+    # ------------------------------------------------------------------------------------------
+    # leader side
+
+    async def _open_quorum_port(self, era: Era) -> None:
+        loop = asyncio.get_running_loop()
+        attempts = 0
+        while not era.closed:
+            try:
+                self.quorum_server = await loop.create_server(
+                    lambda: PacketConnection(self._on_learner_packet, self._on_learner_lost, learner_side=False,
+                                             max_packet_bytes=self.max_packet_bytes,
+                                             on_drained=self._learner_batch_done),
+                    host=self.me.host, port=self.me.quorum_port, reuse_address=True)
+                break
+            except OSError as e:
+                attempts += 1
+                log.error("cannot listen for learners on %s:%d: %s", self.me.host, self.me.quorum_port, e)
+                if attempts > 20:
+                    self._execute(self.replica.stop(f"quorum port: {e}", mono_ms()))  # type: ignore[union-attr]
+                    return
+                await asyncio.sleep(0.25)
+        if era.closed and self.quorum_server is not None:
+            self.quorum_server.close()
+            self.quorum_server = None
+            return
+        log.info("leader listening for learners on %s:%d", self.me.host, self.me.quorum_port)
+
+    def _on_learner_packet(self, conn: PacketConnection, p: QuorumPacket) -> None:
+        era = self.era
+        replica = self.replica
+        if era is None or era.closed or replica is None or replica.leader is None:
+            conn.close()
+            return
+        now = mono_ms()
+        if conn.sid is None:
+            if p.type not in (PacketType.FOLLOWERINFO, PacketType.OBSERVERINFO):
+                log.warning("learner %s did not start with FOLLOWERINFO/OBSERVERINFO: closing", conn.remote)
+                conn.close()
+                return
+            try:
+                sid = LearnerInfo.decode(p.data).sid
+            except ValueError:
+                conn.close()
+                return
+            old = era.learner_conns.get(sid)
+            if old is not None:
+                old.close()
+            conn.sid = sid
+            era.learner_conns[sid] = conn
+            log.info("learner %d connected from %s", sid, conn.remote)
+            self._execute(replica.on_learner_packet(sid, p, now))
+            return
+        sid = conn.sid
+        if p.type == PacketType.REQUEST:
+            self._leader_request(era, sid, p)
+        elif p.type == PacketType.PING and p.data:
+            self._leader_touch(era, p.data)
+        self._execute(replica.on_learner_packet(sid, p, now))
+
+    def _on_learner_lost(self, conn: PacketConnection) -> None:
+        era = self.era
+        if era is None or conn.sid is None or era.learner_conns.get(conn.sid) is not conn:
+            return
+        del era.learner_conns[conn.sid]
+        log.warning("learner %d disconnected", conn.sid)
+        if self.replica is not None and not era.closed:
+            self._execute(self.replica.on_learner_lost(conn.sid, mono_ms()))
+
+    def _leader_touch(self, era: Era, data: bytes) -> None:
+        sessions = era.server.sessions
+        for off in range(0, len(data) - 11, 12):
+            sid, timeout = struct.unpack_from(">qi", data, off)
+            sessions.touch(sid, timeout)
+
+    def _leader_request(self, era: Era, learner: int, p: QuorumPacket) -> None:
+        """A write or sync a learner forwarded (Apache's LearnerHandler REQUEST → submitLearnerRequest)."""
+        data = p.data or b""
+        if len(data) < 16:
+            return
+        session_id, cxid, op = struct.unpack_from(">qii", data)
+        body = data[16:]
+        server = era.server
+        if not server.serving:
+            return
+        if op == OP_SYNC:
+            replica = self.replica
+            assert replica is not None and replica.leader is not None
+            pending = replica.leader.proposals
+            if pending:
+                era.leader_syncs.append((max(pending), learner))
+            else:
+                self._send(era, learner, QuorumPacket(PacketType.SYNC, 0))
+            return
+        log.debug("learner %d forwarded op %d cxid %d of session 0x%x", learner, op, cxid,
+                  session_id & 0xFFFFFFFFFFFFFFFF)
+        extra = None
+        if op == OP_CREATE_SESSION:
+            timeout = struct.unpack_from(">i", body)[0] if len(body) >= 4 else server.min_session_timeout_ms
+            server.sessions.track(session_id, timeout)
+            extra = {"timeout_ms": timeout}
+        auth = [(scheme, ident) for scheme, ident in p.authinfo]
+        req = Request(session_id, cxid, op, body, auth, None, create_ms=now_ms(), extra=extra)
+        if op == OP_CLOSE_SESSION:
+            server.sessions.set_closing(session_id)
+        server.submit(req)
+
+    def _learner_batch_done(self, conn: PacketConnection) -> None:
+        era = self.era
+        if era is not None and not era.closed and era.server.serving:
+            era.server.end_batch()
+
+    def _release_syncs(self, era: Era, committed: int) -> None:
+        if not era.leader_syncs:
+            return
+        keep = []
+        for zxid, sid in era.leader_syncs:
+            if zxid <= committed:
+                self._send(era, sid, QuorumPacket(PacketType.SYNC, 0))
+            else:
+                keep.append((zxid, sid))
+        era.leader_syncs = keep
+
+    def propose(self, zxid: int, data: bytes) -> None:
+        replica = self.replica
+        assert replica is not None
+        self._execute(replica.propose(zxid, data, mono_ms()))
+
+    def on_local_durable(self, zxid: int) -> None:
+        replica = self.replica
+        if replica is not None and self.era is not None and not self.era.closed:
+            self._execute(replica.on_durable(zxid, mono_ms()))
+
+    def _log_failed(self, exc: BaseException, first_zxid: int, permanent: bool) -> None:
+        era = self.era
+        if era is None or era.closed:
+            return
+        era.server.on_commit_failed(exc, first_zxid, permanent)
+        if self.replica is not None:
+            self._execute(self.replica.stop(f"the txn log failed: {exc}", mono_ms()))
+
+    # ------------------------------------------------------------------------------------------
+    # learner side
+
+    async def _follow(self, leader_id: int) -> None:
+        era = self.era
+        assert era is not None
+        spec = self.specs.get(leader_id)
+        if spec is None:
+            self._execute(self.replica.on_leader_lost(f"leader {leader_id} is not in the config", mono_ms()))  # type: ignore[union-attr]
+            return
+        loop = asyncio.get_running_loop()
+        while not era.closed:
+            try:
+                _, conn = await loop.create_connection(
+                    lambda: PacketConnection(self._on_leader_packet, self._on_leader_lost, learner_side=True,
+                                             max_packet_bytes=self.max_packet_bytes,
+                                             on_snapshot=self._on_leader_snapshot, load_snapshot=self._load_stream),
+                    host=spec.host, port=spec.quorum_port, local_addr=(self.me.host, 0))
+                break
+            except OSError as e:
+                log.debug("cannot connect to leader %d at %s:%d: %s", leader_id, spec.host, spec.quorum_port, e)
+                await asyncio.sleep(LEADER_CONNECT_RETRY_S)
+        else:
+            return
+        if era.closed:
+            conn.close()
+            return
+        era.leader_conn = conn
+        log.info("connected to leader %d at %s:%d", leader_id, spec.host, spec.quorum_port)
+        self._execute(self.replica.on_leader_connected(mono_ms()))  # type: ignore[union-attr]
+
+    def _load_stream(self, data: bytes) -> tuple[Any, int]:
+        tree = self._new_tree()
+        sessions, _, end = decode_tree_stream(data, 0, tree)
+        return (tree, sessions), end
+
+    def _on_leader_packet(self, conn: PacketConnection, p: QuorumPacket) -> None:
+        era = self.era
+        if era is None or era.closed or era.leader_conn is not conn or self.replica is None:
+            return
+        if p.type == PacketType.SYNC:
+            self._finish_sync(era)
+            return
+        self._execute(self.replica.on_leader_packet(p, mono_ms()))
+
+    def _on_leader_snapshot(self, conn: PacketConnection, zxid: int, loaded: Any) -> None:
+        era = self.era
+        if era is None or era.closed or era.leader_conn is not conn or self.replica is None:
+            return
+        self._execute(self.replica.on_snapshot(zxid, loaded, mono_ms()))
+
+    def _on_leader_lost(self, conn: PacketConnection) -> None:
+        era = self.era
+        if era is None or era.closed or era.leader_conn is not conn or self.replica is None:
+            return
+        self._execute(self.replica.on_leader_lost("the connection to the leader broke", mono_ms()))
+
+    def _learner_durable(self, zxid: int) -> None:
+        replica = self.replica
+        if replica is not None and self.era is not None and not self.era.closed:
+            self._execute(replica.on_durable(zxid, mono_ms()))
+
+    def _truncate(self, zxid: int) -> None:
+        """TRUNC: our log went past the leader's history; drop the rest and rebuild the tree."""
+        era = self.era
+        assert era is not None
+        log.warning("the leader says truncate to 0x%x", zxid)
+        era.store.close()
+        dropped = truncate_after(era.store.snap_dir, era.store.log_dir, zxid)
+        log.warning("dropped %d txn(s) after 0x%x", dropped, zxid)
+        self._rebuild(era)
+
+    def _rebuild(self, era: Era) -> None:
+        store = Store.from_config(self.config)
+        recovered = store.recover(self._new_tree)
+        era.store = store
+        store.attach(era.server)
+        era.server.store = store
+        era.server.replace_state(recovered.tree, recovered.sessions)
+        store.commit.start(self._learner_durable)
+        store.commit.on_failure = self._log_failed
+
+    def _install_snapshot(self, zxid: int, loaded: Any) -> None:
+        """SNAP: the leader's tree becomes ours, durably, before anything is acked."""
+        era = self.era
+        assert era is not None
+        tree, sessions = loaded
+        tree.last_processed_zxid = zxid
+        era.store.close()
+        path = write_apache_snapshot(tree, sessions, era.store.snap_dir)
+        truncate_after(era.store.snap_dir, era.store.log_dir, zxid)
+        superseded = supersede_logs(era.store.log_dir)
+        log.info("installed the leader's snapshot %s (%d sessions); %d older log(s) set aside", path.name,
+                 len(sessions), superseded)
+        self._rebuild(era)
+
+    def _forward(self, req: Request) -> None:
+        """A learner's write or sync goes to the leader (Apache's Learner.request)."""
+        era = self.era
+        if era is None or era.closed or era.leader_conn is None:
+            return
+        body = req.body
+        if req.type == OP_CREATE_SESSION:
+            body = struct.pack(">i", (req.extra or {}).get("timeout_ms", 0))
+        if req.type == OP_SYNC:
+            era.pending_syncs.append(req)
+        elif req.conn is not None:
+            era.forwarded[(req.session_id, req.cxid)] = req
+        log.debug("forwarding op %d cxid %d of session 0x%x to the leader", req.type, req.cxid,
+                  req.session_id & 0xFFFFFFFFFFFFFFFF)
+        data = struct.pack(">qii", req.session_id, req.cxid, req.type) + (body or b"")
+        auth = tuple((str(s), str(i)) for s, i in (req.auth_ids or ()))
+        era.leader_conn.send(QuorumPacket(PacketType.REQUEST, -1, data, auth))
+        era.leader_conn.flush()
+
+    def _apply_committed(self, era: Era, txn: Txn) -> None:
+        server = era.server
+        if txn.type in (OP_CREATE_SESSION, OP_CLOSE_SESSION):
+            log.debug("applying %s of session 0x%x at zxid 0x%x",
+                      "createSession" if txn.type == OP_CREATE_SESSION else "closeSession",
+                      txn.session_id & 0xFFFFFFFFFFFFFFFF, txn.zxid)
+        if txn.type == OP_CREATE_SESSION:
+            server.sessions.track(txn.session_id, txn.timeout)
+        server.apply(txn.type, txn)
+        req = era.forwarded.pop((txn.session_id, txn.cxid), None)
+        if req is not None:
+            req.txn = txn
+            server.finish(req)
+        elif txn.type == OP_CLOSE_SESSION:
+            # the leader expired it (or it was closed through another server): drop its client here
+            other = server.by_session.get(txn.session_id)
+            if other is not None:
+                other.close_after_flush()
+
+    def _finish_sync(self, era: Era) -> None:
+        if not era.pending_syncs:
+            return
+        req = era.pending_syncs.popleft()
+        conn = req.conn
+        if conn is None:
+            return
+        queue = conn.queue
+        if queue and queue[0] is req:
+            queue.popleft()
+        req.txn = None
+        server = era.server
+        if not conn.closed:
+            server.run_read(conn, req)
+            server.drain_queue(conn)
+        server.flush_output()
+
+    # ------------------------------------------------------------------------------------------
+    # election
+
+    def _on_election_message(self, sid: int, payload: bytes) -> None:
+        n = Notification.decode(payload)
+        if n is None:
+            log.warning("malformed election message from server %d (%d bytes)", sid, len(payload))
+            return
+        if self.replica is None or self.era is None:
+            return
+        self._execute(self.replica.on_notification(sid, n, mono_ms()))
+
+    # ------------------------------------------------------------------------------------------
+    # figures
+
+    def quorum_metrics(self) -> list[tuple[str, object]]:
+        era = self.era
+        replica = self.replica
+        if era is None or replica is None or replica.leader is None:
+            return []
+        leader = replica.leader
+        synced = leader.synced_followers()
+        observers = [ls.sid for ls in leader.learners.values() if ls.observer and ls.phase == "serving"]
+        return [("learners", len(leader.learners)), ("synced_followers", len(synced)),
+                ("synced_non_voting_followers", 0), ("synced_observers", len(observers)),
+                ("pending_syncs", len(era.leader_syncs))]
+
+    def data_dir(self) -> Path:
+        return self.config.data_dir
