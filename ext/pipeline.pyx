@@ -751,6 +751,7 @@ cdef class PipelineCore:
     cdef public int global_outstanding_limit
     cdef public object write_failure
     cdef public object forward       # a learner's: sends writes (and syncs) to the leader
+    cdef public object write_refusal # read-only mode: the error every write gets (NOTREADONLY)
     cdef public dict by_session
     cdef public int64_t latency_min_ms
     cdef public int64_t latency_max_ms
@@ -764,6 +765,7 @@ cdef class PipelineCore:
         self.by_session = {}
         self.write_failure = None
         self.forward = None
+        self.write_refusal = None
         self.reset_latency()
 
     def reset_latency(self):
@@ -803,7 +805,12 @@ cdef class PipelineCore:
         req.auth_ids = core.auth_ids
         req.conn = conn
         req.create_ms = wall_ms()
-        if is_txn_op(op) or (op == C_SYNC_OP and self.forward is not None):
+        if self.write_refusal is not None and is_txn_op(op):
+            if op == C_CLOSE_SESSION:
+                self.close_local_session(conn, xid)
+                return
+            req.error = ZkError(self.write_refusal)  # answered in its turn, like a read
+        elif is_txn_op(op) or (op == C_SYNC_OP and self.forward is not None):
             if self.write_failure is not None:
                 req.error = ZkError(Code.SYSTEMERROR)  # answered in its turn, like a read
             else:

@@ -4,13 +4,16 @@ observers, minority loss, full restart."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 from kazoo.client import KazooClient
-from kazoo.exceptions import ConnectionLoss, KazooException, SessionExpiredError
+from kazoo.exceptions import ConnectionLoss, KazooException, NotReadOnlyCallError, SessionExpiredError
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
 
@@ -301,3 +304,140 @@ def test_five_servers_survive_two_losses_and_the_minority_stops_writing() -> Non
         finally:
             c.stop()
             c.close()
+
+
+def test_a_server_cut_off_from_its_quorum_serves_read_only_clients() -> None:
+    with Ensemble("zkfast", 3, system_properties={"readonlymode.enabled": "true"}) as e:
+        e.start()
+        c = client(e.hosts())
+        c.create("/ro", b"before")
+        c.stop()
+        c.close()
+        survivor = e.ids[0]
+        for i in e.ids[1:]:
+            e.kill9(i)
+        deadline = time.monotonic() + 15
+        while e.mode(survivor) != "read-only":
+            assert time.monotonic() < deadline, f"no read-only mode: {e.log_of(survivor)[-2000:]}"
+            time.sleep(0.1)
+        assert e.members[survivor].four_letter("isro") == "ro"
+        ro = KazooClient(hosts=e.address(survivor), read_only=True, timeout=10)
+        ro.start(timeout=15)
+        try:
+            assert ro.get("/ro")[0] == b"before"
+            with pytest.raises(NotReadOnlyCallError):
+                ro.create("/ro/write", b"")
+            # a client that does not allow read-only servers is turned away
+            rw = KazooClient(hosts=e.address(survivor), timeout=4)
+            with pytest.raises(KazooTimeoutError):
+                rw.start(timeout=3)
+            rw.stop()
+            rw.close()
+            # the quorum comes back: the server leaves read-only mode and writes work again
+            for i in e.ids[1:]:
+                e.launch(i)
+            e.wait_serving(e.ids)
+            assert e.mode(survivor) in ("leader", "follower")
+        finally:
+            ro.stop()
+            ro.close()
+        c = client(e.address(survivor))
+        try:
+            c.create("/ro/after", b"")
+            assert c.get_children("/ro") == ["after"]
+        finally:
+            c.stop()
+            c.close()
+
+
+class Partition:
+    """Drops packets between groups of 127.0.0.x addresses with iptables (its own chain, removed
+    afterwards); the client port stays reachable only where a rule does not cover it."""
+
+    CHAIN = "ZKFAST_TEST_PARTITION"
+
+    def __init__(self) -> None:
+        self.active = False
+
+    @staticmethod
+    def _ipt(*args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["iptables", "-w", *args], capture_output=True, check=check, timeout=30)
+
+    @classmethod
+    def available(cls) -> str | None:
+        if shutil.which("iptables") is None:
+            return "iptables is not installed"
+        probe = subprocess.run(["iptables", "-w", "-L", "INPUT", "-n"], capture_output=True, timeout=30)
+        if probe.returncode != 0:
+            return f"iptables does not work here: {probe.stderr.decode(errors='replace').strip()}"
+        return None
+
+    def cut(self, side_a: list[str], side_b: list[str], ports: list[int]) -> None:
+        self._ipt("-N", self.CHAIN, check=False)
+        self._ipt("-F", self.CHAIN)
+        self._ipt("-I", "INPUT", "-j", self.CHAIN)
+        self.active = True
+        for a in side_a:
+            for b in side_b:
+                for src, dst in ((a, b), (b, a)):
+                    for port in ports:
+                        for flag in ("--dport", "--sport"):
+                            self._ipt("-A", self.CHAIN, "-p", "tcp", "-s", src, "-d", dst, flag, str(port),
+                                      "-j", "DROP")
+
+    def heal(self) -> None:
+        if self.active:
+            self._ipt("-D", "INPUT", "-j", self.CHAIN, check=False)
+            self._ipt("-F", self.CHAIN, check=False)
+            self._ipt("-X", self.CHAIN, check=False)
+            self.active = False
+
+
+def test_a_partitioned_leader_steps_down_and_the_majority_goes_on() -> None:
+    reason = Partition.available()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}: apt-get install -y iptables (the README's test command does)")
+        pytest.skip(reason)
+    part = Partition()
+    with Ensemble("zkfast", 3) as e:
+        e.start()
+        c = client(e.hosts())
+        c.create("/part", b"")
+        c.stop()
+        c.close()
+        old = e.wait_leader()
+        others = [i for i in e.ids if i != old]
+        quorum_ports = [p for i in e.ids for p in e.peer_ports(i)]
+        cut_at = time.monotonic()
+        part.cut([e.members[old].host], [e.members[i].host for i in others], quorum_ports)
+        try:
+            new = e.wait_leader(timeout_s=e.failover_bound_s() + 5, exclude=old)
+            failover_s = time.monotonic() - cut_at
+            assert new in others
+            deadline = time.monotonic() + e.failover_bound_s()
+            while e.mode(old) is not None:
+                assert time.monotonic() < deadline, f"the cut-off leader still serves as {e.mode(old)}"
+                time.sleep(0.05)
+            # the majority takes writes; the old leader takes no session at all
+            cm = client(e.hosts(others))
+            cm.create("/part/majority", b"")
+            lone = KazooClient(hosts=e.address(old), timeout=4)
+            with pytest.raises(KazooTimeoutError):
+                lone.start(timeout=3)
+            lone.stop()
+            lone.close()
+        finally:
+            part.heal()
+        e.wait_serving(e.ids)
+        c_old = client(e.address(old))
+        try:
+            c_old.sync("/part")
+            assert c_old.get_children("/part") == ["majority"]
+            assert e.mode(old) == "follower"
+        finally:
+            c_old.stop()
+            c_old.close()
+            cm.stop()
+            cm.close()
+    print(f"partition: new leader after {failover_s:.2f}s (bound {e.failover_bound_s():.2f}s)")

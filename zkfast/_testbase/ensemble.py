@@ -24,7 +24,7 @@ class Ensemble:
 
     def __init__(self, kind: str, voters: int = 3, observers: int = 0, *, first_host: int = 2,
                  tick_ms: int = 200, init_limit: int = 10, sync_limit: int = 5,
-                 cfg: Mapping[str, str] | None = None) -> None:
+                 cfg: Mapping[str, str] | None = None, system_properties: Mapping[str, str] | None = None) -> None:
         self.kind = kind
         self.tick_ms = tick_ms
         self.init_limit = init_limit
@@ -44,9 +44,13 @@ class Ensemble:
                           **lines, **(cfg or {})}
             if i in self.observer_ids:
                 member_cfg["peerType"] = "observer"
-            proc = KINDS[kind](member_cfg, host=hosts[i])
+            # Java system properties (-D...): the JVM's flags for Apache, $SERVER_JVMFLAGS for zkfast
+            flags = tuple(f"-D{k}={v}" for k, v in (system_properties or {}).items())
+            proc = KINDS[kind](member_cfg, host=hosts[i], jvm_flags=flags,
+                               env={"SERVER_JVMFLAGS": " ".join(flags)} if flags and kind == "zkfast" else None)
             (proc.data_dir / "myid").write_text(f"{i}\n")
             self.members[i] = proc
+        self.ports = ports  # member → (quorum port, election port)
 
     # -- lifecycle
 
@@ -124,6 +128,10 @@ class Ensemble:
 
     def address(self, i: int) -> str:
         return self.members[i].address
+
+    def peer_ports(self, i: int) -> list[int]:
+        """Member i's quorum and election ports."""
+        return list(self.ports[i])
 
     def log_of(self, i: int) -> str:
         return self.members[i].log_path.read_text(errors="replace")

@@ -111,6 +111,7 @@ class Era:
         self.leader_conn: PacketConnection | None = None
         self.learner_conns: dict[int, PacketConnection] = {}
         self.leader_syncs: list[tuple[int, int]] = []         # leader: (zxid to wait for, learner sid)
+        self.global_sessions: set[int] = set()                 # sessions before read-only mode began
         self.closed = False
 
 
@@ -166,6 +167,9 @@ class QuorumPeer:
         server.quorum = self
         store.attach(server)
         self.era = Era(server, store)
+        if config.read_only_mode_enabled:
+            era = self.era
+            era.tasks.append(asyncio.get_running_loop().create_task(self._read_only_later(era)))
         for holder in self.holders():
             holder.server = server
         server.listener = next((h for h in self.holders() if hasattr(h, "tls") and not h.tls), None)
@@ -317,7 +321,7 @@ class QuorumPeer:
         conn.send(p)
         if p.type == PacketType.SNAP:
             server = era.server
-            assert server.tree.last_processed_zxid == p.zxid, "SNAP's zxid is the tree's"
+            assert server.tree.last_processed_zxid >= p.zxid, "the tree holds everything committed"
             sessions = {sid_: s.timeout_ms for sid_, s in server.sessions.sessions.items()}
             conn.send_raw(encode_tree_stream(server.tree, sessions))
             conn.out.write_ustring(SNAP_SIGNATURE)
@@ -336,9 +340,36 @@ class QuorumPeer:
     # ------------------------------------------------------------------------------------------
     # roles
 
+    async def _read_only_later(self, era: Era) -> None:
+        """readonlymode.enabled: still no quorum after max(2 s, a tick)? Serve reads (Apache's
+        ReadOnlyZooKeeperServer) until a role is taken."""
+        await asyncio.sleep(max(2000, self.tick_ms) / 1000)
+        replica = self.replica
+        if era.closed or self.era is not era or replica is None or replica.state != ServerState.LOOKING:
+            return
+        server = era.server
+        era.global_sessions = set(server.sessions.sessions)
+        server.set_read_only(True)
+        server.serving = True
+        log.info("no quorum for %d ms: serving read-only clients", max(2000, self.tick_ms))
+
+    def _leave_read_only(self, era: Era) -> None:
+        server = era.server
+        server.serving = False
+        for conn in list(server.connections):
+            conn.close()
+        for sid in list(server.sessions.sessions):
+            if sid not in era.global_sessions:
+                server.sessions.remove(sid)
+        server.set_read_only(False)
+        server.mode = "looking"
+        log.info("leaving read-only mode")
+
     def _took_role(self, role: ServerState) -> None:
         era = self.era
         assert era is not None and self.replica is not None
+        if era.server.read_only:
+            self._leave_read_only(era)
         self.mode = MODE_NAMES[role]
         self.role_started_mono_ms = mono_ms()
         log.info("server %d: %s (leader %s)", self.my_id, self.mode.upper(), self.replica.leader_id)
@@ -362,7 +393,10 @@ class QuorumPeer:
         server.mode = self.mode
         server.quorum = self
         if replica.leader is not None:
-            server.prep.last_zxid = replica.first_zxid_of_epoch()
+            first = replica.first_zxid_of_epoch()
+            server.prep.last_zxid = first
+            # as Apache's Leader.startZkServer: the tree counts as at the new epoch's zxid 0
+            server.tree.last_processed_zxid = max(server.tree.last_processed_zxid, first)
             loop = asyncio.get_running_loop()
             from zkfast.server.containers import run_container_manager
             from zkfast.server.main import expire_sessions_loop

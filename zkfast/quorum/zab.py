@@ -169,6 +169,11 @@ class LeaderCore:
             self.connected_for_epoch.add(info.sid)
             self.accepted_epoch = max(self.accepted_epoch, ls.accepted_epoch)
         had_epoch = self.epoch is not None
+        if self.epoch is not None and not observer and ls.accepted_epoch > self.epoch:
+            # it promised a later epoch (to a leader-elect that failed) and would refuse ours for as long
+            # as we lead: step down, the next election picks an epoch above it
+            out.stop = f"follower {info.sid} accepted epoch {ls.accepted_epoch}, above ours ({self.epoch})"
+            return out
         out.merge(self._try_epoch())  # sends LEADERINFO to every learner if this makes the quorum
         if had_epoch:
             out.send.append((info.sid, self._leaderinfo()))
@@ -484,9 +489,17 @@ class LearnerCore:
         if t == PacketType.INFORM:
             return self._inform(p)
         if t == PacketType.NEWLEADER:
+            if self.observer:
+                # an observer vouches for nothing: it acks at once and takes the leader's state only at
+                # UPTODATE, the leader established; until then that state may hold txns of an epoch that
+                # never gets established, which a later leader's TRUNC could not take out of a snapshot
+                assert self.new_epoch is not None
+                out = Actions()
+                out.send.append((0, QuorumPacket(PacketType.ACK, make_zxid(self.new_epoch, 0))))
+                return out
             return self._newleader(p)
         if t == PacketType.UPTODATE:
-            out = Actions()
+            out = self._newleader(p) if self.observer else Actions()
             self.phase = "serving"
             out.serve = True
             assert self.new_epoch is not None
@@ -515,8 +528,8 @@ class LearnerCore:
             reply = _int(self.current_epoch)
             self.accepted_epoch = new_epoch
             out.write_accepted_epoch = new_epoch
-        elif new_epoch == self.accepted_epoch:
-            reply = _int(-1)
+        elif new_epoch == self.accepted_epoch or self.observer:
+            reply = _int(-1)  # an observer promised nothing (it neither votes nor acks): any epoch leads it
         else:
             out.stop = f"leader's epoch {new_epoch} is lower than our accepted epoch {self.accepted_epoch}"
             return out
@@ -591,10 +604,11 @@ class LearnerCore:
         self.phase = "synced"
         ack = QuorumPacket(PacketType.ACK, make_zxid(self.new_epoch, 0))
         last = max([z for z, _ in out.persist], default=None)
-        if last is None or last <= self.durable or "ack-newleader-before-durable" in PLANTED_BUGS:
+        if self.observer or last is None or last <= self.durable or "ack-newleader-before-durable" in PLANTED_BUGS:
             out.write_current_epoch = self.new_epoch
             self.current_epoch = self.new_epoch
-            out.send.append((0, ack))
+            if not self.observer:  # an observer acked NEWLEADER when it came
+                out.send.append((0, ack))
         else:
             # currentEpoch only once the txns it vouches for are on disk (ZOOKEEPER-4643), then the ACK
             self.epoch_after_durable = (last, self.new_epoch)

@@ -132,8 +132,9 @@ class ZooKeeperServer(PipelineCore):
         self.config: Any = None
         self.sasl: Any = None  # zkfast.server.sasl.SaslServer (build_server sets it)
         self.enforcer: Any = None  # its AuthEnforcer when enforcement is on, else None
-        self.mode = "read-only" if read_only else "standalone"
+        self.mode = "standalone"
         self.quorum: Any = None  # the QuorumPeer of an ensemble member
+        self.set_read_only(read_only)
         self.trace_mask = 0b100110010  # Apache's default text trace level (306)
         self.commit.start(self.on_commit)
 
@@ -201,6 +202,10 @@ class ZooKeeperServer(PipelineCore):
             session_id = self.sessions.new_session_id()
             self.sessions.track(session_id, timeout_ms)
             conn.core.session_id = session_id
+            if self.read_only:
+                # a read-only server's sessions are its own: nothing to log or replicate
+                self.finish_session_init(conn, True)
+                return
             req = Request(session_id, 0, OP_CREATE_SESSION, b"", [], conn, create_ms=now_ms(),
                           extra={"timeout_ms": timeout_ms})
             self.submit(req)
@@ -215,6 +220,22 @@ class ZooKeeperServer(PipelineCore):
             log.info("invalid session 0x%x for client %s, probably expired",
                      session_id & 0xFFFFFFFFFFFFFFFF, conn.remote)
         self.finish_session_init(conn, valid)
+
+    def close_local_session(self, conn: ClientConnection, xid: int) -> None:
+        """closeSession on a read-only server: its sessions own no ephemerals and log nothing."""
+        self.sessions.remove(conn.core.session_id)
+        self.by_session.pop(conn.core.session_id, None)
+        conn.core.out.reply(xid, self.tree.last_processed_zxid, 0)
+        conn.core.packets_sent += 1
+        conn.close_after_flush()
+        self.mark_dirty(conn)
+
+    def set_read_only(self, read_only: bool) -> None:
+        """An ensemble member cut off from its quorum serves reads to clients that allow it
+        (readonlymode.enabled); writes get NOTREADONLY."""
+        self.read_only = read_only
+        self.write_refusal = Code.NOTREADONLY if read_only else None
+        self.mode = "read-only" if read_only else self.mode
 
     def finish_session_init(self, conn: ClientConnection, valid: bool) -> None:
         core = conn.core
