@@ -94,6 +94,12 @@ def test_three_servers_elect_one_leader_and_serve_kazoo_everywhere(three: Ensemb
         t.create("/txn-a", b"1")
         t.create("/txn-b", b"2")
         assert all(not isinstance(r, Exception) for r in t.commit())
+        # the membership as Apache's QuorumVerifier prints it
+        config, config_stat = c.get("/zookeeper/config")
+        assert config.decode().splitlines() == [
+            f"server.{i}={e.members[i].host}:{e.peer_ports(i)[0]}:{e.peer_ports(i)[1]}:participant"
+            for i in e.ids] + ["version=0"]
+        assert (config_stat.version, config_stat.mzxid) == (-1, 0)
         mntr = e.members[leader].four_letter("mntr")
         assert "zk_server_state\tleader" in mntr
         assert "zk_synced_followers\t2" in mntr, mntr

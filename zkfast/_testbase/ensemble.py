@@ -20,11 +20,14 @@ KINDS: dict[str, type[ServerProcess]] = {"zkfast": ZkfastProcess, "apache": Apac
 
 
 class Ensemble:
-    """Members 1..n (voters) and n+1..n+observers, on 127.0.0.<first_host + i - 1>."""
+    """Members 1..n (voters) and n+1..n+observers, on 127.0.0.<first_host + i - 1>. Each member
+    has its own temporary directory, or with `workdir` the directory workdir/server<i> (which
+    cleanup() leaves in place)."""
 
     def __init__(self, kind: str, voters: int = 3, observers: int = 0, *, first_host: int = 2,
                  tick_ms: int = 200, init_limit: int = 10, sync_limit: int = 5,
-                 cfg: Mapping[str, str] | None = None, system_properties: Mapping[str, str] | None = None) -> None:
+                 cfg: Mapping[str, str] | None = None, system_properties: Mapping[str, str] | None = None,
+                 workdir: Path | None = None) -> None:
         self.kind = kind
         self.tick_ms = tick_ms
         self.init_limit = init_limit
@@ -47,6 +50,7 @@ class Ensemble:
             # Java system properties (-D...): the JVM's flags for Apache, $SERVER_JVMFLAGS for zkfast
             flags = tuple(f"-D{k}={v}" for k, v in (system_properties or {}).items())
             proc = KINDS[kind](member_cfg, host=hosts[i], jvm_flags=flags,
+                               workdir=workdir / f"server{i}" if workdir is not None else None,
                                env={"SERVER_JVMFLAGS": " ".join(flags)} if flags and kind == "zkfast" else None)
             (proc.data_dir / "myid").write_text(f"{i}\n")
             self.members[i] = proc
@@ -128,6 +132,19 @@ class Ensemble:
 
     def address(self, i: int) -> str:
         return self.members[i].address
+
+    def endpoints(self, ids: list[int] | None = None) -> list[tuple[str, int]]:
+        """(host, client port) of each member, in the order of `ids` (default: all)."""
+        return [(self.members[i].host, self.members[i].port) for i in (ids or self.ids)]
+
+    def pids(self, ids: list[int] | None = None) -> list[int]:
+        """The process ids of the running members among `ids` (default: all)."""
+        out = []
+        for i in ids or self.ids:
+            proc = self.members[i].proc
+            if proc is not None and proc.poll() is None:
+                out.append(proc.pid)
+        return out
 
     def peer_ports(self, i: int) -> list[int]:
         """Member i's quorum and election ports."""

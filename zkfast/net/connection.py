@@ -24,6 +24,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """Small replies go out at once (no Nagle delay)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
 class ClientConnection(asyncio.Protocol):
     """One client socket."""
 
@@ -55,12 +65,7 @@ class ClientConnection(asyncio.Protocol):
         self.remote_port = int(peer[1]) if len(peer) > 1 else 0
         self.remote = f"/{self.remote_ip}:{self.remote_port}"
         transport.set_write_buffer_limits(high=MAX_CONNECTION_OUTPUT_BYTES // 4)  # type: ignore[attr-defined]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        set_nodelay(transport)
         if not self.listener.admit(self):
             self.closed = True
             self.core.state = STATE_CLOSED

@@ -150,6 +150,12 @@ class QuorumPeer:
     def _new_tree(self) -> DataTree:
         return DataTree(extended_types=self.config.extended_types_enabled, skip_acl=self.config.skip_acl)
 
+    def _set_config_node(self, tree: DataTree) -> None:
+        """The ensemble's membership as Apache's QuorumVerifier prints it, in /zookeeper/config."""
+        lines = [f"server.{s.server_id}={s.value()}" for s in self.config.servers]
+        lines.append("version=0")
+        tree.set_config("\n".join(lines).encode(), time.time_ns() // 1_000_000)
+
     def _load(self) -> Disk:
         """Build the era's server and store from disk; the Disk facts the replica needs."""
         config = self.config
@@ -161,6 +167,7 @@ class QuorumPeer:
             # as Apache's loadData: a snapshot to start from, so logs of later epochs never lack a base
             write_apache_snapshot(recovered.tree, recovered.sessions, store.snap_dir)
         server = self.build_server(config)
+        self._set_config_node(recovered.tree)
         server.install(recovered.tree, recovered.sessions)
         server.store = store
         server.mode = "looking"
@@ -668,6 +675,7 @@ class QuorumPeer:
         era.store = store
         store.attach(era.server)
         era.server.store = store
+        self._set_config_node(recovered.tree)
         era.server.replace_state(recovered.tree, recovered.sessions)
         store.commit.start(self._learner_durable)
         store.commit.on_failure = self._log_failed

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import struct
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from zkfast._jute import JuteError, Reader, WriteBuffer
+from zkfast.net.connection import set_nodelay
 from zkfast.quorum.wire import (
     MAX_ELECTION_MESSAGE_BYTES,
     MAX_INITIAL_HOST_BYTES,
@@ -43,20 +43,24 @@ SNAP_SIGNATURE = b"BenWasHere"
 MAX_LEARNER_BACKLOG_BYTES = 512 * 1024 * 1024
 
 
-def _nodelay(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
+class _Stream(asyncio.Protocol):
+    """A TCP connection of the ensemble: its transport, and closing it once."""
+
+    transport: asyncio.Transport | None = None
+    closed = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
 
 
 # ------------------------------------------------------------------------------------------------
 # election
 
 
-class ElectionConnection(asyncio.Protocol):
+class ElectionConnection(_Stream):
     def __init__(self, owner: ElectionTransport, sid: int | None, initiator: bool) -> None:
         self.owner = owner
         self.sid = sid            # None until the initial message of an accepted connection arrives
@@ -67,7 +71,7 @@ class ElectionConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
-        _nodelay(transport)
+        set_nodelay(transport)
         if self.initiator:
             transport.write(InitialMessage(self.owner.my_id, (self.owner.my_address,)).encode())
 
@@ -117,12 +121,6 @@ class ElectionConnection(asyncio.Protocol):
     def send(self, payload: bytes) -> None:
         if self.transport is not None and not self.closed:
             self.transport.write(struct.pack(">i", len(payload)) + payload)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            if self.transport is not None:
-                self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -326,7 +324,7 @@ class TreeStreamScanner:
         return pos
 
 
-class PacketConnection(asyncio.Protocol):
+class PacketConnection(_Stream):
     """One Zab connection (leader ↔ learner), from either end."""
 
     def __init__(self, on_packet: Callable[[PacketConnection, QuorumPacket], None],
@@ -354,7 +352,7 @@ class PacketConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
-        _nodelay(transport)
+        set_nodelay(transport)
         peer = transport.get_extra_info("peername")
         self.remote = f"{peer[0]}:{peer[1]}" if peer else "?"
         if self.on_made is not None:
@@ -451,12 +449,6 @@ class PacketConnection(asyncio.Protocol):
             log.warning("%s is not reading its packets (%d bytes queued): closing", self.remote,
                         self.transport.get_write_buffer_size())
             self.close()
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            if self.transport is not None:
-                self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
