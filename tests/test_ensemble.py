@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 import threading
 import time
@@ -18,6 +19,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
 
 from zkfast._testbase.ensemble import Ensemble
+from zkfast._testbase.rawclient import RawSession, connect_request, u_acl, u_str
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -447,3 +449,36 @@ def test_a_partitioned_leader_steps_down_and_the_majority_goes_on() -> None:
             cm.stop()
             cm.close()
     print(f"partition: new leader after {failover_s:.2f}s (bound {e.failover_bound_s():.2f}s)")
+
+
+def test_the_leader_expires_a_vanished_client_of_a_follower(three: Ensemble) -> None:
+    e = three
+    leader = e.wait_leader()
+    follower = next(i for i in e.ids if i != leader)
+    m = e.members[follower]
+    raw = RawSession(m.host, m.port)
+    raw.open(connect_request(timeout_ms=1000))  # negotiated up to minSessionTimeout = 2 ticks
+    assert raw.session_id >> 56 == follower, "a session id carries its server's id in the high byte"
+    create = u_str("/vanishing") + u_str(b"") + u_acl([(31, "world", "anyone")]) + struct.pack(">i", 1)
+    reply = raw.call(1, 1, create)  # create, EPHEMERAL
+    assert struct.unpack(">i", reply[0][12:16])[0] == 0
+    c = client(e.address(leader))
+    try:
+        assert c.exists("/vanishing").ephemeralOwner == raw.session_id
+        raw.sock.close()  # no closeSession: only the leader's expiry can end it
+        deadline = time.monotonic() + 10
+        while c.exists("/vanishing") is not None:
+            assert time.monotonic() < deadline, "the leader never expired the follower's session"
+            time.sleep(0.05)
+        # and while a client is alive on a follower, its pings keep the session alive at the leader
+        cf = client(e.address(follower), timeout_s=1.0)
+        try:
+            cf.create("/kept", b"", ephemeral=True)
+            time.sleep(3.0)
+            assert c.exists("/kept") is not None
+        finally:
+            cf.stop()
+            cf.close()
+    finally:
+        c.stop()
+        c.close()
