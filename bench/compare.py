@@ -72,8 +72,32 @@ NOISY_OTHER_SHARE = 0.10
 
 # ------------------------------------------------------------------------------------ settings
 
+class Shapes:
+    """The two load shapes (lat = 1x1, thr = PxCxD) of a benchmark's settings (a dataclass with
+    these fields); also what load_table needs."""
+
+    servers: list[str]
+    modes: list[str]
+    duration_s: float
+    lat_keys: int
+    thr_keys: int
+    conns: int
+    depth: int
+    procs: int
+    data_size: int
+
+    def mode(self, name: str) -> Mode:
+        if name == "lat":
+            return Mode("lat", 1, 1, 1, self.lat_keys, self.duration_s, self.data_size)
+        return Mode("thr", self.conns, self.depth, self.procs, self.thr_keys, self.duration_s, self.data_size)
+
+    def shape(self, name: str) -> str:
+        m = self.mode(name)
+        return f"{m.procs}x{m.conns}x{m.depth}" if m.procs > 1 else f"{m.conns}x{m.depth}"
+
+
 @dataclass
-class Settings:
+class Settings(Shapes):
     servers: list[str]
     phases: list[str]
     modes: list[str]
@@ -94,15 +118,6 @@ class Settings:
     work_dir: Path | None
     plot: bool
     keep: bool
-
-    def mode(self, name: str) -> Mode:
-        if name == "lat":
-            return Mode("lat", 1, 1, 1, self.lat_keys, self.duration_s, self.data_size)
-        return Mode("thr", self.conns, self.depth, self.procs, self.thr_keys, self.duration_s, self.data_size)
-
-    def shape(self, name: str) -> str:
-        m = self.mode(name)
-        return f"{m.procs}x{m.conns}x{m.depth}" if m.procs > 1 else f"{m.conns}x{m.depth}"
 
 
 def parse_args(argv: Sequence[str] | None) -> Settings:
@@ -271,16 +286,33 @@ def summarize(rounds: list[PhaseResult]) -> dict[str, Any]:
     return med
 
 
-@dataclass
-class Run:
-    s: Settings
+# rounds of phase results: store[mode][phase][server kind]
+Store = dict[str, dict[str, dict[str, list[PhaseResult]]]]
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a pass's load goes: the tree is set up through host:port; the connections go there,
+    or with `targets` spread over those servers; the server CPU is summed over `pids`."""
+
+    host: str
+    port: int
+    pids: tuple[int, ...]
+    targets: tuple[tuple[str, int], ...] = ()
+
+    @classmethod
+    def of(cls, srv: ServerProcess) -> Where:
+        return cls(srv.host, srv.port, (server_pid(srv),))
+
+
+class PassRunner:
+    """Load passes with progress; a failed pass is a problem (the run goes on with a new
+    generator). For a benchmark's run (a dataclass with these fields)."""
+
+    s: Shapes
     progress: Progress
-    base: Path
     lg: LoadGen
-    load: dict[str, dict[str, dict[str, list[PhaseResult]]]] = field(default_factory=dict)
-    big: dict[str, dict[str, Any]] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-    logs: dict[str, list[str]] = field(default_factory=dict)
+    problems: list[str]
 
     def restart_lg(self) -> None:
         try:
@@ -288,6 +320,45 @@ class Run:
         except Exception:  # noqa: BLE001 - replaced anyway
             pass
         self.lg = LoadGen(self.s.procs)
+
+    def load_pass(self, kind: str, where: Where, mode: Mode, phases: list[str],
+                  what: str) -> dict[str, PhaseResult] | None:
+        """run_pass with progress; None (and a problem) if it failed."""
+        label = f"{what} {kind} {mode.name}"
+        self.progress.show(label)
+
+        def on_phase(ph: str, res: PhaseResult | None) -> None:
+            self.progress.step(f"{label} {ph}")
+
+        try:
+            return run_pass(self.lg, where.host, where.port, phases, mode, where.pids, on_phase, where.targets)
+        except Exception as e:  # noqa: BLE001 - recorded; the run goes on
+            self.problems.append(f"{kind} {mode.name} {what}: {type(e).__name__}: {e}")
+            self.progress.step(f"{label} failed", 0)
+            traceback.print_exc(file=sys.stderr)
+            self.restart_lg()
+            return None
+
+    def record(self, store: Store, kind: str, mode: str, what: str, res: dict[str, PhaseResult],
+               row: Callable[[str], str] = str) -> None:
+        """Keep a pass's results as store[mode][row(phase)][kind]; errors are problems."""
+        for ph, r in res.items():
+            store.setdefault(mode, {}).setdefault(row(ph), {}).setdefault(kind, []).append(r)
+            if r.errors or r.missing_events:
+                self.problems.append(f"{kind} {mode} {what} {row(ph)}: errors {r.errors} "
+                                     f"missing events {r.missing_events}")
+
+
+@dataclass
+class Run(PassRunner):
+    s: Settings
+    progress: Progress
+    base: Path
+    lg: LoadGen
+    load: Store = field(default_factory=dict)
+    big: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    logs: dict[str, list[str]] = field(default_factory=dict)
 
     def load_phases(self) -> list[str]:
         return [p for p in self.s.phases if p in PHASES]
@@ -318,27 +389,9 @@ class Run:
 
     def one_pass(self, kind: str, srv: ServerProcess, mode: str, phases: list[str], what: str,
                  record: bool) -> None:
-        label = f"{what} {kind} {mode}"
-        self.progress.show(label)
-
-        def on_phase(ph: str, res: PhaseResult | None) -> None:
-            self.progress.step(f"{label} {ph}")
-
-        try:
-            res = run_pass(self.lg, srv.host, srv.port, phases, self.s.mode(mode), server_pid(srv), on_phase)
-        except Exception as e:  # noqa: BLE001 - recorded; the run goes on
-            self.problems.append(f"{kind} {mode} {what}: {type(e).__name__}: {e}")
-            self.progress.step(f"{label} failed", 0)
-            traceback.print_exc(file=sys.stderr)
-            self.restart_lg()
-            return
-        if record:
-            for ph, r in res.items():
-                self.load.setdefault(mode, {}).setdefault(ph, {}).setdefault(kind, []).append(r)
-            for ph, r in res.items():
-                if r.errors or r.missing_events:
-                    self.problems.append(f"{kind} {mode} {what} {ph}: errors {r.errors} "
-                                         f"missing events {r.missing_events}")
+        res = self.load_pass(kind, Where.of(srv), self.s.mode(mode), phases, what)
+        if res is not None and record:
+            self.record(self.load, kind, mode, what, res)
 
     # -- part 2: the big tree
     def run_big_tree(self) -> None:
@@ -468,7 +521,9 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x"
 
 
-def load_table(s: Settings, summary: dict[str, dict[str, dict[str, dict[str, Any]]]]) -> str:
+def load_table(s: Shapes, summary: dict[str, dict[str, dict[str, dict[str, Any]]]],
+               phases: Sequence[str] = PHASES) -> str:
+    """One row per shape and phase (in the order of `phases`) found in summary[mode][phase][server]."""
     a, b = (s.servers + [""])[:2]
     pair = len(s.servers) == 2
     groups = [("ops/s", "ops_per_s", "ops"), ("p50 ms", "p50_ms", "ms"), ("p99 ms", "p99_ms", "ms"),
@@ -485,7 +540,7 @@ def load_table(s: Settings, summary: dict[str, dict[str, dict[str, dict[str, Any
     head2 += "| " + (f"{a[:6]:>6} {b[:6]:>6}" if pair else f"{a[:6]:>6}") + " | CPU"
     lines = [head1, head2, "-" * len(head2)]
     for mode in s.modes:
-        for ph in PHASES:
+        for ph in phases:
             row = summary.get(mode, {}).get(ph)
             if not row:
                 continue
@@ -666,17 +721,22 @@ def print_report(s: Settings, doc: dict[str, Any]) -> None:
     if big:
         print()
         print(big_table(s, big))
+    print_noisy(summary, doc)
+    if doc["problems"]:
+        print()
+        print("problems:")
+        for p in doc["problems"]:
+            print(f"  {p}")
+
+
+def print_noisy(summary: dict[str, Any], doc: dict[str, Any]) -> None:
+    """A note naming the phases during which other processes took much of the machine."""
     noisy = sorted({f"{m}/{ph}" for m, phs in summary.items() for ph, per in phs.items()
                     for v in per.values() if (v.get("other_cpu_share") or 0) > NOISY_OTHER_SHARE})
     if noisy:
         print(f"\nnote: other processes used over {NOISY_OTHER_SHARE:.0%} of the machine during "
               f"{', '.join(noisy)}: those figures are disturbed "
               f"(load average at start {doc['meta'].get('loadavg_start')})")
-    if doc["problems"]:
-        print()
-        print("problems:")
-        for p in doc["problems"]:
-            print(f"  {p}")
 
 
 def write_plot(s: Settings, doc: dict[str, Any], png_path: Path) -> None:

@@ -110,6 +110,11 @@ def machine_busy_seconds() -> float:
     return (sum(vals[:8]) - idle) / CLK_TCK
 
 
+def pids_cpu_seconds(pids: Sequence[int]) -> float:
+    """utime + stime summed over processes (an ensemble's members)."""
+    return sum(proc_cpu_seconds(p) for p in pids)
+
+
 def proc_rss_bytes(pid: int | str = "self") -> int:
     """VmRSS of a process from /proc/PID/status."""
     with open(f"/proc/{pid}/status") as f:
@@ -119,14 +124,15 @@ def proc_rss_bytes(pid: int | str = "self") -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-def connect_frame(timeout_ms: int) -> bytes:
+def connect_frame(timeout_ms: int, session_id: int = 0, passwd: bytes = b"\0" * 16) -> bytes:
+    """A ConnectRequest: a new session, or (given its id and password) reattaching one."""
     wb = WriteBuffer(64)
     start = wb.frame_start()
     wb.write_int(0)               # protocolVersion
     wb.write_long(0)              # lastZxidSeen
     wb.write_int(timeout_ms)
-    wb.write_long(0)              # sessionId
-    wb.write_buffer(b"\0" * 16)   # passwd
+    wb.write_long(session_id)     # sessionId
+    wb.write_buffer(passwd)       # passwd
     wb.write_bool(False)          # readOnly
     wb.frame_end(start)
     return bytes(wb.take())
@@ -197,6 +203,10 @@ class Histogram:
 
 # ------------------------------------------------------------------------------------- connections
 
+class SessionRefused(ConnectionError):
+    """The server answered the ConnectRequest with session id 0 (expired, or a wrong password)."""
+
+
 class Conn(asyncio.Protocol):
     """One client session; replies are handed to `job`, notifications to `on_event`."""
 
@@ -206,6 +216,7 @@ class Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.rest = b""
         self.session_id = 0
+        self.passwd = b""
         self.handshake: asyncio.Future[None] = loop.create_future()
         self.lost: asyncio.Future[None] = loop.create_future()
         self.job: PipeJob | None = None
@@ -246,9 +257,12 @@ class Conn(asyncio.Protocol):
                 self.rest = data
                 return
             _, _, self.session_id = _CONNECT_RESP.unpack_from(data, 4)
+            if ln >= 20:
+                (plen,) = _LEN.unpack_from(data, 20)
+                self.passwd = data[24:24 + max(0, plen)]
             off = 4 + ln
             if self.session_id == 0:
-                self.handshake.set_exception(ConnectionError("session refused"))
+                self.handshake.set_exception(SessionRefused("session refused"))
             else:
                 self.handshake.set_result(None)
         job = self.job
@@ -312,10 +326,18 @@ def _frame(wb: WriteBuffer, xid: int, op: int) -> None:
 
 
 async def open_session(loop: asyncio.AbstractEventLoop, host: str, port: int, timeout_ms: int,
-                       on_event: Callable[[bytes, int, int], None] | None = None) -> Conn:
+                       on_event: Callable[[bytes, int, int], None] | None = None,
+                       session: tuple[int, bytes] | None = None, handshake_timeout_s: float = 30.0) -> Conn:
+    """A connected session: a new one, or `session` = (id, password) reattached. On a failed
+    handshake the connection is closed before the exception goes up."""
     _, conn = await loop.create_connection(lambda: Conn(loop, on_event), host, port)
-    conn.write(connect_frame(timeout_ms))
-    await asyncio.wait_for(conn.handshake, 30.0)
+    conn.write(connect_frame(timeout_ms, *session) if session else connect_frame(timeout_ms))
+    try:
+        await asyncio.wait_for(conn.handshake, handshake_timeout_s)
+    except BaseException:
+        if conn.transport is not None:
+            conn.transport.close()
+        raise
     return conn
 
 
@@ -504,6 +526,16 @@ class Spec:
     parent: str = KEYS_PARENT
     timeout_ms: int = 30000
     watch_batch: int = 0           # keys per watch round; 0: conns * depth * 4
+    # servers to spread the connections over (an ensemble's members): connection c of worker w,
+    # number w * conns + c over all workers, goes to targets[(w * conns + c) % len(targets)];
+    # empty: every connection goes to host:port
+    targets: tuple[tuple[str, int], ...] = ()
+
+    def target(self, worker: int, conn: int) -> tuple[str, int]:
+        """Where connection `conn` of worker `worker` goes."""
+        if not self.targets:
+            return self.host, self.port
+        return self.targets[(worker * self.conns + conn) % len(self.targets)]
 
 
 COUNTED_PHASES = frozenset({"create", "delete"})
@@ -555,11 +587,11 @@ class Worker:
         if s.phase == "session":
             return
         self.conns = list(await asyncio.gather(
-            *(open_session(self.loop, s.host, s.port, s.timeout_ms) for _ in range(s.conns))))
+            *(open_session(self.loop, *s.target(self.index, c), s.timeout_ms) for c in range(s.conns))))
         if s.phase == "watch":
             self.watchers = list(await asyncio.gather(
-                *(open_session(self.loop, s.host, s.port, s.timeout_ms, self.on_event)
-                  for _ in range(s.conns))))
+                *(open_session(self.loop, *s.target(self.index, c), s.timeout_ms, self.on_event)
+                  for c in range(s.conns))))
 
     async def run(self) -> tuple[int, int, int]:
         """(t_start, t_end, busy ns) of the timed part."""
@@ -594,11 +626,12 @@ class Worker:
         loops = max(1, s.conns)
         counts = [len(r) for r in split(range(n), loops)]
 
-        async def churn(k: int) -> None:
+        async def churn(c: int, k: int) -> None:
+            host, port = s.target(self.index, c)
             done = 0
             while (time.perf_counter_ns() < deadline) if deadline else done < k:
                 t = time.perf_counter_ns()
-                conn = await open_session(self.loop, s.host, s.port, s.timeout_ms)
+                conn = await open_session(self.loop, host, port, s.timeout_ms)
                 err = await conn.call(lambda wb, xid: _frame(wb, xid, OP_CLOSE_SESSION))
                 self.lat.append(time.perf_counter_ns() - t)
                 if err:
@@ -612,7 +645,7 @@ class Worker:
                 done += 1
 
         t0 = time.perf_counter_ns()
-        await asyncio.wait_for(asyncio.gather(*(churn(k) for k in counts)), PHASE_TIMEOUT_S)
+        await asyncio.wait_for(asyncio.gather(*(churn(c, k) for c, k in enumerate(counts))), PHASE_TIMEOUT_S)
         t1 = time.perf_counter_ns()
         return t0, t1, t1 - t0
 
@@ -761,9 +794,10 @@ class LoadGen:
             raise RuntimeError(f"load generator worker failed:\n{msg[1]}")
         return msg
 
-    def run(self, spec: Spec, server_pid: int | None = None) -> PhaseResult:
+    def run(self, spec: Spec, server_pid: int | Sequence[int] | None = None) -> PhaseResult:
         """Run one phase on the first `spec.procs` workers; with `server_pid`, the server's CPU
-        (utime+stime from /proc) is read just before the workers start and after the last ends."""
+        (utime+stime from /proc) is read just before the workers start and after the last ends.
+        A list of pids (an ensemble's members) counts their CPU summed."""
         if not 1 <= spec.procs <= self.procs:
             raise ValueError(f"spec for {spec.procs} processes, pool has {self.procs}")
         pipes = self.pipes[:spec.procs]
@@ -779,7 +813,8 @@ class LoadGen:
             for p in pipes:
                 p.send(("abort",))
             raise ready_errors[0]
-        srv0 = proc_cpu_seconds(server_pid) if server_pid else 0.0
+        pids = ([server_pid] if isinstance(server_pid, int) else list(server_pid)) if server_pid else []
+        srv0 = pids_cpu_seconds(pids)
         busy0 = machine_busy_seconds()
         for p in pipes:
             p.send(("go",))
@@ -790,11 +825,11 @@ class LoadGen:
                 results.append(self._recv(p, PHASE_TIMEOUT_S + 60)[1])
             except (RuntimeError, TimeoutError) as e:
                 failure = failure or e
-        srv1 = proc_cpu_seconds(server_pid) if server_pid else 0.0
+        srv1 = pids_cpu_seconds(pids)
         busy1 = machine_busy_seconds()
         if failure is not None:
             raise failure
-        res = merge(spec, results, srv1 - srv0 if server_pid else None)
+        res = merge(spec, results, srv1 - srv0 if pids else None)
         # what else ran meanwhile (other processes, the kernel's softirqs): a noisy machine shows here
         other = busy1 - busy0 - res.gen_cpu_s - (res.server_cpu_s or 0.0)
         res.other_cpu_share = max(0.0, other) / (res.elapsed_s * NCPU)
@@ -928,14 +963,23 @@ class Mode:
     data_size: int = 100
 
 
+def mode_spec(host: str, port: int, phase: str, mode: Mode,
+              targets: Sequence[tuple[str, int]] = ()) -> Spec:
+    """The Spec of one phase in one load shape (with `targets`, spread over those servers)."""
+    return Spec(host, port, phase, mode.keys, mode.duration_s, mode.conns, mode.depth, mode.procs,
+                mode.data_size, targets=tuple(targets))
+
+
 def run_pass(lg: LoadGen, host: str, port: int, phases: Sequence[str], mode: Mode,
-             server_pid: int | None = None,
-             on_phase: Callable[[str, PhaseResult | None], None] | None = None) -> dict[str, PhaseResult]:
+             server_pid: int | Sequence[int] | None = None,
+             on_phase: Callable[[str, PhaseResult | None], None] | None = None,
+             targets: Sequence[tuple[str, int]] = ()) -> dict[str, PhaseResult]:
     """Every phase in order; keys are created (untimed) where a phase needs them and deleted at
-    the end, so each pass leaves the tree as it found it."""
+    the end, so each pass leaves the tree as it found it. The tree's parents are made through
+    host:port; with `targets` the phases' connections spread over those servers (connection k of
+    all workers on the same server in every phase of the pass, so it reads what it wrote)."""
     def spec(phase: str) -> Spec:
-        return Spec(host, port, phase, mode.keys, mode.duration_s, mode.conns, mode.depth, mode.procs,
-                    mode.data_size)
+        return mode_spec(host, port, phase, mode, targets)
 
     setup_tree(host, port)
     results: dict[str, PhaseResult] = {}

@@ -107,6 +107,19 @@ def test_compare(tmp_path: Path) -> None:
     assert js.with_suffix(".png").stat().st_size > 10_000
 
 
+def test_ensemble_bench(tmp_path: Path) -> None:
+    out = run([str(BENCH / "ensemble.py"), "--servers", "zkfast", "--rounds", "1", "--no-warmup",
+               "--duration", "0.05", "--lat-keys", "20", "--thr-keys", "100", "--read-keys", "100",
+               "--conns", "2", "--depth", "4", "--observers", "0,1", "--failover-rounds", "1",
+               "--tick", "200", "--no-plot", "--out", str(tmp_path)], timeout_s=240)
+    for row in (r"1x1 +create", r"2x2x4 +set", r"2x2x4 +get, 0 obs", r"2x2x4 +get, 1 obs",
+                r"new leader serving", r"first write acknowledged"):
+        assert re.search(rf"^{row} ", out, re.M), (row, out)
+    [js] = tmp_path.glob("ensemble-*.json")
+    doc = json.loads(js.read_text())
+    assert doc["failover"]["zkfast"]["rounds"], doc["failover"]
+
+
 def test_micro_benchmarks() -> None:
     out = run(["-m", "pytest", str(BENCH / "test_micro.py"), "--benchmark-disable", "-q", "-p",
                "no:cacheprovider"], env={"ZKBENCH_TREE_ZNODES": "5000"})

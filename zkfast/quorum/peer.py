@@ -47,7 +47,10 @@ from zkfast.storage.store import Store
 log = logging.getLogger(__name__)
 
 TIMER_MS = 25
-LEADER_CONNECT_RETRY_S = 0.2
+# A learner often decides before its leader listens: retry soon, then back off to Apache's
+# leaderConnectDelayDuringRetryMs (100 ms).
+LEADER_CONNECT_FIRST_RETRY_S = 0.01
+LEADER_CONNECT_MAX_RETRY_S = 0.1
 # jute.maxbuffer plus room for the packet around a txn
 QUORUM_PACKET_SLACK_BYTES = 64 * 1024
 MODE_NAMES = {ServerState.LEADING: "leader", ServerState.FOLLOWING: "follower",
@@ -608,6 +611,7 @@ class QuorumPeer:
             self._execute(self.replica.on_leader_lost(f"leader {leader_id} is not in the config", mono_ms()))  # type: ignore[union-attr]
             return
         loop = asyncio.get_running_loop()
+        retry_s = LEADER_CONNECT_FIRST_RETRY_S
         while not era.closed:
             try:
                 _, conn = await loop.create_connection(
@@ -618,7 +622,8 @@ class QuorumPeer:
                 break
             except OSError as e:
                 log.debug("cannot connect to leader %d at %s:%d: %s", leader_id, spec.host, spec.quorum_port, e)
-                await asyncio.sleep(LEADER_CONNECT_RETRY_S)
+                await asyncio.sleep(retry_s)
+                retry_s = min(2 * retry_s, LEADER_CONNECT_MAX_RETRY_S)
         else:
             return
         if era.closed:
