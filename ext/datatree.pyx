@@ -411,14 +411,14 @@ cdef class DataTree:
         node.data_len = <int32_t>n
         return 0
 
-    def set_config(self, bytes data, int64_t mtime_ms):
+    def set_config(self, bytes data, int64_t mtime_ms, int64_t zxid=0):
         """/zookeeper/config of an ensemble member: Apache's initConfigInZKDatabase, a setData with
-        version -1 and zxid 0 (the config's version) that fires no watch."""
+        version -1 and zxid the config's version, that fires no watch."""
         cdef Node* node = self.lookup_bytes(b"/zookeeper/config")
         assert node is not NULL
         self.set_node_data(node, data)
         node.version = -1
-        node.mzxid = 0
+        node.mzxid = zxid
         node.mtime = mtime_ms
 
     cdef int attach(self, bytes path, object data, int32_t acl) except -1:

@@ -230,6 +230,7 @@ cdef class Prep:
     cdef public int64_t last_zxid    # the last zxid handed out
     cdef public bint extended_types
     cdef public bint reconfig_enabled
+    cdef public object reconfig      # an ensemble leader's: (request args, zxid) -> the new config's bytes
     cdef public bint close_session_txn
     cdef public object outstanding
     cdef public dict by_path
@@ -242,6 +243,7 @@ cdef class Prep:
         self.last_zxid = 0
         self.extended_types = extended_types
         self.reconfig_enabled = reconfig_enabled
+        self.reconfig = None
         self.close_session_txn = close_session_txn
         self.outstanding = deque()
         self.by_path = {}
@@ -515,8 +517,22 @@ cdef class Prep:
             if not self.reconfig_enabled:
                 raise ZkError(Code.RECONFIGDISABLED)
             self.check_session(req.session_id)
-            # a standalone server cannot reconfigure (Apache: UnimplementedException)
-            raise ZkError(Code.UNIMPLEMENTED)
+            if self.reconfig is None:
+                # a standalone server cannot reconfigure (Apache: UnimplementedException)
+                raise ZkError(Code.UNIMPLEMENTED)
+            # the leader checks the request (ZkError) and makes the new config; the ACL comes last,
+            # as in Apache's PrepRequestProcessor
+            data = self.reconfig(args if args is not None else decode_request(typ, req.body), txn.zxid)
+            node = self.record(b"/zookeeper/config")
+            self.require(node.acl, PERM_WRITE, req.auth_ids)
+            txn.path = b"/zookeeper/config"
+            txn.data = data
+            txn.version = -1
+            node = node.duplicate(txn.zxid)
+            node.version = -1
+            node.mtime = txn.time
+            node.mzxid = txn.zxid
+            self.add(node)
         elif typ == C_CREATE_SESSION:
             txn.timeout = req.extra["timeout_ms"]
         elif typ == C_CLOSE_SESSION:
@@ -1018,6 +1034,10 @@ cdef class PipelineCore:
             out.put_buffer_obj(txn.path)
             out.put_stat(&txn.stat)
         elif op == C_SET_DATA or op == C_SET_ACL:
+            out.put_stat(&txn.stat)
+        elif op == C_RECONFIG:
+            # GetDataResponse: the new config and its stat
+            out.put_buffer_obj(txn.data)
             out.put_stat(&txn.stat)
         out.end_frame(start)
 

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 from typing import Any, NamedTuple
 
 log = logging.getLogger("zkfast.config")
@@ -1186,6 +1186,15 @@ class _QuorumParser:
         elif len(voters) % 2 == 0:
             self.loader.warn(first, f"{len(voters)} participants tolerate no more failures than "
                                     f"{len(voters) - 1} would; an odd number is better")
+
+
+def parse_server_entry(key: str, value: str, where: str = "reconfig",
+                       multi_address_enabled: bool = False) -> ServerSpec:
+    """One `server.N=...` entry that comes from outside a file (a reconfig's joining servers or new
+    members); ConfigError when it is malformed."""
+    loader = SimpleNamespace(fields={"multi_address_enabled": multi_address_enabled})
+    parser = _QuorumParser(loader, where, {})  # type: ignore[arg-type]
+    return parser._server(key.strip(), _Setting(value.strip(), Origin(where, None, key.strip())))
 
 
 def _server_error(setting: _Setting) -> Callable[[str], ConfigError]:

@@ -15,6 +15,7 @@ back; everything else is served locally, as a standalone server does.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import struct
 import time
@@ -24,13 +25,23 @@ from pathlib import Path
 from typing import Any
 
 from zkfast._datatree import DataTree
-from zkfast._jute import OP_CLOSE_SESSION, OP_CREATE_SESSION, OP_SYNC, Txn, decode_txn
+from zkfast._jute import OP_CLOSE_SESSION, OP_CREATE_SESSION, OP_RECONFIG, OP_SYNC, Txn, decode_txn
 from zkfast._pipeline import Request, now_ms
-from zkfast.config import ServerConfig
+from zkfast.config import ConfigError, ServerConfig
+from zkfast.quorum.membership import BadReconfig, MalformedReconfig, Membership
 from zkfast.quorum.replica import Disk, Replica
 from zkfast.quorum.transport import SNAP_SIGNATURE, ElectionTransport, PacketConnection
-from zkfast.quorum.wire import LearnerInfo, Notification, PacketType, QuorumPacket, ServerState, zxid_epoch
+from zkfast.quorum.wire import (
+    LearnerInfo,
+    Notification,
+    PacketType,
+    QuorumPacket,
+    ServerState,
+    make_zxid,
+    zxid_epoch,
+)
 from zkfast.quorum.zab import COMMITTED_LOG_MAX, Actions
+from zkfast.server.codes import Code, ZkError
 from zkfast.server.zkserver import ZooKeeperServer
 from zkfast.storage.apache import decode_tree_stream, encode_tree_stream, write_apache_snapshot
 from zkfast.storage.quorumdisk import (
@@ -83,7 +94,12 @@ class QuorumCommit:
         self.last_proposal_bytes = n
         self.min_proposal_bytes = n if self.min_proposal_bytes < 0 else min(self.min_proposal_bytes, n)
         self.max_proposal_bytes = max(self.max_proposal_bytes, n)
-        self.peer.propose(txn.zxid, data)
+        membership = None
+        if txn.type == OP_RECONFIG:
+            m = self.peer.pending_memberships.get(txn.zxid)
+            assert m is not None, "the leader made this reconfig's membership when it prepared it"
+            membership = (m.voters, m.observers)
+        self.peer.propose(txn.zxid, data, membership)
 
     def flush(self) -> None:
         self.local.flush()
@@ -126,9 +142,11 @@ class QuorumPeer:
         self.my_id = config.server_id
         me = next(s for s in config.servers if s.server_id == self.my_id)
         self.me = me
-        self.voters = frozenset(s.server_id for s in config.voters)
-        self.observers = frozenset(s.server_id for s in config.observers)
-        self.specs = {s.server_id: s for s in config.servers}
+        self.membership = Membership.of(config.servers, config.quorum_config_version)
+        self.voters = self.membership.voters
+        self.observers = self.membership.observers
+        self.specs = dict(self.membership.servers)
+        self.pending_memberships: dict[int, Membership] = {}  # leader: reconfig zxid → what it makes
         self.tick_ms = config.tick_time_ms
         assert config.init_limit_ticks and config.sync_limit_ticks
         self.max_packet_bytes = config.jute_max_buffer_bytes + QUORUM_PACKET_SLACK_BYTES
@@ -154,10 +172,67 @@ class QuorumPeer:
         return DataTree(extended_types=self.config.extended_types_enabled, skip_acl=self.config.skip_acl)
 
     def _set_config_node(self, tree: DataTree) -> None:
-        """The ensemble's membership as Apache's QuorumVerifier prints it, in /zookeeper/config."""
-        lines = [f"server.{s.server_id}={s.value()}" for s in self.config.servers]
-        lines.append("version=0")
-        tree.set_config("\n".join(lines).encode(), time.time_ns() // 1_000_000)
+        """The ensemble's membership as Apache's QuorumVerifier prints it, in /zookeeper/config; a
+        newer one that a committed reconfig left in the tree (snapshot, log, SNAP) is adopted instead."""
+        data = tree.get_data(b"/zookeeper/config")
+        if data:
+            try:
+                found = Membership.parse(data)
+            except ConfigError as e:
+                log.warning("ignoring /zookeeper/config of the recovered tree: %s", e)
+            else:
+                if found.version > self.membership.version:
+                    log.info("membership of reconfig 0x%x (newer than the config file's): %s", found.version,
+                             data.decode(errors="replace").replace("\n", ", "))
+                    self._adopt(found)
+                    return
+        tree.set_config(self.membership.text(), time.time_ns() // 1_000_000, self.membership.version)
+
+    def _adopt(self, m: Membership) -> None:
+        """Follow membership m: who votes, where the servers are."""
+        self.membership = m
+        self.voters, self.observers = m.voters, m.observers
+        self.specs = dict(m.servers)
+        self.specs.setdefault(self.my_id, self.me)
+        self.election.peers = {sid: (s.host, s.election_port) for sid, s in m.servers.items() if sid != self.my_id}
+        if self.replica is not None and self.replica.leader is None:
+            self.replica.voters, self.replica.observers = m.voters, m.observers
+            self.replica.election.voters = m.voters
+
+    def _activate(self, m: Membership) -> None:
+        """A committed reconfig (Apache's processReconfig)."""
+        log.info("reconfig 0x%x committed: voters %s, observers %s", m.version, sorted(m.voters),
+                 sorted(m.observers))
+        self._adopt(m)
+        if self.replica is not None:
+            self._execute(self.replica.set_membership(m.voters, m.observers, mono_ms()))
+
+    def _prep_reconfig(self, args: tuple[Any, ...], zxid: int) -> bytes:
+        """The leader's checks of a reconfig request, in Apache's order; the new config's text."""
+        replica = self.replica
+        leader = replica.leader if replica is not None else None
+        if leader is None:
+            raise ZkError(Code.UNIMPLEMENTED)
+        if leader.reconfig_in_progress():
+            raise ZkError(Code.RECONFIGINPROGRESS)
+        joining, leaving, members, from_version = (
+            a.decode("utf-8", "replace") if isinstance(a, bytes) else a for a in args)
+        if from_version != -1 and from_version != self.membership.version:
+            raise ZkError(Code.BADVERSION)
+        try:
+            new = self.membership.reconfigured(joining, leaving, members, zxid,
+                                               min_voters=2 if self.config.standalone_enabled else 1)
+        except BadReconfig as e:
+            log.warning("reconfig refused: %s", e)
+            raise ZkError(Code.BADARGUMENTS) from None
+        except MalformedReconfig as e:
+            log.warning("reconfig refused: %s", e)
+            raise ZkError(Code.MARSHALLINGERROR) from None
+        if not leader.synced_quorum_of(new.voters):
+            log.warning("Reconfig failed - there must be a connected and synced quorum in new configuration")
+            raise ZkError(Code.NEWCONFIGNOQUORUM)
+        self.pending_memberships[zxid] = new
+        return new.text()
 
     def _load(self) -> Disk:
         """Build the era's server and store from disk; the Disk facts the replica needs."""
@@ -286,6 +361,10 @@ class QuorumPeer:
         if out.commit_upto is not None and isinstance(server.commit, QuorumCommit):
             server.commit.committed(out.commit_upto)
             self._release_syncs(era, out.commit_upto)
+        if out.activate is not None:
+            m = self.pending_memberships.pop(out.activate)
+            self.pending_memberships = {z: p for z, p in self.pending_memberships.items() if z > out.activate}
+            self._activate(m)
         for sid, p in out.send:
             self._send(era, sid, p)
         for sid, n in out.notify:
@@ -402,6 +481,12 @@ class QuorumPeer:
             return
         server.mode = self.mode
         server.quorum = self
+        epoch = replica.epoch
+        if self.config.reconfig_enabled and self.membership.version == 0 and epoch is not None:
+            # ZOOKEEPER-1783: with reconfig on, the file's unversioned config takes the version of
+            # the first leader's epoch (its zxid 0)
+            self.membership = dataclasses.replace(self.membership, version=make_zxid(epoch, 0))
+            server.tree.set_config(self.membership.text(), time.time_ns() // 1_000_000, self.membership.version)
         if replica.leader is not None:
             first = replica.first_zxid_of_epoch()
             server.prep.last_zxid = first
@@ -415,6 +500,8 @@ class QuorumPeer:
             era.tasks.append(loop.create_task(run_container_manager(
                 server, self.config.container_check_interval_ms, self.config.container_max_per_minute,
                 self.config.container_max_never_used_interval_ms)))
+            if self.config.reconfig_enabled:
+                server.prep.reconfig = self._prep_reconfig
         else:
             server.forward = self._forward
             server.sessions.track_touches()
@@ -582,10 +669,11 @@ class QuorumPeer:
                 keep.append((zxid, sid))
         era.leader_syncs = keep
 
-    def propose(self, zxid: int, data: bytes) -> None:
+    def propose(self, zxid: int, data: bytes,
+                membership: tuple[frozenset[int], frozenset[int]] | None = None) -> None:
         replica = self.replica
         assert replica is not None
-        self._execute(replica.propose(zxid, data, mono_ms()))
+        self._execute(replica.propose(zxid, data, mono_ms(), membership))
 
     def on_local_durable(self, zxid: int) -> None:
         replica = self.replica
@@ -727,6 +815,11 @@ class QuorumPeer:
         if txn.type == OP_CREATE_SESSION:
             server.sessions.track(txn.session_id, txn.timeout)
         server.apply(txn.type, txn)
+        if txn.type == OP_RECONFIG:
+            try:
+                self._activate(Membership.parse(txn.data))
+            except ConfigError as e:
+                log.error("reconfig 0x%x carries a config we cannot read: %s", txn.zxid, e)
         req = era.forwarded.pop((txn.session_id, txn.cxid), None)
         if req is not None:
             req.txn = txn

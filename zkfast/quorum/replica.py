@@ -134,9 +134,25 @@ class Replica:
             return Actions()
         return self._checked(self.leader.on_disconnect(sid), now_ms)
 
-    def propose(self, zxid: int, data: bytes, now_ms: int) -> Actions:
+    def propose(self, zxid: int, data: bytes, now_ms: int,
+                membership: tuple[frozenset[int], frozenset[int]] | None = None) -> Actions:
         assert self.leader is not None and self.leader.established, "only an established leader proposes"
-        return self._checked(self.leader.propose(zxid, data), now_ms)
+        return self._checked(self.leader.propose(zxid, data, membership), now_ms)
+
+    def set_membership(self, voters: frozenset[int], observers: frozenset[int], now_ms: int) -> Actions:
+        """A committed reconfig (the leader's core switched at commit; learners switch when they apply
+        it): elections count the new voters. A learner made a voter leaves its role and looks again,
+        as one; a follower removed (or made an observer) goes on following without a vote."""
+        self.voters, self.observers = voters, observers
+        participant = self.my_id in voters
+        self.election.voters = voters
+        out = Actions()
+        if participant != self.participant:
+            self.participant = participant
+            self.election.participant = participant
+            if self.learner is not None and participant:
+                out.stop = "this server is a voter in the new configuration"
+        return self._checked(out, now_ms)
 
     @property
     def epoch(self) -> int | None:

@@ -57,6 +57,8 @@ class Actions:
     serve: bool = False                                                 # start serving clients
     stop: str | None = None                                             # leave this role (reason)
     drop: list[int] = field(default_factory=list)                       # leader: close these learners
+    activate: int | None = None                                         # leader: the reconfig of this zxid
+    # is committed: its membership now rules
     # replica-level (zkfast.quorum.replica)
     notify: list[tuple[int, Notification]] = field(default_factory=list)  # election messages
     role: ServerState | None = None                                      # the role just taken
@@ -81,6 +83,8 @@ class Actions:
         self.serve = self.serve or other.serve
         self.stop = self.stop or other.stop
         self.drop.extend(other.drop)
+        if other.activate is not None:
+            self.activate = other.activate
         self.notify.extend(other.notify)
         if other.role is not None:
             self.role = other.role
@@ -88,6 +92,10 @@ class Actions:
             self.connect_leader = other.connect_leader
         self.reload = self.reload or other.reload
         return self
+
+
+def _long(v: int) -> bytes:
+    return struct.pack(">q", v)
 
 
 def _int(v: int) -> bytes:
@@ -121,6 +129,8 @@ class Proposal:
     zxid: int
     data: bytes
     acks: set[int] = field(default_factory=set)
+    # a reconfig: the membership it makes, (voters, observers); it needs a quorum of both configs
+    membership: tuple[frozenset[int], frozenset[int]] | None = None
 
 
 class LeaderCore:
@@ -356,12 +366,15 @@ class LeaderCore:
 
     # -- broadcast
 
-    def propose(self, zxid: int, data: bytes) -> Actions:
-        """A txn of the leader's pipeline; the peer also logs it locally."""
+    def propose(self, zxid: int, data: bytes,
+                membership: tuple[frozenset[int], frozenset[int]] | None = None) -> Actions:
+        """A txn of the leader's pipeline; the peer also logs it locally. A reconfig's txn comes with
+        the membership it makes (voters, observers)."""
         assert self.epoch is not None and zxid_epoch(zxid) == self.epoch, "txns carry the leader's epoch"
         assert zxid > self.last_proposed, "proposals go out in zxid order"
+        assert membership is None or not self.reconfig_in_progress(), "one reconfig at a time"
         self.last_proposed = zxid
-        self.proposals[zxid] = Proposal(zxid, data)
+        self.proposals[zxid] = Proposal(zxid, data, membership=membership)
         out = Actions()
         packet = QuorumPacket(PacketType.PROPOSAL, zxid, data)
         for ls in self.learners.values():
@@ -378,15 +391,45 @@ class LeaderCore:
             p = self.proposals[nxt]
             if not quorum_of(self.voters, p.acks) and not ("commit-without-quorum" in PLANTED_BUGS and self.my_id in p.acks):
                 return out
+            if p.membership is not None and not quorum_of(p.membership[0], p.acks):
+                return out  # a reconfig needs a quorum of the new config too
             del self.proposals[nxt]
             self.last_committed = nxt
             self.committed.append((nxt, p.data))
             out.commit_upto = nxt
-            commit = QuorumPacket(PacketType.COMMIT, nxt)
-            inform = QuorumPacket(PacketType.INFORM, nxt, p.data)
+            if p.membership is None:
+                commit = QuorumPacket(PacketType.COMMIT, nxt)
+                inform = QuorumPacket(PacketType.INFORM, nxt, p.data)
+            else:
+                # Apache's commitAndActivate / informAndActivate: the designated leader (us) first
+                commit = QuorumPacket(PacketType.COMMITANDACTIVATE, nxt, _long(self.my_id))
+                inform = QuorumPacket(PacketType.INFORMANDACTIVATE, nxt, _long(self.my_id) + p.data)
             for ls in self.learners.values():
                 if ls.forwarding:
                     out.send.append((ls.sid, inform if ls.observer else commit))
+            if p.membership is not None:
+                out.merge(self._activate(nxt, *p.membership))
+                if out.stop is not None:
+                    return out
+
+    def _activate(self, zxid: int, voters: frozenset[int], observers: frozenset[int]) -> Actions:
+        """A committed reconfig: its membership rules from now on. A follower it removed stays
+        connected as a non-voting follower (its acks no longer count), as in Apache, until it
+        reconnects; then it is refused."""
+        out = Actions()
+        out.activate = zxid
+        self.voters, self.observers = voters, observers
+        if self.my_id not in voters:
+            out.stop = "this server is no longer a voter of the configuration"
+        return out
+
+    def reconfig_in_progress(self) -> bool:
+        return any(p.membership is not None for p in self.proposals.values())
+
+    def synced_quorum_of(self, voters: frozenset[int]) -> bool:
+        """Apache's isQuorumSynced: the leader and the followers it serves make a quorum of `voters`."""
+        synced = {self.my_id} | {ls.sid for ls in self.learners.values() if ls.phase == "serving" and ls.forwarding}
+        return quorum_of(voters, synced)
 
     def on_packet(self, sid: int, packet: QuorumPacket) -> Actions:
         ls = self.learners.get(sid)
@@ -484,10 +527,12 @@ class LearnerCore:
             return self._sync_start(p)
         if t == PacketType.PROPOSAL:
             return self._proposal(p)
-        if t == PacketType.COMMIT:
-            return self._commit(p.zxid)
+        if t in (PacketType.COMMIT, PacketType.COMMITANDACTIVATE):
+            return self._commit(p.zxid)  # the peer activates a reconfig when it applies the txn
         if t == PacketType.INFORM:
             return self._inform(p)
+        if t == PacketType.INFORMANDACTIVATE:
+            return self._inform(QuorumPacket(PacketType.INFORM, p.zxid, (p.data or b"")[8:]))
         if t == PacketType.NEWLEADER:
             if self.observer:
                 # an observer vouches for nothing: it acks at once and takes the leader's state only at
