@@ -1,11 +1,12 @@
 """kazoo 2.11.0's own test suite, unchanged, against zkfast: no test that passes on Apache ZooKeeper 3.8.0
 may fail on zkfast.
 
-One long test: `tests/compat/run_kazoo_suite.py --target zkfast --cluster-size 1` (kazoo's sdist and a
-venv for it are set up once under ~/.cache/zkfast-compat; PyPI must be reachable the first time), whose
-outcomes are compared with `tests/compat/baseline_size1.json`, measured on Debian's Apache 3.8.0.
-The outcomes, pytest's output and the zkfast servers' logs stay in the cache dir:
-results/kazoo-zkfast-size1.{json,log,servers.log}.
+One long test per cluster size, 1 (standalone) and 3 (an ensemble):
+`tests/compat/run_kazoo_suite.py --target zkfast --cluster-size N` (kazoo's sdist and a venv for it are
+set up once under ~/.cache/zkfast-compat; PyPI must be reachable the first time), whose outcomes are
+compared with `tests/compat/baseline_sizeN.json`, measured on Debian's Apache 3.8.0. The outcomes,
+pytest's output and the zkfast servers' logs stay in the cache dir:
+results/kazoo-zkfast-sizeN.{json,log,servers.log}.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ RUNNER_TIMEOUT_S = SUITE_DEADLINE_S + 300
 
 
 @pytest.mark.timeout(RUNNER_TIMEOUT_S + 60)
-def test_kazoo_suite_on_zkfast_matches_apache() -> None:
-    cmd = [sys.executable, str(RUNNER), "--target", "zkfast", "--cluster-size", "1", "--quiet",
+@pytest.mark.parametrize("cluster_size", [1, 3])
+def test_kazoo_suite_on_zkfast_matches_apache(cluster_size: int) -> None:
+    cmd = [sys.executable, str(RUNNER), "--target", "zkfast", "--cluster-size", str(cluster_size), "--quiet",
            "--per-test-timeout", str(PER_TEST_TIMEOUT_S), "--deadline", str(SUITE_DEADLINE_S)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             stdin=subprocess.DEVNULL)

@@ -27,8 +27,10 @@ class Ensemble:
     def __init__(self, kind: str, voters: int = 3, observers: int = 0, *, first_host: int = 2,
                  tick_ms: int = 200, init_limit: int = 10, sync_limit: int = 5,
                  cfg: Mapping[str, str] | None = None, system_properties: Mapping[str, str] | None = None,
-                 workdir: Path | None = None) -> None:
+                 workdir: Path | None = None, kinds: Mapping[int, str] | None = None) -> None:
+        """kinds: members of another kind than `kind` (a mixed ensemble), e.g. {3: "apache"}."""
         self.kind = kind
+        self.kinds = {i: (kinds or {}).get(i, kind) for i in range(1, voters + observers + 1)}
         self.tick_ms = tick_ms
         self.init_limit = init_limit
         self.sync_limit = sync_limit
@@ -49,9 +51,11 @@ class Ensemble:
                 member_cfg["peerType"] = "observer"
             # Java system properties (-D...): the JVM's flags for Apache, $SERVER_JVMFLAGS for zkfast
             flags = tuple(f"-D{k}={v}" for k, v in (system_properties or {}).items())
-            proc = KINDS[kind](member_cfg, host=hosts[i], jvm_flags=flags,
-                               workdir=workdir / f"server{i}" if workdir is not None else None,
-                               env={"SERVER_JVMFLAGS": " ".join(flags)} if flags and kind == "zkfast" else None)
+            member_kind = self.kinds[i]
+            proc = KINDS[member_kind](member_cfg, host=hosts[i], jvm_flags=flags,
+                                      workdir=workdir / f"server{i}" if workdir is not None else None,
+                                      env={"SERVER_JVMFLAGS": " ".join(flags)} if flags and member_kind == "zkfast"
+                                      else None)
             (proc.data_dir / "myid").write_text(f"{i}\n")
             self.members[i] = proc
         self.ports = ports  # member → (quorum port, election port)
