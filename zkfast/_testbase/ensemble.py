@@ -3,6 +3,7 @@ benchmarks: each member has its own address, dataDir, myid and zoo.cfg, as an op
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -76,6 +77,22 @@ class Ensemble:
     def restart(self, i: int, timeout_s: float = START_TIMEOUT_S) -> None:
         self.launch(i)
         self.members[i].wait_serving(timeout_s)
+
+    def replace(self, i: int, kind: str, fresh_data: bool = False) -> None:
+        """Stop member i (SIGTERM) and make it a server of `kind` with the same zoo.cfg, myid, ports
+        and, unless fresh_data, the same dataDir: a node-by-node migration. Not started."""
+        old = self.members[i]
+        old.stop()
+        flags = old.jvm_flags
+        new = KINDS[kind](dict(old.cfg), host=old.host, port=old.port, jvm_flags=flags, workdir=old.workdir,
+                          env={"SERVER_JVMFLAGS": " ".join(flags)} if flags and kind == "zkfast" else None)
+        if fresh_data:
+            shutil.rmtree(new.data_dir, ignore_errors=True)
+            new.data_dir.mkdir(parents=True)
+            (new.data_dir / "myid").write_text(f"{i}\n")
+        new._own_workdir, old._own_workdir = old._own_workdir, False
+        self.members[i] = new
+        self.kinds[i] = kind
 
     def kill9(self, i: int) -> None:
         self.members[i].kill9()
