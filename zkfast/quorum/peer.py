@@ -164,6 +164,10 @@ class QuorumPeer:
         self.failed: str | None = None
         self.stopped = asyncio.Event()
         self.role_started_mono_ms = 0
+        # sends and client replies of one event-loop turn go out together, once it ends
+        self.turn_end_scheduled = False
+        self.turn_applied = False
+        self.turn_commit_upto: int | None = None   # leader: the pipeline learns of commits once per turn
 
     # ------------------------------------------------------------------------------------------
     # the disk
@@ -357,10 +361,9 @@ class QuorumPeer:
             for zxid, data in out.apply:
                 txn = era.decoded.pop(zxid, None) or decode_txn(data)
                 self._apply_committed(era, txn)
-            server.end_batch()
+            self.turn_applied = True
         if out.commit_upto is not None and isinstance(server.commit, QuorumCommit):
-            server.commit.committed(out.commit_upto)
-            self._release_syncs(era, out.commit_upto)
+            self.turn_commit_upto = max(self.turn_commit_upto or 0, out.commit_upto)
         if out.activate is not None:
             m = self.pending_memberships.pop(out.activate)
             self.pending_memberships = {z: p for z, p in self.pending_memberships.items() if z > out.activate}
@@ -379,10 +382,29 @@ class QuorumPeer:
             era.tasks.append(asyncio.get_running_loop().create_task(self._follow(out.connect_leader)))
         if out.serve:
             self._serve()
-        self._flush_quorum(era)
         if out.reload:
+            self._end_turn()  # what the ending role still sends goes out first
             # not from inside whatever called us (the pipeline, a connection): from the loop
             asyncio.get_running_loop().call_soon(self._reload)
+        elif not self.turn_end_scheduled:
+            self.turn_end_scheduled = True
+            asyncio.get_running_loop().call_soon(self._end_turn)
+
+    def _end_turn(self) -> None:
+        """One write per connection for everything this turn of the loop sent (proposals, commits,
+        acks, forwarded requests), and the client replies of the txns it applied."""
+        self.turn_end_scheduled = False
+        era = self.era
+        if era is None or era.closed:
+            return
+        upto, self.turn_commit_upto = self.turn_commit_upto, None
+        if upto is not None and isinstance(era.server.commit, QuorumCommit):
+            era.server.commit.committed(upto)
+            self._release_syncs(era, upto)
+        if self.turn_applied:
+            self.turn_applied = False
+            era.server.end_batch()
+        self._flush_quorum(era)
 
     def _flush_quorum(self, era: Era) -> None:
         if era.leader_conn is not None:
@@ -529,6 +551,8 @@ class QuorumPeer:
         if era is None or era.closed:
             return
         era.closed = True
+        self.turn_commit_upto = None  # commits of this era's pipeline, never of the next one's
+        self.turn_applied = False
         server = era.server
         server.serving = False
         server.forward = None
@@ -804,7 +828,9 @@ class QuorumPeer:
         data = struct.pack(">qii", req.session_id, req.cxid, req.type) + (body or b"")
         auth = tuple((str(s), str(i)) for s, i in (req.auth_ids or ()))
         era.leader_conn.send(QuorumPacket(PacketType.REQUEST, -1, data, auth))
-        era.leader_conn.flush()
+        if not self.turn_end_scheduled:
+            self.turn_end_scheduled = True
+            asyncio.get_running_loop().call_soon(self._end_turn)
 
     def _apply_committed(self, era: Era, txn: Txn) -> None:
         server = era.server
