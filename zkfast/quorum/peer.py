@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 TIMER_MS = 25
 # A learner often decides before its leader listens: retry soon, then back off to Apache's
 # leaderConnectDelayDuringRetryMs (100 ms).
+# leader → learner packets whose Actions a learner in broadcast merges over one read
+BATCHED_FROM_LEADER = frozenset({PacketType.PROPOSAL, PacketType.COMMIT, PacketType.INFORM, PacketType.PING})
 LEADER_CONNECT_FIRST_RETRY_S = 0.01
 LEADER_CONNECT_MAX_RETRY_S = 0.1
 # jute.maxbuffer plus room for the packet around a txn
@@ -103,7 +105,7 @@ class QuorumCommit:
 
     def flush(self) -> None:
         self.local.flush()
-        self.peer.flush_learners()
+        self.peer.end_turn_soon()  # the proposals of every client read of this turn in one write
 
     def committed(self, zxid: int) -> None:
         if self._on_commit is not None:
@@ -131,6 +133,8 @@ class Era:
         self.learner_conns: dict[int, PacketConnection] = {}
         self.leader_syncs: list[tuple[int, int]] = []         # leader: (zxid to wait for, learner sid)
         self.global_sessions: set[int] = set()                 # sessions before read-only mode began
+        self.pending_acks: dict[int, list[int]] = {}           # leader: proposal ACKs of this read, by learner
+        self.leader_batch: Actions | None = None               # learner: broadcast packets of this read
         self.closed = False
 
 
@@ -386,7 +390,11 @@ class QuorumPeer:
             self._end_turn()  # what the ending role still sends goes out first
             # not from inside whatever called us (the pipeline, a connection): from the loop
             asyncio.get_running_loop().call_soon(self._reload)
-        elif not self.turn_end_scheduled:
+        else:
+            self.end_turn_soon()
+
+    def end_turn_soon(self) -> None:
+        if not self.turn_end_scheduled:
             self.turn_end_scheduled = True
             asyncio.get_running_loop().call_soon(self._end_turn)
 
@@ -411,11 +419,6 @@ class QuorumPeer:
             era.leader_conn.flush()
         for conn in era.learner_conns.values():
             conn.flush()
-
-    def flush_learners(self) -> None:
-        if self.era is not None:
-            for conn in self.era.learner_conns.values():
-                conn.flush()
 
     def _send(self, era: Era, sid: int, p: QuorumPacket) -> None:
         if sid == 0:
@@ -624,6 +627,11 @@ class QuorumPeer:
             self._execute(replica.on_learner_packet(sid, p, now))
             return
         sid = conn.sid
+        if p.type == PacketType.ACK and p.zxid & 0xFFFFFFFF:
+            # a proposal's ACK (not NEWLEADER's): counted with the others of this read
+            era.pending_acks.setdefault(sid, []).append(p.zxid)
+            return
+        self._count_acks(era, sid)
         if p.type == PacketType.REQUEST:
             self._leader_request(era, sid, p)
         elif p.type == PacketType.PING and p.data:
@@ -634,6 +642,7 @@ class QuorumPeer:
         era = self.era
         if era is None or conn.sid is None or era.learner_conns.get(conn.sid) is not conn:
             return
+        self._count_acks(era, conn.sid)
         del era.learner_conns[conn.sid]
         log.warning("learner %d disconnected", conn.sid)
         if self.replica is not None and not era.closed:
@@ -677,9 +686,18 @@ class QuorumPeer:
             server.sessions.set_closing(session_id)
         server.submit(req)
 
+    def _count_acks(self, era: Era, sid: int) -> None:
+        zxids = era.pending_acks.pop(sid, None)
+        if zxids and self.replica is not None:
+            self._execute(self.replica.on_learner_acks(sid, zxids, mono_ms()))
+
     def _learner_batch_done(self, conn: PacketConnection) -> None:
         era = self.era
-        if era is not None and not era.closed and era.server.serving:
+        if era is None or era.closed:
+            return
+        if conn.sid is not None:
+            self._count_acks(era, conn.sid)
+        if era.server.serving:
             era.server.end_batch()
 
     def _release_syncs(self, era: Era, committed: int) -> None:
@@ -728,6 +746,7 @@ class QuorumPeer:
             try:
                 _, conn = await loop.create_connection(
                     lambda: PacketConnection(self._on_leader_packet, self._on_leader_lost, learner_side=True,
+                                             on_drained=self._leader_batch_done,
                                              max_packet_bytes=self.max_packet_bytes,
                                              on_snapshot=self._on_leader_snapshot, load_snapshot=self._load_stream),
                     host=spec.host, port=spec.quorum_port, local_addr=(self.me.host, 0))
@@ -754,10 +773,26 @@ class QuorumPeer:
         era = self.era
         if era is None or era.closed or era.leader_conn is not conn or self.replica is None:
             return
+        learner = self.replica.learner
+        if p.type in BATCHED_FROM_LEADER and learner is not None and learner.phase == "serving":
+            # broadcast: the Actions of one read's packets are done together (one log write, one
+            # apply pass, one set of client replies)
+            out = self.replica.on_leader_packet(p, mono_ms())
+            era.leader_batch = out if era.leader_batch is None else era.leader_batch.merge(out)
+            return
+        self._leader_batch_done(conn)  # what came before this packet is done first (a SYNC's reply
+        # must see every commit before it)
         if p.type == PacketType.SYNC:
             self._finish_sync(era)
             return
         self._execute(self.replica.on_leader_packet(p, mono_ms()))
+
+    def _leader_batch_done(self, conn: PacketConnection) -> None:
+        era = self.era
+        if era is None or era.closed or era.leader_batch is None:
+            return
+        out, era.leader_batch = era.leader_batch, None
+        self._execute(out)
 
     def _on_leader_snapshot(self, conn: PacketConnection, zxid: int, loaded: Any) -> None:
         era = self.era
@@ -769,6 +804,7 @@ class QuorumPeer:
         era = self.era
         if era is None or era.closed or era.leader_conn is not conn or self.replica is None:
             return
+        self._leader_batch_done(conn)
         self._execute(self.replica.on_leader_lost("the connection to the leader broke", mono_ms()))
 
     def _learner_durable(self, zxid: int) -> None:
@@ -828,9 +864,7 @@ class QuorumPeer:
         data = struct.pack(">qii", req.session_id, req.cxid, req.type) + (body or b"")
         auth = tuple((str(s), str(i)) for s, i in (req.auth_ids or ()))
         era.leader_conn.send(QuorumPacket(PacketType.REQUEST, -1, data, auth))
-        if not self.turn_end_scheduled:
-            self.turn_end_scheduled = True
-            asyncio.get_running_loop().call_soon(self._end_turn)
+        self.end_turn_soon()
 
     def _apply_committed(self, era: Era, txn: Txn) -> None:
         server = era.server

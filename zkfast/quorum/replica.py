@@ -129,6 +129,13 @@ class Replica:
             return Actions()
         return self._checked(leader.on_packet(sid, p), now_ms)
 
+    def on_learner_acks(self, sid: int, zxids: list[int], now_ms: int) -> Actions:
+        """Proposal ACKs (not NEWLEADER's) of one learner, batched by the peer."""
+        leader = self.leader
+        if leader is None or sid not in leader.learners:
+            return Actions()
+        return self._checked(leader.on_acks(sid, zxids), now_ms)
+
     def on_learner_lost(self, sid: int, now_ms: int) -> Actions:
         if self.leader is None:
             return Actions()

@@ -343,6 +343,21 @@ class LeaderCore:
             out.merge(self._try_commit())
         return out
 
+    def on_acks(self, sid: int, zxids: Iterable[int]) -> Actions:
+        """Several proposal ACKs of one learner, in the order they came (a read's worth): as many
+        on_ack calls, with one commit pass."""
+        ls = self.learners.get(sid)
+        if ls is None:
+            return Actions()
+        ls.last_heard_tick = self.tick
+        if ls.observer:
+            return Actions()
+        for zxid in zxids:
+            p = self.proposals.get(zxid)
+            if p is not None:
+                p.acks.add(sid)
+        return self._try_commit()
+
     def on_local_durable(self, zxid: int) -> Actions:
         """The leader's own log holds everything up to zxid."""
         self.local_durable = max(self.local_durable, zxid)
@@ -385,7 +400,8 @@ class LeaderCore:
     def _try_commit(self) -> Actions:
         out = Actions()
         while True:
-            nxt = min(self.proposals) if self.proposals else None
+            # proposals go in in zxid order and leave from the head: the first key is the oldest
+            nxt = next(iter(self.proposals), None)
             if nxt is None:
                 return out
             p = self.proposals[nxt]
