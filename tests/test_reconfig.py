@@ -5,6 +5,7 @@ survives a restart of the whole ensemble."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Iterator
@@ -35,6 +36,15 @@ def client(hosts: str, superuser: bool = False) -> KazooClient:
     c = KazooClient(hosts=hosts, timeout=10.0, auth_data=[("digest", "super:test")] if superuser else None)
     c.start(timeout=30)
     return c
+
+
+@contextlib.contextmanager
+def session(hosts: str, superuser: bool = False) -> Iterator[KazooClient]:
+    c = client(hosts, superuser)
+    try:
+        yield c
+    finally:
+        c.stop()
 
 
 def config_lines(data: bytes, ens: Ensemble) -> list[str]:
@@ -82,12 +92,9 @@ def scenario(kind: str) -> list[Any]:
             # every member ends with the same config
             configs = set()
             for i in e.ids:
-                c = client(e.address(i))
-                try:
+                with session(e.address(i)) as c:
                     c.sync("/zookeeper/config")
                     configs.add(c.get("/zookeeper/config")[0])
-                finally:
-                    c.stop()
             seen.append(("members agree", len(configs)))
         finally:
             admin.stop()
@@ -112,12 +119,9 @@ def test_reconfig_answers_as_apache() -> None:
 def test_reconfig_is_refused_unless_enabled() -> None:
     with Ensemble("zkfast", 3, system_properties=SUPER) as e:
         e.start()
-        c = client(e.hosts(), superuser=True)
-        try:
+        with session(e.hosts(), superuser=True) as c:
             with pytest.raises(ReconfigDisabledError):
                 c.reconfig(joining=None, leaving="1", new_members=None)
-        finally:
-            c.stop()
 
 
 @pytest.fixture
@@ -135,8 +139,7 @@ def test_a_voter_removed_then_added_back(ensemble: Ensemble) -> None:
     e = ensemble
     leader = e.wait_leader()
     gone, stays = [i for i in e.ids if i != leader]
-    admin = client(e.address(leader), superuser=True)
-    try:
+    with session(e.address(leader), superuser=True) as admin:
         data, _ = admin.get("/zookeeper/config")
         line = next(ln for ln in data.decode().split("\n") if ln.startswith(f"server.{gone}="))
         line += f";{e.address(gone)}"  # a joiner names its client address too
@@ -144,8 +147,6 @@ def test_a_voter_removed_then_added_back(ensemble: Ensemble) -> None:
         assert voters_of(data) == sorted([leader, stays])
         e.kill9(gone)
         admin.create("/without", b"x")
-    finally:
-        admin.stop()
     # the removal counts: with `stays` down too, the leader alone is no quorum of {leader, stays}
     # (under the old config, leader + `gone` would have been one)
     e.kill9(stays)
@@ -158,31 +159,22 @@ def test_a_voter_removed_then_added_back(ensemble: Ensemble) -> None:
     assert e.leader() is None, "leader + a removed server made a quorum"
     e.restart(stays)
     leader = e.wait_leader()
-    admin = client(e.hosts([leader]), superuser=True)
-    try:
+    with session(e.hosts([leader]), superuser=True) as admin:
         assert admin.exists("/no-quorum") is None
         # put `gone` back: a quorum of the new config (leader and `stays`) is synced
         data, _ = admin.reconfig(joining=line, leaving=None, new_members=None)
         assert voters_of(data) == sorted(e.ids)
-    finally:
-        admin.stop()
     e.kill9(gone)
     e.restart(gone)
-    back = client(e.address(gone))
-    try:
+    with session(e.address(gone)) as back:
         back.sync("/")
         assert back.exists("/without") is not None
         assert voters_of(back.get("/zookeeper/config")[0]) == sorted(e.ids)
-    finally:
-        back.stop()
     # and it votes again: with the other follower down, the leader and `gone` are a quorum
     other = next(i for i in e.ids if i not in (leader, gone))
     e.kill9(other)
-    c = client(e.address(leader))
-    try:
+    with session(e.address(leader)) as c:
         c.create("/with", b"y")
-    finally:
-        c.stop()
 
 
 def test_a_reconfig_survives_a_restart_of_everything(ensemble: Ensemble) -> None:
@@ -190,36 +182,27 @@ def test_a_reconfig_survives_a_restart_of_everything(ensemble: Ensemble) -> None
     leader = e.wait_leader()
     gone = next(i for i in e.ids if i != leader)
     rest = [i for i in e.ids if i != gone]
-    admin = client(e.hosts(rest), superuser=True)
-    try:
+    with session(e.hosts(rest), superuser=True) as admin:
         config, _ = admin.reconfig(joining=None, leaving=str(gone), new_members=None)
-    finally:
-        admin.stop()
     for i in e.ids:
         e.kill9(i)
     # the two that remain are the whole ensemble now: their zoo.cfg still lists three servers, their
     # data says two, and two of two elect a leader without the third
     e.start(rest)
     e.wait_leader()
-    c = client(e.hosts(rest))
-    try:
+    with session(e.hosts(rest)) as c:
         c.sync("/zookeeper/config")
         assert c.get("/zookeeper/config")[0] == config
         c.create("/two-of-two", b"z")
-    finally:
-        c.stop()
 
 
 def test_a_reconfig_without_a_synced_quorum_is_refused(ensemble: Ensemble) -> None:
     e = ensemble
     leader = e.wait_leader()
     follower = next(i for i in e.ids if i != leader)
-    admin = client(e.address(leader), superuser=True)
-    try:
+    with session(e.address(leader), superuser=True) as admin:
         e.kill9(follower)
         # {leader, the other} of a new 2-voter config {leader, follower}: only the leader is synced
         other = next(i for i in e.ids if i not in (leader, follower))
         with pytest.raises(NewConfigNoQuorumError):
             admin.reconfig(joining=None, leaving=str(other), new_members=None)
-    finally:
-        admin.stop()
