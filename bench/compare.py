@@ -40,10 +40,11 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from loadgen import (
     NCPU,
@@ -74,7 +75,7 @@ NOISY_OTHER_SHARE = 0.10
 
 class Shapes:
     """The two load shapes (lat = 1x1, thr = PxCxD) of a benchmark's settings (a dataclass with
-    these fields); also what load_table needs."""
+    these fields); also what load_table and the helpers of main() (running, save_results) need."""
 
     servers: list[str]
     modes: list[str]
@@ -85,6 +86,10 @@ class Shapes:
     depth: int
     procs: int
     data_size: int
+    out_dir: Path
+    work_dir: Path | None
+    plot: bool
+    keep: bool
 
     def mode(self, name: str) -> Mode:
         if name == "lat":
@@ -305,14 +310,21 @@ class Where:
         return cls(srv.host, srv.port, (server_pid(srv),))
 
 
-class PassRunner:
-    """Load passes with progress; a failed pass is a problem (the run goes on with a new
-    generator). For a benchmark's run (a dataclass with these fields)."""
+S = TypeVar("S", bound=Shapes)
 
-    s: Shapes
+
+@dataclass
+class PassRunner(Generic[S]):
+    """Load passes with progress; a failed pass is a problem (the run goes on with a new
+    generator). The base of a benchmark's run: the fields every run has (its own results are
+    fields with defaults in the subclass, so Run(s, progress, base, lg) builds either)."""
+
+    s: S
     progress: Progress
+    base: Path
     lg: LoadGen
-    problems: list[str]
+    problems: list[str] = field(default_factory=list)
+    logs: dict[str, list[str]] = field(default_factory=dict)
 
     def restart_lg(self) -> None:
         try:
@@ -350,15 +362,9 @@ class PassRunner:
 
 
 @dataclass
-class Run(PassRunner):
-    s: Settings
-    progress: Progress
-    base: Path
-    lg: LoadGen
+class Run(PassRunner[Settings]):
     load: Store = field(default_factory=dict)
     big: dict[str, dict[str, Any]] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-    logs: dict[str, list[str]] = field(default_factory=dict)
 
     def load_phases(self) -> list[str]:
         return [p for p in self.s.phases if p in PHASES]
@@ -749,75 +755,135 @@ def write_plot(s: Settings, doc: dict[str, Any], png_path: Path) -> None:
         print("plot:    skipped (pip install matplotlib)")
 
 
-def settings_of(doc: dict[str, Any]) -> Settings:
+# The rest is shared with ensemble.py, whose main() has the same frame around other parts.
+
+def settings_of(doc: dict[str, Any], settings_cls: Callable[..., S]) -> S:
+    """A results document's settings, as the run had them (JSON keeps paths as strings)."""
     raw = dict(doc["meta"]["settings"])
     raw["out_dir"] = Path(raw["out_dir"])
     raw["work_dir"] = Path(raw["work_dir"]) if raw.get("work_dir") not in (None, "None") else None
-    return Settings(**raw)
+    return settings_cls(**raw)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--report" in argv:
-        if len(argv) != 2:
-            print("usage: compare.py --report RESULTS.json  (the tables again, and the PNG redrawn)")
-            return 2
-        path = Path(argv[1])
-        doc = json.loads(path.read_text())
-        s = settings_of(doc)
-        print_report(s, doc)
-        if s.plot:
-            write_plot(s, doc, path.with_suffix(".png"))
-        return 0
-    s = parse_args(argv)
-    t_start = time.monotonic()
-    load0 = loadavg()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(tempfile.mkdtemp(prefix="zkbench-", dir=s.work_dir))
-    progress = Progress(count_steps(s))
+def report_again(argv: Sequence[str], script: str, settings_cls: Callable[..., S],
+                 print_report: Callable[[S, dict[str, Any]], None],
+                 write_plot: Callable[[S, dict[str, Any], Path], None]) -> int | None:
+    """`SCRIPT --report RESULTS.json`: an earlier run's tables again and its PNG redrawn, with the
+    exit code; None when argv asks for a run instead. Nothing else may come with --report, as
+    the settings are the file's."""
+    if "--report" not in argv:
+        return None
+    if len(argv) != 2:
+        print(f"usage: {script} --report RESULTS.json  (the tables again, and the PNG redrawn)")
+        return 2
+    path = Path(argv[1])
+    doc = json.loads(path.read_text())
+    s = settings_of(doc, settings_cls)
+    print_report(s, doc)
+    if s.plot:
+        write_plot(s, doc, path.with_suffix(".png"))
+    return 0
+
+
+@dataclass(frozen=True)
+class Start:
+    """When a run began, and how busy the machine was then (for its file name and "meta")."""
+
+    t: float = field(default_factory=time.monotonic)
+    load: str = field(default_factory=loadavg)
+    stamp: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
+
+
+R = TypeVar("R", bound=PassRunner[Any])
+
+
+@contextmanager
+def running(s: S, make_run: Callable[[S, Progress, Path, LoadGen], R], steps: int, tmp_prefix: str,
+            say_kept: bool = False) -> Iterator[R]:
+    """A run with its temporary directory, progress line and load generator, all three closed
+    however it ends (the directory removed unless --keep; where it is said only if say_kept)."""
+    base = Path(tempfile.mkdtemp(prefix=tmp_prefix, dir=s.work_dir))
+    progress = Progress(steps)
     progress.show("starting the load generator")
-    run = Run(s, progress, base, LoadGen(s.procs))
+    run = make_run(s, progress, base, LoadGen(s.procs))
     try:
-        run.run_load()
-        run.run_big_tree()
+        yield run
     finally:
-        run.lg.close()
+        run.lg.close()  # run.lg, not the one made above: a failed pass replaces it
         progress.finish()
         if not s.keep:
             shutil.rmtree(base, ignore_errors=True)
-    elapsed = time.monotonic() - t_start
+        elif say_kept:
+            print(f"dataDirs and server logs kept in {base}", file=sys.stderr)
 
-    summary: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
-    for mode, phases in run.load.items():
-        for ph, per_kind in phases.items():
-            for kind, rounds in per_kind.items():
-                summary.setdefault(mode, {}).setdefault(ph, {})[kind] = summarize(rounds)
+
+def summaries(store: Store) -> dict[str, Any]:
+    """store[mode][row][kind], the rounds, as their medians (summarize)."""
+    return {mode: {row: {kind: summarize(rounds) for kind, rounds in per.items()}
+                   for row, per in rows.items()} for mode, rows in store.items()}
+
+
+def all_rounds(store: Store) -> dict[str, Any]:
+    """store[mode][row][kind], each round as it was (for the JSON)."""
+    return {mode: {row: {kind: [r.as_dict() for r in rs] for kind, rs in per.items()}
+                   for row, per in rows.items()} for mode, rows in store.items()}
+
+
+def problems_of(run: PassRunner[Any]) -> list[str]:
+    """The run's problems, then the servers' log lines worth a look (each once)."""
     problems = list(run.problems)
     for kind, lines in run.logs.items():
         for line in dict.fromkeys(lines):
             problems.append(f"{kind} log: {line}")
-    doc = {
-        "meta": {"timestamp": stamp, "elapsed_s": elapsed, "versions": versions(),
-                 "loadavg_start": load0, "loadavg_end": loadavg(),
-                 "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(s).items()},
-                 "shapes": {m: vars(s.mode(m)) for m in s.modes}, "config": common_cfg()},
-        "load": summary,
-        "load_rounds": {mode: {ph: {k: [r.as_dict() for r in rs] for k, rs in per.items()}
-                               for ph, per in phases.items()} for mode, phases in run.load.items()},
-        "big_tree": run.big,
-        "problems": problems,
-    }
+    return problems
+
+
+def meta_of(s: Shapes, start: Start, elapsed: float, modes: Iterable[str], config: dict[str, str],
+            **extra: Any) -> dict[str, Any]:
+    """A results document's "meta": enough to tell the runs apart and (settings) to --report it."""
+    return {"timestamp": start.stamp, "elapsed_s": elapsed, "versions": versions(),
+            "loadavg_start": start.load, "loadavg_end": loadavg(),
+            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(s).items()},
+            "shapes": {m: vars(s.mode(m)) for m in modes}, "config": config, **extra}
+
+
+def save_results(s: S, doc: dict[str, Any], prefix: str, print_report: Callable[[S, dict[str, Any]], None],
+                 write_plot: Callable[[S, dict[str, Any], Path], None], elapsed: float) -> None:
+    """The end of a run: the tables, then the JSON (and PNG) in s.out_dir named PREFIX-TIMESTAMP."""
     # through JSON once, so that --report on the file prints exactly this
     doc = json.loads(json.dumps(doc, default=str))
     print_report(s, doc)
     s.out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = s.out_dir / f"compare-{stamp}.json"
+    json_path = s.out_dir / f"{prefix}-{doc['meta']['timestamp']}.json"
     json_path.write_text(json.dumps(doc, indent=1))
     print()
     print(f"results: {json_path}")
     if s.plot:
         write_plot(s, doc, json_path.with_suffix(".png"))
     print(f"took {elapsed:.0f} s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    again = report_again(argv, "compare.py", Settings, print_report, write_plot)
+    if again is not None:
+        return again
+    s = parse_args(argv)
+    start = Start()
+    with running(s, Run, count_steps(s), "zkbench-") as run:
+        run.run_load()
+        run.run_big_tree()
+    elapsed = time.monotonic() - start.t
+
+    summary = summaries(run.load)
+    doc = {
+        "meta": meta_of(s, start, elapsed, s.modes, common_cfg()),
+        "load": summary,
+        "load_rounds": all_rounds(run.load),
+        "big_tree": run.big,
+        "problems": problems_of(run),
+    }
+    save_results(s, doc, "compare", print_report, write_plot, elapsed)
     return 1 if run.problems and not (summary or run.big) else 0
 
 

@@ -33,9 +33,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import shutil
 import sys
-import tempfile
 import time
 import traceback
 from collections import Counter
@@ -48,25 +46,28 @@ import uvloop
 from compare import (
     NCPU,
     PassRunner,
-    Progress,
     Shapes,
+    Start,
     Store,
     Where,
+    all_rounds,
     common_cfg,
     fmt,
     load_table,
-    loadavg,
     log_problems,
     median,
+    meta_of,
     print_noisy,
+    problems_of,
     ratio,
-    summarize,
-    versions,
+    report_again,
+    running,
+    save_results,
+    summaries,
 )
 from loadgen import (
     ROOT,
     Conn,
-    LoadGen,
     SessionRefused,
     SyncClient,
     key_path,
@@ -430,16 +431,10 @@ def failover_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ the run
 
 @dataclass
-class Run(PassRunner):
-    s: Settings
-    progress: Progress
-    base: Path
-    lg: LoadGen
+class Run(PassRunner[Settings]):
     writes: Store = field(default_factory=dict)
     reads: Store = field(default_factory=dict)
     failover: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-    logs: dict[str, list[str]] = field(default_factory=dict)
 
     def sections(self) -> None:
         """One pair of ensembles per observer count: 3 voters for the writes, the reads without
@@ -689,80 +684,28 @@ def write_plot(s: Settings, doc: dict[str, Any], png_path: Path) -> None:
         print("plot:    skipped (pip install matplotlib)")
 
 
-def settings_of(doc: dict[str, Any]) -> Settings:
-    raw = dict(doc["meta"]["settings"])
-    raw["out_dir"] = Path(raw["out_dir"])
-    raw["work_dir"] = Path(raw["work_dir"]) if raw.get("work_dir") not in (None, "None") else None
-    return Settings(**raw)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--report" in argv:
-        if len(argv) != 2:
-            print("usage: ensemble.py --report RESULTS.json  (the tables again, and the PNG redrawn)")
-            return 2
-        path = Path(argv[1])
-        doc = json.loads(path.read_text())
-        s = settings_of(doc)
-        print_report(s, doc)
-        if s.plot:
-            write_plot(s, doc, path.with_suffix(".png"))
-        return 0
+    again = report_again(argv, "ensemble.py", Settings, print_report, write_plot)
+    if again is not None:
+        return again
     s = parse_args(argv)
-    t_start = time.monotonic()
-    load0 = loadavg()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(tempfile.mkdtemp(prefix="zkbench-ensemble-", dir=s.work_dir))
-    progress = Progress(count_steps(s))
-    progress.show("starting the load generator")
-    run = Run(s, progress, base, LoadGen(s.procs))
-    try:
+    start = Start()
+    with running(s, Run, count_steps(s), "zkbench-ensemble-", say_kept=True) as run:
         run.sections()
-    finally:
-        run.lg.close()
-        progress.finish()
-        if s.keep:
-            print(f"dataDirs and server logs kept in {base}", file=sys.stderr)
-        else:
-            shutil.rmtree(base, ignore_errors=True)
-    elapsed = time.monotonic() - t_start
+    elapsed = time.monotonic() - start.t
 
-    def summary(store: Store) -> dict[str, Any]:
-        return {mode: {row: {kind: summarize(rounds) for kind, rounds in per.items()}
-                       for row, per in rows.items()} for mode, rows in store.items()}
-
-    def all_rounds(store: Store) -> dict[str, Any]:
-        return {mode: {row: {kind: [r.as_dict() for r in rs] for kind, rs in per.items()}
-                       for row, per in rows.items()} for mode, rows in store.items()}
-
-    problems = list(run.problems)
-    for kind, lines in run.logs.items():
-        for line in dict.fromkeys(lines):
-            problems.append(f"{kind} log: {line}")
     doc = {
-        "meta": {"timestamp": stamp, "elapsed_s": elapsed, "versions": versions(),
-                 "loadavg_start": load0, "loadavg_end": loadavg(),
-                 "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(s).items()},
-                 "shapes": {m: vars(s.mode(m)) for m in dict.fromkeys(s.modes + s.read_modes)},
-                 "config": s.cfg(), "note": TWO_CORES_NOTE.format(ncpu=NCPU)},
-        "writes": summary(run.writes),
-        "reads": summary(run.reads),
+        "meta": meta_of(s, start, elapsed, dict.fromkeys(s.modes + s.read_modes), s.cfg(),
+                        note=TWO_CORES_NOTE.format(ncpu=NCPU)),
+        "writes": summaries(run.writes),
+        "reads": summaries(run.reads),
         "failover": {kind: {"median": failover_summary(rounds), "rounds": rounds}
                      for kind, rounds in run.failover.items()},
         "rounds": {"writes": all_rounds(run.writes), "reads": all_rounds(run.reads)},
-        "problems": problems,
+        "problems": problems_of(run),
     }
-    doc = json.loads(json.dumps(doc, default=str))
-    print_report(s, doc)
-    s.out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = s.out_dir / f"ensemble-{stamp}.json"
-    json_path.write_text(json.dumps(doc, indent=1))
-    print()
-    print(f"results: {json_path}")
-    if s.plot:
-        write_plot(s, doc, json_path.with_suffix(".png"))
-    print(f"took {elapsed:.0f} s")
+    save_results(s, doc, "ensemble", print_report, write_plot, elapsed)
     return 1 if run.problems and not (run.writes or run.reads or run.failover) else 0
 
 
