@@ -50,7 +50,7 @@ CHUNK_NODES = 2000
 # chunks serialised but not yet in LMDB: past it the walk waits (a bound on memory)
 MAX_QUEUED_CHUNKS = 64
 MIN_MAP_BYTES = 64 * 1024 * 1024
-SYNC_EVERY_BYTES = 8 * 1024 * 1024
+SYNC_EVERY_BYTES = 1024 * 1024
 DBS = (b"meta", b"chunks", b"acls", b"sessions")
 
 
