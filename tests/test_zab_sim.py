@@ -7,9 +7,13 @@ checker is shown to catch a bug planted on purpose (zkfast.quorum.zab.PLANTED_BU
 number of seeds, so a quiet run means something; a bug that only a chain of faults too unlikely for
 random seeds brings out (ZOOKEEPER-3911) is shown caught by a scripted scenario instead.
 
+A share of the seeds (quorum.sim.RECONFIG_SHARE) has the leader reconfigure the ensemble now and
+then; the reconfig tests force it on for every seed. They found four zkfast bugs, fixed, whose seeds
+are replayed below.
+
 A failure names its seed; replay it with its trace:
 
-    python -m tests.quorum.sim --start SEED --seeds 1 [--nodes 5] [--observers 2] --verbose
+    python -m tests.quorum.sim --start SEED --seeds 1 [--nodes 5] [--observers 2] [--reconfig on] --verbose
 
 Long runs: python -m tests.quorum.sim --seeds 100000 [--nodes 3|5] [--observers N] --jobs 2
 """
@@ -28,14 +32,15 @@ from zkfast.quorum import zab
 BATCH = 500
 
 
-def run_batch(start: int, count: int, nodes: int, observers: int) -> None:
+def run_batch(start: int, count: int, nodes: int, observers: int, reconfig: bool | None = None) -> None:
     assert not zab.PLANTED_BUGS, "a planted bug leaked out of its test"
-    failures = []
+    failures: list[str] = []
+    flag = {None: "", True: " --reconfig on", False: " --reconfig off"}[reconfig]
     for seed in range(start, start + count):
-        v = run_seed(seed, nodes, observers)
+        v = run_seed(seed, nodes, observers, reconfig=reconfig)
         if v is not None:
             failures.append(f"{v}\n    replay: python -m tests.quorum.sim --start {seed} --seeds 1 --nodes {nodes} "
-                            f"--observers {observers} --verbose")
+                            f"--observers {observers}{flag} --verbose")
     assert not failures, f"{len(failures)} of {count} seeds failed:\n" + "\n".join(failures[:5])
 
 
@@ -54,13 +59,39 @@ def test_three_voters_two_observers(start: int) -> None:
     run_batch(start, BATCH, 3, 2)
 
 
-def test_a_seed_replays_exactly() -> None:
+@pytest.mark.parametrize(("nodes", "observers", "start", "count"),
+                         [(3, 0, 0, 600), (5, 0, 0, 300), (3, 2, 0, 300)])
+def test_reconfig(nodes: int, observers: int, start: int, count: int) -> None:
+    """Every seed reconfigures now and then (voters removed, added back, observers promoted, voters
+    demoted, several at once), under every fault."""
+    run_batch(start, count, nodes, observers, reconfig=True)
+
+
+@pytest.mark.parametrize("reconfig", [False, True], ids=["plain", "reconfig"])
+def test_a_seed_replays_exactly(reconfig: bool) -> None:
     runs = []
     for _ in range(2):
-        s = Sim(1234, 3, 1, trace=True)
+        s = Sim(1234, 3, 1, trace=True, reconfig=reconfig)
         assert s.run() is None
         runs.append((list(s.trace or []), s.stats, s.now, sorted(s.acked.items())))
     assert runs[0] == runs[1]
+
+
+def test_reconfigs_are_exercised() -> None:
+    """Not vacuous: reconfigs commit and take effect, and runs end in memberships other than the
+    static one."""
+    total: Counter[str] = Counter()
+    moved = 0
+    for seed in range(200):
+        s = Sim(seed, 3, 2, reconfig=True)
+        v = s.run()
+        assert v is None, v
+        total.update(s.stats)
+        moved += any(b"reconfig:" in data for _, data in s.committed.entries)
+    assert total["activations"] > 80 and total["reconfigs"] >= total["activations"], total
+    assert moved > 30, moved
+    # and some were refused for want of a synced quorum of the new voters (NEWCONFIGNOQUORUM)
+    assert total["no-synced-quorum"] > 0, total
 
 
 def test_the_faults_and_sync_paths_are_exercised() -> None:
@@ -99,6 +130,10 @@ CAUGHT = [
     ("ignore-ping", "liveness", 3, 20),                      # a learner never answers PINGs
     # ack-newleader-before-durable (ZOOKEEPER-3911/4643) needs a chain of faults no random seed
     # brings: see test_zookeeper_3911 below
+    # reconfig-old-quorum (the sim's driver has a reconfig committed by the old voters alone) is NOT
+    # caught: no prefix nor acked-lost violation in 1000 seeds each of 3, 5 and 3+2 nodes with reconfig
+    # on. One reconfig at a time changes few voters, so old and new majorities almost always share a
+    # node holding the txn; a chain that loses it would have to be scripted
 ]
 
 
@@ -211,3 +246,29 @@ def test_zookeeper_3911(plant: set[str], planted: bool, seed: int) -> None:
         assert not facts.l_established_with_x, (facts, trace)
         assert v is None, (v, trace)
         assert facts.diverging_write in sim.acked
+
+
+# the zkfast bugs the reconfig seeds found, one seed each (fixed: each failed before its fix)
+@pytest.mark.parametrize(("seed", "nodes", "observers", "bug"), [
+    (53, 3, 0, "a node adopted a reconfig it had only logged (now: only what it activated, or what the "
+               "history it serves holds)"),
+    (528, 5, 0, "a node that missed a committed reconfig never learnt it (now: from the config of the "
+                "others' election notifications)"),
+    (33, 3, 2, "two servers, each a non-voter to the other after a reconfig, answered each other's "
+               "notifications for ever"),
+    (568, 3, 2, "a server made a voter while looking kept its non-voter's vote (now: a new round)"),
+])
+@pytest.mark.timeout(60)  # the third one hung for ever
+def test_reconfig_bugs_found_stay_fixed(seed: int, nodes: int, observers: int, bug: str) -> None:
+    assert run_seed(seed, nodes, observers, reconfig=True) is None, bug
+
+
+def test_synced_quorum_counts_followers_only() -> None:
+    """Voters {1, 2}, observer 3 serving: {1, 3} has no synced quorum (3 never gets a PROPOSAL, so a
+    reconfig to voters {1, 3} could never commit, and every txn after it would wait), as Apache's
+    isQuorumSynced."""
+    core = zab.LeaderCore(1, frozenset({1, 2}), frozenset({3}), 0, 0, 0, (), 10, 5)
+    core.learners[3] = zab.LearnerState(3, observer=True, phase="serving", forwarding=True)
+    assert not core.synced_quorum_of(frozenset({1, 3}))
+    core.learners[2] = zab.LearnerState(2, observer=False, phase="serving", forwarding=True)
+    assert core.synced_quorum_of(frozenset({1, 2}))

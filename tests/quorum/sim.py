@@ -13,7 +13,16 @@ Everything comes from one `random.Random(seed)` and a simulated clock (ms), so a
   after a simulated delay, then `Replica.on_durable`, an optional snapshot) and a state machine: the
   list of applied (zxid, data) with a rolling digest;
 - clients write at whichever node is an established leader (`serve` seen); a write is
-  "acknowledged" once the leader applied it (`commit_upto`).
+  "acknowledged" once the leader applied it (`commit_upto`);
+- dynamic reconfiguration (a share of the seeds, `Params.reconfig_every`): the established leader now
+  and then proposes a new membership among the node ids (a voter removed or made an observer, a node
+  added back, an observer made a voter; always >= 2 voters), only when no reconfig is in progress and
+  the leader with its serving followers make a quorum of the new voters (zkfast.quorum.peer's checks).
+  The txn carries the membership (`RECONFIG` prefix). As zkfast.quorum.peer, a node activates one
+  (durably) when it applies the committed txn (learners), on `Actions.activate` (the leader), when
+  it starts serving a history that holds a newer one, or when an election notification carries a
+  newer one (each node's notifications carry the membership it activated); starting or reloading it
+  takes the one it last activated (the static membership if none), never one it only logged.
 
 Invariants, checked as the run goes and at its end (`CHECKS`):
 - one-leader-per-epoch: at most one leader role is ever established for an epoch;
@@ -24,6 +33,9 @@ Invariants, checked as the run goes and at its end (`CHECKS`):
 - acked-lost: after the run heals and settles every replica holds every acknowledged write;
 - liveness: once the faults stop, a leader is established, every node serves and converges, and a
   new write commits everywhere, within a bound derived from tickTime/initLimit/syncLimit.
+With reconfiguration "every node" of the last two is every member of the membership in force (the
+settled leader's, which must be that of the committed sequence): a node removed need not serve nor
+converge, though its state must still be a prefix of the committed sequence.
 
 The driver contract this harness follows (what zkfast.quorum.peer must do too): Actions are done in
 the order truncate_to, snapshot, persist (+ fsync when `sync`), epochs, apply, commit_upto, serve,
@@ -34,10 +46,11 @@ then rebuilds the tree from snapshot + every logged txn.
 Long runs (prints each failing seed with its violation, then a summary):
 
     python -m tests.quorum.sim --seeds 100000 [--nodes 3|5] [--observers N] [--start S] [--jobs J]
-                               [--bug NAME] [--check KIND] [--verbose]
+                               [--bug NAME] [--check KIND] [--reconfig auto|on|off] [--verbose]
 
-`--bug` plants one of zkfast.quorum.zab.PLANTED_BUGS, `--check` limits the checks to some kinds,
-`--verbose` prints the event trace of each failing seed.
+`--bug` plants one of zkfast.quorum.zab.PLANTED_BUGS (or the simulator's own SIM_BUGS), `--check`
+limits the checks to some kinds, `--reconfig` turns reconfiguration on or off for every seed instead
+of the seeded share (`auto`), `--verbose` prints the event trace of each failing seed.
 
 Scripted scenarios (a chain of faults too unlikely for random seeds, e.g. ZOOKEEPER-3911): pass
 `script=`, a generator function of the Sim that does things (`partition`, `stall_disk`, `crash`,
@@ -80,6 +93,59 @@ ALWAYS = ("exception", "contract", "script")  # a core raised, the driver was as
 # scripted step's condition never came
 SCRIPT_POLL_MS = 1        # how often a scripted step's condition is tested
 SCRIPT_WAIT_MS = 30_000   # how long a scripted step may wait for its condition
+
+# reconfiguration: a txn whose data starts with RECONFIG carries the membership it makes
+RECONFIG = b"reconfig:"
+RECONFIG_SHARE = 0.3   # the share of (unscripted) seeds whose leaders propose reconfigs
+# bugs planted in the simulator's own driver code (zkfast's cores have no hook for them), named with
+# zab.PLANTED_BUGS's: the leader's driver proposes a reconfig as a plain txn (so it commits with a
+# quorum of the old voters only) and activates it itself once committed
+SIM_BUGS = ("reconfig-old-quorum",)
+
+# where zkfast's reconfig departs from Apache's in a way this simulator found to hurt; none left (the
+# simulator found LeaderCore.synced_quorum_of counting observers, which it no longer does)
+QUIRKS: tuple[str, ...] = ()
+
+Membership = tuple[frozenset[int], frozenset[int]]  # (voters, observers)
+
+
+def encode_membership(m: Membership, tag: str) -> bytes:
+    """A reconfig txn's data; `tag` keeps every txn's data distinct, as the writes' are."""
+    return RECONFIG + f"{','.join(map(str, sorted(m[0])))}/{','.join(map(str, sorted(m[1])))}#{tag}".encode()
+
+
+def parse_membership(data: bytes) -> Membership | None:
+    if not data.startswith(RECONFIG):
+        return None
+    voters, observers = data[len(RECONFIG):].split(b"#", 1)[0].split(b"/")
+    return (frozenset(int(x) for x in voters.split(b",") if x),
+            frozenset(int(x) for x in observers.split(b",") if x))
+
+
+def config_of(activated: tuple[int, Membership] | None) -> bytes:
+    """What a node's notifications carry (the peer: /zookeeper/config's text): its activated
+    membership and the zxid that made it; nothing for the static one."""
+    if activated is None:
+        return b""
+    return f"{activated[0]}|".encode() + encode_membership(activated[1], "config")
+
+
+def parse_config(data: bytes) -> tuple[int, Membership] | None:
+    if not data:
+        return None
+    zxid, _, rest = data.partition(b"|")
+    m = parse_membership(rest)
+    return (int(zxid), m) if m is not None else None
+
+
+def membership_of(entries: Iterable[tuple[int, bytes]], initial: Membership) -> Membership:
+    """The newest membership a state (applied or recovered txns, in zxid order) holds."""
+    found = initial
+    for _, data in entries:
+        m = parse_membership(data)
+        if m is not None:
+            found = m
+    return found
 
 
 class Violation(Exception):
@@ -128,6 +194,8 @@ class SimDisk:
     log: list[tuple[int, bytes]] = field(default_factory=list)  # only txns past the snapshot
     durable_len: int = 0  # log[:durable_len] survives a crash
     generation: int = 0   # bumped by truncation / snapshot install: older fsyncs no longer count
+    activated: tuple[int, Membership] | None = None  # the last reconfig activated (zxid, membership):
+    # durable at once, as the peer's dataDir/membership file
 
     def last_zxid(self) -> int:
         return self.log[-1][0] if self.log else self.snap_zxid
@@ -183,6 +251,8 @@ class Params:
     torn: float
     commit_log_max: int
     crash_point: float  # chance of a crash within an fsync delay of an epoch write, TRUNC or ACK
+    reconfig_every: int = 0  # mean ms between the leader's reconfigs (0: none); drawn apart from the rest
+    # (Sim's own Random), so the seeds without reconfig replay as they did before it existed
 
     @classmethod
     def draw(cls, rng: random.Random) -> Params:
@@ -207,18 +277,32 @@ Script = Callable[["Sim"], Iterator[Callable[[], bool]]]
 
 class Sim:
     def __init__(self, seed: int, nodes: int = 3, observers: int = 0, checks: Iterable[str] = CHECKS,
-                 trace: bool = False, params: Params | None = None, script: Script | None = None) -> None:
+                 trace: bool = False, params: Params | None = None, script: Script | None = None,
+                 reconfig: bool | None = None, quirks: Iterable[str] = ()) -> None:
+        """`reconfig`: None lets the seed decide (RECONFIG_SHARE of the unscripted seeds), True/False
+        forces it (False keeps a given `params.reconfig_every` off too)."""
         self.seed = seed
+        self.quirks = frozenset(quirks)
         self.script = script
         self.steps: Iterator[Callable[[], bool]] | None = None
         self.waiting: Callable[[], bool] | None = None
         self.waiting_since = 0
         self.rng = random.Random(seed)
         self.p = params or Params.draw(self.rng)
+        # every reconfig decision draws from this one, never from self.rng: a seed without reconfig
+        # replays exactly as before, one with it diverges only through the reconfigs' own effects
+        self.crng = random.Random(f"reconfig {seed}")
+        share = self.crng.random()
+        if reconfig is False:
+            self.p.reconfig_every = 0
+        elif params is None and (reconfig or (reconfig is None and script is None and share < RECONFIG_SHARE)):
+            self.p.reconfig_every = self.crng.choice([150, 400, 1000])
+        elif reconfig and not self.p.reconfig_every:
+            self.p.reconfig_every = 400
         self.checks = set(checks) | set(ALWAYS)
         self.trace: deque[str] | None = deque(maxlen=3000) if trace else None
         ids = list(range(1, nodes + observers + 1))
-        self.voters = frozenset(ids[:nodes])
+        self.voters = frozenset(ids[:nodes])        # the static membership (the config file's)
         self.observers = frozenset(ids[nodes:])
         self.nodes = {sid: Node(sid, sid in self.observers) for sid in ids}
         self.now = 0
@@ -236,13 +320,13 @@ class Sim:
         self.seen: dict[int, bytes] = {}              # zxid → txn, across every log
         self.leaders: dict[int, tuple[int, int]] = {}  # epoch → (sid, role id) established
         self.acked: dict[int, bytes] = {}             # acknowledged writes
-        self.probe: tuple[int, tuple[tuple[int, int], ...]] | None = None  # (zxid, every node's role) of a
-        # settling write
+        self.probe: tuple[int, tuple[tuple[int, int, int], ...]] | None = None  # (zxid, every member's role)
+        # of a settling write
         self.probe_round = 0
         self.quiet_until: int | None = None
         self.wseq = 0
         self.stats = {"crashes": 0, "partitions": 0, "breaks": 0, "writes": 0, "leaders": 0, "snaps": 0,
-                      "truncs": 0}
+                      "truncs": 0, "reconfigs": 0, "activations": 0, "no-synced-quorum": 0}
 
     # -- plumbing
 
@@ -273,6 +357,8 @@ class Sim:
                 self.at(self.rng.randint(50, 300), self._client)
                 self.at(self.rng.randint(100, self.p.fault_every * 2), self._fault)
                 self.at(self.p.chaos_ms, self._heal)
+                if self.p.reconfig_every:
+                    self.at(self.crng.randint(100, 2 * self.p.reconfig_every), self._reconfig)
             else:
                 self.steps = self.script(self)
                 self.at(0, self._step)
@@ -365,12 +451,35 @@ class Sim:
             return
         d = node.disk
         node.tree = Tree(d.snap + d.log)
-        node.replica = Replica(node.sid, self.voters, self.observers, tick_ms=TICK_MS, init_limit=INIT_LIMIT,
+        voters, observers = self._disk_membership(node)
+        node.replica = Replica(node.sid, voters, observers, tick_ms=TICK_MS, init_limit=INIT_LIMIT,
                                sync_limit=SYNC_LIMIT, disk=self._disk_view(node),
-                               log_reader=self._log_reader(node))
+                               log_reader=self._log_reader(node), config=config_of(d.activated))
         self.log(f"n{node.sid} starts: epochs {d.accepted_epoch}/{d.current_epoch} last 0x{d.last_zxid():x}")
         self.do(node, node.replica.start(self.now))
         self.at(self.now + self.rng.randint(1, DRIVER_TICK_MS), self._tick, node, node.inc)
+
+    def _disk_membership(self, node: Node) -> Membership:
+        """What a node starting or reloading adopts, as zkfast.quorum.peer does: the membership it last
+        activated, else the static one. A newer reconfig its log holds may not be committed: it counts
+        only once the node serves a history holding it (see `_activate`)."""
+        return node.disk.activated[1] if node.disk.activated is not None else (self.voters, self.observers)
+
+    def _activate(self, node: Node, zxid: int, m: Membership) -> Membership:
+        """A committed reconfig becomes this node's membership, durably; its notifications say so."""
+        if node.disk.activated is None or node.disk.activated[0] < zxid:
+            node.disk.activated = (zxid, m)
+            if node.replica is not None:
+                node.replica.election.config = config_of(node.disk.activated)
+        return m
+
+    def _newest_reconfig(self, node: Node) -> tuple[int, Membership] | None:
+        found = None
+        for z, data in node.tree.entries:
+            m = parse_membership(data)
+            if m is not None:
+                found = (z, m)
+        return found
 
     def _tick(self, node: Node, inc: int) -> None:
         if node.inc != inc or node.replica is None:
@@ -385,6 +494,7 @@ class Sim:
         if r is None:
             return
         d = node.disk
+        adopt: Membership | None = None  # a membership this node takes once the rest is done
         if a.truncate_to is not None:
             self.stats["truncs"] += 1
             z = a.truncate_to
@@ -394,6 +504,7 @@ class Sim:
             d.durable_len = min(d.durable_len, len(d.log))
             d.generation += 1
             node.tree = Tree(d.snap + d.log)
+            adopt = self._disk_membership(node)  # the peer rebuilds its tree (and config) from disk
             self.log(f"n{node.sid} TRUNC to 0x{z:x}")
         if a.snapshot is not None:
             self.stats["snaps"] += 1
@@ -403,6 +514,7 @@ class Sim:
             d.log, d.durable_len = [], 0
             d.generation += 1
             node.tree = Tree(entries)
+            adopt = self._disk_membership(node)  # a reconfig in the leader's tree is never applied here
             self.log(f"n{node.sid} SNAP installed at 0x{z:x} ({len(entries)} txns)")
         for z, data in a.persist:
             self._log_append(node, z, data)
@@ -417,12 +529,34 @@ class Sim:
             self._maybe_crash_point(node)
         for z, data in a.apply:
             self._apply(node, z, data)
+            m = parse_membership(data)  # a learner applying a reconfig (the peer's OP_RECONFIG)
+            if m is not None:
+                adopt = self._activate(node, z, m)
         if a.commit_upto is not None:
             while node.pending and node.pending[0][0] <= a.commit_upto:
                 z, data = node.pending.pop(0)
                 self._apply(node, z, data)
                 self.acked[z] = data
+                m = parse_membership(data)
+                if m is not None and "reconfig-old-quorum" in zab.PLANTED_BUGS and r.leader is not None:
+                    # planted: the core committed it as a plain txn (old voters' quorum); the driver
+                    # switches the core's voters itself, as if the core had activated it
+                    self.log(f"n{node.sid} activates 0x{z:x} (planted: old quorum only)")
+                    r.leader.voters, r.leader.observers = m
+                    adopt = self._activate(node, z, m)
+        if a.activate is not None:
+            m = parse_membership(self.seen[a.activate])  # the leader: its core switched at commit
+            assert m is not None, "activate names a reconfig txn"
+            adopt = self._activate(node, a.activate, m)
+            self.stats["activations"] += 1
+            self.log(f"n{node.sid} activates 0x{a.activate:x}: voters {sorted(adopt[0])} observers "
+                     f"{sorted(adopt[1])}")
         if a.serve:
+            newest = self._newest_reconfig(node)
+            activated = node.disk.activated[0] if node.disk.activated is not None else 0
+            if newest is not None and newest[0] > activated:
+                # a reconfig of the history this node now serves: committed by the new epoch
+                adopt = self._activate(node, *newest)
             node.serving = True
             if r.leader is not None:
                 ep = r.leader.epoch
@@ -466,6 +600,20 @@ class Sim:
             for conn in list(node.learner_conns.values()):
                 self._break(conn, "role ended")
             self.at(self.now + self.rng.randint(1, 20), self._reloaded, node, node.inc)
+        if adopt is not None:
+            self._adopt(node, adopt)
+
+    def _adopt(self, node: Node, m: Membership) -> None:
+        """Replica.set_membership, once every other action of the same batch is done (what it asks,
+        e.g. a learner made a voter leaving its role, comes after them)."""
+        r = node.replica
+        if r is None or (r.voters, r.observers) == m:
+            return
+        self.log(f"n{node.sid} adopts voters {sorted(m[0])} observers {sorted(m[1])}")
+        self.do(node, r.set_membership(m[0], m[1], self.now))
+        if r.leader is not None and node.sid not in m[0]:
+            # a leader the driver switched itself (see do) stops as the core's own activation would
+            self.do(node, r.stop("this server is no longer a voter of the configuration", self.now))
 
     def _reloaded(self, node: Node, inc: int) -> None:
         if node.inc != inc or node.replica is None:
@@ -474,6 +622,7 @@ class Sim:
         d.durable_len = len(d.log)  # the role's shutdown flushed the log
         node.reloading = False
         node.tree = Tree(d.snap + d.log)
+        self._adopt(node, self._disk_membership(node))  # no role now: only the election's voters change
         self.do(node, node.replica.on_reloaded(self._disk_view(node), self.now))
 
     def _log_append(self, node: Node, zxid: int, data: bytes) -> None:
@@ -547,6 +696,14 @@ class Sim:
         node = self.nodes[to]
         if node.replica is None or not self.reachable(frm, to):
             return
+        theirs = parse_config(n.config)
+        mine = node.disk.activated[0] if node.disk.activated is not None else 0
+        if theirs is not None and theirs[0] > mine:
+            # the sender activated a reconfig we missed: the peer takes it (FastLeaderElection does)
+            self.log(f"n{to} takes n{frm}'s membership of 0x{theirs[0]:x}")
+            self._adopt(node, self._activate(node, *theirs))
+            if node.replica is None:
+                return
         self.do(node, node.replica.on_notification(frm, n, self.now))
 
     # -- Zab connections (ordered streams)
@@ -728,18 +885,74 @@ class Sim:
         if leaders:
             self._write(self.rng.choice(leaders))
 
-    def _write(self, node: Node) -> int:
+    def _write(self, node: Node, membership: Membership | None = None) -> int:
+        """A client write, or with `membership` a reconfig that makes it, at an established leader."""
         assert node.next_zxid is not None and node.replica is not None
         z = node.next_zxid
         node.next_zxid += 1
         self.wseq += 1
-        self.stats["writes"] += 1
-        data = f"w{self.wseq}@n{node.sid}".encode()
+        if membership is None:
+            self.stats["writes"] += 1
+            data = f"w{self.wseq}@n{node.sid}".encode()
+        else:
+            self.stats["reconfigs"] += 1
+            data = encode_membership(membership, f"r{self.wseq}@n{node.sid}")
+            self.log(f"n{node.sid} proposes reconfig 0x{z:x}: voters {sorted(membership[0])} observers "
+                     f"{sorted(membership[1])}")
+            if "reconfig-old-quorum" in zab.PLANTED_BUGS:
+                membership = None  # planted: the core sees a plain txn, committed by the old voters alone
         self._log_append(node, z, data)
         node.pending.append((z, data))
         self._fsync(node)
-        self.do(node, node.replica.propose(z, data, self.now))
+        self.do(node, node.replica.propose(z, data, self.now, membership))
         return z
+
+    # -- reconfiguration
+
+    def _reconfig(self) -> None:
+        """Now and then the established leader proposes a new membership, under the peer's rules: one
+        reconfig at a time, and only if it and its serving followers make a quorum of the new voters."""
+        if self.healed:
+            return
+        self.at(self.now + self.crng.randint(1, 2 * self.p.reconfig_every), self._reconfig)
+        leaders = [n for n in self.nodes.values()
+                   if n.next_zxid is not None and n.replica is not None and n.replica.leader is not None]
+        if not leaders:
+            return
+        node = self.crng.choice(leaders)  # normally one; two only while a deposed one has not noticed yet
+        assert node.replica is not None and node.replica.leader is not None
+        core = node.replica.leader
+        # the sim's own look at its pipeline too: with the planted bug the core sees no reconfig
+        if core.reconfig_in_progress() or any(parse_membership(data) for _, data in node.pending):
+            return
+        m = self._new_membership(core.voters, core.observers)
+        if m is None:
+            return
+        if not core.synced_quorum_of(m[0]):
+            self.stats["no-synced-quorum"] += 1  # the peer answers NEWCONFIGNOQUORUM
+            return
+        self._write(node, m)
+
+    def _new_membership(self, voters: frozenset[int], observers: frozenset[int]) -> Membership | None:
+        """One change (a voter removed or made an observer, an observer made a voter or removed, a
+        removed node back as either), or now and then a whole new member list (Apache's non-incremental
+        reconfig: several changes at once). Always >= 2 voters."""
+        ids = sorted(self.nodes)
+        options: list[Membership] = []
+        if self.crng.random() < 0.25:
+            vs = frozenset(self.crng.sample(ids, self.crng.randint(2, len(ids))))
+            options.append((vs, frozenset(x for x in ids if x not in vs and self.crng.random() < 0.7)))
+        else:
+            if len(voters) > 2:
+                for v in sorted(voters):
+                    options += [(voters - {v}, observers), (voters - {v}, observers | {v})]
+            for o in sorted(observers):
+                options += [(voters | {o}, observers - {o}), (voters, observers - {o})]
+            for x in ids:
+                if x not in voters and x not in observers:
+                    options += [(voters | {x}, observers), (voters, observers | {x})]
+        options = [o for o in options if o != (voters, observers)]
+        return self.crng.choice(options) if options else None
 
     # -- the end: heal, settle, check
 
@@ -769,7 +982,9 @@ class Sim:
             if r is not None and r.state == ServerState.LOOKING:
                 backoff = max(backoff, r.election.next_timeout_at - self.now)
         role = (INIT_LIMIT + SYNC_LIMIT) * TICK_MS
-        return backoff + 2 * role + 2 * INIT_LIMIT * TICK_MS + QUIET_MS + 2000
+        # with reconfigs, one more round: a learner that learns it is a voter (when it syncs) looks again
+        extra = role + 2 * INIT_LIMIT * TICK_MS if self.p.reconfig_every else 0
+        return backoff + 2 * role + 2 * INIT_LIMIT * TICK_MS + QUIET_MS + 2000 + extra
 
     def _settle(self) -> None:
         """Converged = one established leader, every other node serving as its learner, equal states.
@@ -778,11 +993,13 @@ class Sim:
         assert self.deadline is not None
         leader = self._converged()
         if leader is not None:
-            roles = tuple((n.inc, n.role_id) for n in self.nodes.values())  # nobody changed role since
+            members = self._members(leader)
+            # no member changed role since (a node removed may come and go: the leader refuses it)
+            roles = tuple((n.sid, n.inc, n.role_id) for n in members)
             if self.probe is None or self.probe[1] != roles:
                 self.probe = (self._write(leader), roles)
                 self.probe_round, self.quiet_until = 1, None
-            elif self.probe[0] in self.acked and all(n.tree.last >= self.probe[0] for n in self.nodes.values()):
+            elif self.probe[0] in self.acked and all(n.tree.last >= self.probe[0] for n in members):
                 if self.probe_round == 2:
                     self._final_checks(leader)
                     self.done = True
@@ -798,14 +1015,29 @@ class Sim:
             return
         self.at(self.now + 50, self._settle)
 
+    def _members(self, leader: Node) -> list[Node]:
+        """The nodes of the membership in force: the leader's."""
+        assert leader.replica is not None
+        r = leader.replica
+        return [n for n in self.nodes.values() if n.sid in r.voters or n.sid in r.observers]
+
     def _converged(self) -> Node | None:
-        nodes = list(self.nodes.values())
-        if any(n.replica is None or n.reloading or not n.serving for n in nodes):
-            return None
-        leaders = [n for n in nodes if n.replica is not None and n.replica.leader is not None]
+        leaders = [n for n in self.nodes.values() if n.replica is not None and n.replica.leader is not None]
         if len(leaders) != 1:
             return None
         leader = leaders[0]
+        r = leader.replica
+        assert r is not None
+        if (r.voters, r.observers) != membership_of(self.committed.entries, (self.voters, self.observers)):
+            return None  # the leader's membership must be the committed one
+        nodes = self._members(leader)
+        if leader not in nodes:
+            return None
+        if any(n.replica is None or n.reloading or not n.serving for n in nodes):
+            return None
+        if any(n.replica is not None and (n.replica.voters, n.replica.observers) != (r.voters, r.observers)
+               for n in nodes):
+            return None  # every member follows the same membership
         if any(n.replica is not None and n is not leader and (n.replica.learner is None or
                                                               n.replica.leader_id != leader.sid) for n in nodes):
             return None
@@ -826,11 +1058,15 @@ class Sim:
                                                                       r.leader.established else "discovery")
             out.append(f"n{n.sid}: {r.state.name}{' reloading' if n.reloading else ''} {phase or ''} "
                        f"serving={n.serving} tree=0x{n.tree.last:x} epochs={n.disk.accepted_epoch}/"
-                       f"{n.disk.current_epoch}")
+                       f"{n.disk.current_epoch}" + (f" voters={sorted(r.voters)} observers={sorted(r.observers)}"
+                                                    if self.p.reconfig_every else ""))
         return "; ".join(out)
 
     def _final_checks(self, leader: Node) -> None:
-        for n in self.nodes.values():
+        members = self._members(leader)
+        for n in members:
+            # not a node removed: refused by the leader, it never syncs, and its tree (rebuilt from its
+            # log) may keep txns never committed that no TRUNC takes out
             self._check_prefix(n)
             have = dict(n.tree.entries)
             lost = [z for z, data in self.acked.items() if have.get(z) != data]
@@ -843,15 +1079,18 @@ def _fmt(e: tuple[int, bytes]) -> str:
 
 
 def run_seed(seed: int, nodes: int = 3, observers: int = 0, checks: Iterable[str] = CHECKS,
-             trace: bool = False) -> Violation | None:
-    return Sim(seed, nodes, observers, checks, trace).run()
+             trace: bool = False, reconfig: bool | None = None, quirks: Iterable[str] = ()) -> Violation | None:
+    return Sim(seed, nodes, observers, checks, trace, reconfig=reconfig, quirks=quirks).run()
 
 
-def _worker(args: tuple[int, int, int, tuple[str, ...], tuple[str, ...], bool]) -> tuple[int, str | None, str]:
-    seed, nodes, observers, checks, bugs, trace = args
+WorkItem = tuple[int, int, int, tuple[str, ...], tuple[str, ...], bool, bool | None, tuple[str, ...]]
+
+
+def _worker(args: WorkItem) -> tuple[int, str | None, str]:
+    seed, nodes, observers, checks, bugs, trace, reconfig, quirks = args
     zab.PLANTED_BUGS.clear()
     zab.PLANTED_BUGS.update(bugs)
-    v = run_seed(seed, nodes, observers, checks, trace)
+    v = run_seed(seed, nodes, observers, checks, trace, reconfig, quirks)
     if v is None:
         return seed, None, ""
     return seed, f"{v}", "\n".join(v.trace[-400:])
@@ -866,12 +1105,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="worker processes")
     ap.add_argument("--bug", action="append", default=[], help="plant a bug (zab.PLANTED_BUGS)")
     ap.add_argument("--check", action="append", default=[], choices=CHECKS, help="only these checks")
+    ap.add_argument("--reconfig", choices=("auto", "on", "off"), default="auto",
+                    help=f"leaders propose reconfigs in every seed (on), none (off), or {RECONFIG_SHARE * 100:.0f}%% "
+                         "of them (auto)")
+    ap.add_argument("--quirk", action="append", default=[], choices=QUIRKS,
+                    help="do as zkfast does where it departs from Apache (QUIRKS)")
     ap.add_argument("--verbose", action="store_true", help="print the event trace of failing seeds")
     ap.add_argument("--max-failures", type=int, default=20, help="stop after this many failing seeds")
     args = ap.parse_args(argv)
     checks = tuple(args.check or CHECKS)
-    work = [(s, args.nodes, args.observers, checks, tuple(args.bug), args.verbose)
-            for s in range(args.start, args.start + args.seeds)]
+    reconfig = {"auto": None, "on": True, "off": False}[args.reconfig]
+    work: list[WorkItem] = [(s, args.nodes, args.observers, checks, tuple(args.bug), args.verbose, reconfig,
+                             tuple(args.quirk)) for s in range(args.start, args.start + args.seeds)]
     started = time.monotonic()
     failures = 0
     done = 0

@@ -152,8 +152,10 @@ class Election:
         """A notification from sid (the WorkerReceiver and the lookForLeader loop together)."""
         out: list[Send] = []
         if sid not in self.voters:
-            # a non-voter (observer) only hears our current vote
-            if self.current_vote is not None:
+            # a non-voter (observer) only hears our current vote, from a voter: two servers that are
+            # both non-voters in each other's eyes (a removed one, an observer, after a reconfig)
+            # would otherwise answer each other for ever
+            if self.current_vote is not None and self.participant:
                 out.append(self._current_answer(sid))
             return out
         # a voter ignores what a non-voter says and answers it right away: a non-voter answering back

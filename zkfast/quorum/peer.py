@@ -46,10 +46,12 @@ from zkfast.server.zkserver import ZooKeeperServer
 from zkfast.storage.apache import decode_tree_stream, encode_tree_stream, write_apache_snapshot
 from zkfast.storage.quorumdisk import (
     ACCEPTED_EPOCH,
+    ACTIVE_MEMBERSHIP,
     CURRENT_EPOCH,
     read_epoch,
     supersede_logs,
     truncate_after,
+    write_atomically,
     write_epoch,
 )
 from zkfast.storage.recovery import RecoveryError
@@ -180,21 +182,39 @@ class QuorumPeer:
         return DataTree(extended_types=self.config.extended_types_enabled, skip_acl=self.config.skip_acl)
 
     def _set_config_node(self, tree: DataTree) -> None:
-        """The ensemble's membership as Apache's QuorumVerifier prints it, in /zookeeper/config; a
-        newer one that a committed reconfig left in the tree (snapshot, log, SNAP) is adopted instead."""
+        """The ensemble's membership as Apache's QuorumVerifier prints it, in /zookeeper/config: the
+        one this server last activated (its file in dataDir, newer than the config file's), else the
+        config file's. A newer one that the recovered tree holds came from a logged reconfig that may
+        not be committed: it stays in the tree, and becomes the membership only if it is part of the
+        history this server serves (see _serve), as Apache activates only what it committed."""
+        active = self._read_active_membership()
+        if active is not None and active.version > self.membership.version:
+            log.info("membership of reconfig 0x%x (newer than the config file's): %s", active.version,
+                     active.text().decode(errors="replace").replace("\n", ", "))
+            self._adopt(active)
+        found = self._tree_membership(tree)
+        if found is None or found.version <= self.membership.version:
+            tree.set_config(self.membership.text(), time.time_ns() // 1_000_000, self.membership.version)
+
+    def _read_active_membership(self) -> Membership | None:
+        path = self.config.data_dir / ACTIVE_MEMBERSHIP
+        try:
+            return Membership.parse(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ConfigError) as e:
+            log.warning("ignoring %s: %s", path, e)
+            return None
+
+    def _tree_membership(self, tree: DataTree) -> Membership | None:
         data = tree.get_data(b"/zookeeper/config")
-        if data:
-            try:
-                found = Membership.parse(data)
-            except ConfigError as e:
-                log.warning("ignoring /zookeeper/config of the recovered tree: %s", e)
-            else:
-                if found.version > self.membership.version:
-                    log.info("membership of reconfig 0x%x (newer than the config file's): %s", found.version,
-                             data.decode(errors="replace").replace("\n", ", "))
-                    self._adopt(found)
-                    return
-        tree.set_config(self.membership.text(), time.time_ns() // 1_000_000, self.membership.version)
+        if not data:
+            return None
+        try:
+            return Membership.parse(data)
+        except ConfigError as e:
+            log.warning("ignoring /zookeeper/config of the tree: %s", e)
+            return None
 
     def _adopt(self, m: Membership) -> None:
         """Follow membership m: who votes, where the servers are."""
@@ -203,14 +223,20 @@ class QuorumPeer:
         self.specs = dict(m.servers)
         self.specs.setdefault(self.my_id, self.me)
         self.election.peers = {sid: (s.host, s.election_port) for sid, s in m.servers.items() if sid != self.my_id}
-        if self.replica is not None and self.replica.leader is None:
-            self.replica.voters, self.replica.observers = m.voters, m.observers
-            self.replica.election.voters = m.voters
+        replica = self.replica
+        if replica is not None:
+            replica.election.config = m.text()  # what our notifications tell the others
+        if replica is not None and replica.leader is None and replica.learner is None:
+            # between roles (a reload): only who votes changes
+            replica.voters, replica.observers = m.voters, m.observers
+            replica.participant = replica.election.participant = self.my_id in m.voters
+            replica.election.voters = m.voters
 
     def _activate(self, m: Membership) -> None:
         """A committed reconfig (Apache's processReconfig)."""
         log.info("reconfig 0x%x committed: voters %s, observers %s", m.version, sorted(m.voters),
                  sorted(m.observers))
+        write_atomically(self.config.data_dir, ACTIVE_MEMBERSHIP, m.text())
         self._adopt(m)
         if self.replica is not None:
             self._execute(self.replica.set_membership(m.voters, m.observers, mono_ms()))
@@ -305,7 +331,8 @@ class QuorumPeer:
         assert disk is not None and self.era is not None, "prepare() first"
         self.replica = Replica(self.my_id, self.voters, self.observers, tick_ms=self.tick_ms,
                                init_limit=self.config.init_limit_ticks or 10,
-                               sync_limit=self.config.sync_limit_ticks or 5, disk=disk)
+                               sync_limit=self.config.sync_limit_ticks or 5, disk=disk,
+                               config=self.membership.text())
         try:
             await self.election.start(self.config.election_port_bind_retry)
         except OSError as e:
@@ -506,11 +533,19 @@ class QuorumPeer:
             return
         server.mode = self.mode
         server.quorum = self
+        found = self._tree_membership(server.tree)
+        if found is not None and found.version > self.membership.version:
+            # a reconfig of the history this server now serves (committed by the new epoch): Apache's
+            # leader activates it after NEWLEADER, learners at UPTODATE
+            self._activate(found)
+            if self.era is not era or replica.leader is None and replica.learner is None:
+                return  # it ended the role (this server is no longer a voter)
         epoch = replica.epoch
         if self.config.reconfig_enabled and self.membership.version == 0 and epoch is not None:
             # ZOOKEEPER-1783: with reconfig on, the file's unversioned config takes the version of
             # the first leader's epoch (its zxid 0)
             self.membership = dataclasses.replace(self.membership, version=make_zxid(epoch, 0))
+            replica.election.config = self.membership.text()
             server.tree.set_config(self.membership.text(), time.time_ns() // 1_000_000, self.membership.version)
         if replica.leader is not None:
             first = replica.first_zxid_of_epoch()
@@ -917,7 +952,23 @@ class QuorumPeer:
             return
         if self.replica is None or self.era is None:
             return
+        if n.config:
+            self._membership_of_peer(sid, n.config)
         self._execute(self.replica.on_notification(sid, n, mono_ms()))
+
+    def _membership_of_peer(self, sid: int, config: bytes) -> None:
+        """A notification carries its sender's membership, one it activated: newer than ours, we
+        missed a reconfig (down, or cut off, when it committed) and take it, as Apache's
+        FastLeaderElection does, or we could not even recognise the leader it elected."""
+        try:
+            m = Membership.parse(config)
+        except ConfigError as e:
+            log.warning("ignoring the configuration server %d sent: %s", sid, e)
+            return
+        if m.version > self.membership.version and m.servers:
+            log.info("server %d has a newer configuration (0x%x) than ours (0x%x): taking it", sid,
+                     m.version, self.membership.version)
+            self._activate(m)
 
     # ------------------------------------------------------------------------------------------
     # figures

@@ -150,15 +150,27 @@ class Replica:
         """A committed reconfig (the leader's core switched at commit; learners switch when they apply
         it): elections count the new voters. A learner made a voter leaves its role and looks again,
         as one; a follower removed (or made an observer) goes on following without a vote."""
+        changed = voters != self.voters
         self.voters, self.observers = voters, observers
         participant = self.my_id in voters
         self.election.voters = voters
         out = Actions()
+        if changed and self.state == ServerState.LOOKING and not self.reloading:
+            # looking under the old membership: a new round, so that the new voters hear our vote
+            # (made as what we are now, voter or not)
+            self.participant = self.election.participant = participant
+            return out.merge(self._notify(self.election.start(now_ms, self.disk.last_logged_zxid,
+                                                              self.disk.current_epoch)))
         if participant != self.participant:
             self.participant = participant
             self.election.participant = participant
             if self.learner is not None and participant:
                 out.stop = "this server is a voter in the new configuration"
+        if self.leader is not None:
+            # a reconfig the new epoch's history holds (the core switches itself at a commit)
+            self.leader.voters, self.leader.observers = voters, observers
+            if not participant:
+                out.stop = "this server is no longer a voter of the configuration"
         return self._checked(out, now_ms)
 
     @property

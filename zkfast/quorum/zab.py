@@ -444,7 +444,9 @@ class LeaderCore:
 
     def synced_quorum_of(self, voters: frozenset[int]) -> bool:
         """Apache's isQuorumSynced: the leader and the followers it serves make a quorum of `voters`."""
-        synced = {self.my_id} | {ls.sid for ls in self.learners.values() if ls.phase == "serving" and ls.forwarding}
+        synced = {self.my_id} | {ls.sid for ls in self.learners.values()
+                                 if ls.phase == "serving" and ls.forwarding and not ls.observer}  # observers get
+        # no PROPOSAL: they could never ack the reconfig
         return quorum_of(voters, synced)
 
     def on_packet(self, sid: int, packet: QuorumPacket) -> Actions:

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 CURRENT_EPOCH = "currentEpoch"
 ACCEPTED_EPOCH = "acceptedEpoch"
+# the membership this server last activated (a committed reconfig), as Apache's zoo.cfg.dynamic.N
+ACTIVE_MEMBERSHIP = "membership"
 
 
 class EpochFileError(Exception):
@@ -44,10 +46,15 @@ def read_epoch(data_dir: Path, name: str) -> int | None:
 
 
 def write_epoch(data_dir: Path, name: str, epoch: int) -> None:
+    write_atomically(data_dir, name, f"{epoch}".encode())
+
+
+def write_atomically(data_dir: Path, name: str, data: bytes) -> None:
+    """Replace data_dir/name durably: a reader finds the old content or the new, never a mix."""
     path = data_dir / name
     tmp = path.with_name(name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(f"{epoch}")
+    with open(tmp, "wb") as f:
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.rename(tmp, path)
