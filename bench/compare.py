@@ -125,6 +125,16 @@ class Settings(Shapes):
     keep: bool
 
 
+def add_shape_args(ap: argparse.ArgumentParser) -> None:
+    """The load shapes' options, the same in every benchmark of bench/."""
+    ap.add_argument("--lat-keys", type=int, default=None, help="znodes created in the 1x1 shape (default 1000)")
+    ap.add_argument("--thr-keys", type=int, default=None, help="znodes created in the NxD shape (default 40000)")
+    ap.add_argument("--conns", type=int, default=8, help="connections per generator process (default %(default)s)")
+    ap.add_argument("--depth", type=int, default=16, help="pipeline depth per connection (default %(default)s)")
+    ap.add_argument("--procs", type=int, default=2, help="generator processes (default %(default)s)")
+    ap.add_argument("--data-size", type=int, default=100, help="bytes per znode (default %(default)s)")
+
+
 def parse_args(argv: Sequence[str] | None) -> Settings:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  epilog="Phases: " + ",".join(ALL_PHASES),
@@ -138,12 +148,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     ap.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up pass")
     ap.add_argument("--duration", type=float, default=None,
                     help="seconds per timed phase but create/delete (default 2, quick 0.25)")
-    ap.add_argument("--lat-keys", type=int, default=None, help="znodes created in the 1x1 shape (default 1000)")
-    ap.add_argument("--thr-keys", type=int, default=None, help="znodes created in the NxD shape (default 40000)")
-    ap.add_argument("--conns", type=int, default=8, help="connections per generator process (default %(default)s)")
-    ap.add_argument("--depth", type=int, default=16, help="pipeline depth per connection (default %(default)s)")
-    ap.add_argument("--procs", type=int, default=2, help="generator processes (default %(default)s)")
-    ap.add_argument("--data-size", type=int, default=100, help="bytes per znode (default %(default)s)")
+    add_shape_args(ap)
     ap.add_argument("--znodes", type=int, default=None, help="znodes in the big tree (default 1000000)")
     ap.add_argument("--snap-count", type=int, default=None,
                     help="snapCount while measuring p99 during snapshots (default 2000, quick 200)")

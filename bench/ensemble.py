@@ -50,6 +50,7 @@ from compare import (
     Start,
     Store,
     Where,
+    add_shape_args,
     all_rounds,
     common_cfg,
     fmt,
@@ -157,13 +158,8 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     ap.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up passes")
     ap.add_argument("--duration", type=float, default=None,
                     help="seconds per timed phase but create (default 2, quick 0.5)")
-    ap.add_argument("--lat-keys", type=int, default=None, help="znodes created in the 1x1 shape (default 1000)")
-    ap.add_argument("--thr-keys", type=int, default=None, help="znodes created in the NxD shape (default 40000)")
+    add_shape_args(ap)
     ap.add_argument("--read-keys", type=int, default=None, help="znodes the reads cycle over (default 10000)")
-    ap.add_argument("--conns", type=int, default=8, help="connections per generator process (default %(default)s)")
-    ap.add_argument("--depth", type=int, default=16, help="pipeline depth per connection (default %(default)s)")
-    ap.add_argument("--procs", type=int, default=2, help="generator processes (default %(default)s)")
-    ap.add_argument("--data-size", type=int, default=100, help="bytes per znode (default %(default)s)")
     ap.add_argument("--observers", default="0,1,2", help="observer counts for the reads (default %(default)s)")
     ap.add_argument("--failover-rounds", type=int, default=None, help="leader kills per kind (default 5, quick 2)")
     ap.add_argument("--writers", type=int, default=VOTERS,
