@@ -135,6 +135,18 @@ def add_shape_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--data-size", type=int, default=100, help="bytes per znode (default %(default)s)")
 
 
+def add_output_args(ap: argparse.ArgumentParser, data_dirs: str) -> None:
+    """Where results and servers' files go, the same in every benchmark of bench/."""
+    ap.add_argument("--out", type=Path, default=HERE / "results", help="where JSON and PNG go")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help=f"parent of the temporary directory holding {data_dirs} (default: system temp)")
+    ap.add_argument("--no-plot", action="store_true", help="no PNG")
+    ap.add_argument("--keep", action="store_true", help="keep the dataDirs and server logs")
+    ap.add_argument("--report", metavar="RESULTS.json",
+                    help="no run: print the tables of a results file again and redraw its PNG "
+                         "(must be the only option)")
+
+
 def parse_args(argv: Sequence[str] | None) -> Settings:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  epilog="Phases: " + ",".join(ALL_PHASES),
@@ -154,14 +166,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
                     help="snapCount while measuring p99 during snapshots (default 2000, quick 200)")
     ap.add_argument("--snap-duration", type=float, default=None,
                     help="seconds of setData per shape on the big tree (default 2, quick 0.3)")
-    ap.add_argument("--out", type=Path, default=HERE / "results", help="where JSON and PNG go")
-    ap.add_argument("--workdir", type=Path, default=None,
-                    help="parent of the temporary directory holding both dataDirs (default: system temp)")
-    ap.add_argument("--no-plot", action="store_true", help="no PNG")
-    ap.add_argument("--keep", action="store_true", help="keep the dataDirs and server logs")
-    ap.add_argument("--report", metavar="RESULTS.json",
-                    help="no run: print the tables of a results file again and redraw its PNG "
-                         "(must be the only option)")
+    add_output_args(ap, "both dataDirs")
     a = ap.parse_args(argv)
 
     def pick(v: Any, full: Any, quick: Any) -> Any:

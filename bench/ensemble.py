@@ -50,6 +50,7 @@ from compare import (
     Start,
     Store,
     Where,
+    add_output_args,
     add_shape_args,
     all_rounds,
     common_cfg,
@@ -174,14 +175,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     ap.add_argument("--tick", type=int, default=2000, help="tickTime, ms (default %(default)s)")
     ap.add_argument("--init-limit", type=int, default=10, help="initLimit, ticks (default %(default)s)")
     ap.add_argument("--sync-limit", type=int, default=5, help="syncLimit, ticks (default %(default)s)")
-    ap.add_argument("--out", type=Path, default=HERE / "results", help="where JSON and PNG go")
-    ap.add_argument("--workdir", type=Path, default=None,
-                    help="parent of the temporary directory holding the members' dataDirs (default: system temp)")
-    ap.add_argument("--no-plot", action="store_true", help="no PNG")
-    ap.add_argument("--keep", action="store_true", help="keep the dataDirs and server logs")
-    ap.add_argument("--report", metavar="RESULTS.json",
-                    help="no run: print the tables of a results file again and redraw its PNG "
-                         "(must be the only option)")
+    add_output_args(ap, "the members' dataDirs")
     a = ap.parse_args(argv)
 
     def pick(v: Any, full: Any, quick: Any) -> Any:
