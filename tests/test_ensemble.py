@@ -404,9 +404,10 @@ class Partition:
 def test_a_partitioned_leader_steps_down_and_the_majority_goes_on() -> None:
     reason = Partition.available()
     if reason is not None:
-        if os.environ.get("CI"):
+        if os.environ.get("CI") and shutil.which("iptables") is None:
+            # the README's test command installs it: its absence in CI is a set-up bug
             pytest.fail(f"{reason}: apt-get install -y iptables (the README's test command does)")
-        pytest.skip(reason)
+        pytest.skip(reason)  # installed, but the kernel here refuses it (no netfilter, no NET_ADMIN)
     part = Partition()
     with Ensemble("zkfast", 3) as e:
         e.start()
