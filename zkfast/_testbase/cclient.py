@@ -434,7 +434,13 @@ def run_load_gen(address: str, root: str, children: int, duration_s: float) -> L
     text = out.decode("utf-8", "replace")
     cycles = max(0, text.count("Creating children for path") - 1)
     errors = [ln for ln in text.splitlines() if "ZOO_ERROR" in ln]
-    clean = subprocess.run([str(LOAD_GEN), address, root, "clean"], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=30)
+    # the killed load_gen's last requests may still be in the server's queue: a delete of its can win
+    # the race with clean's, whose delete then finds no node (rc=-101); clean again then
+    for _ in range(3):
+        clean = subprocess.run([str(LOAD_GEN), address, root, "clean"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=30)
+        if clean.returncode == 0 or b"rc=-101" not in clean.stdout:
+            break
+        time.sleep(0.2)
     return LoadGenResult(cycles=cycles, errors=errors,
                          clean_output=clean.stdout.decode("utf-8", "replace"), clean_rc=clean.returncode)

@@ -60,10 +60,10 @@ from zkfast.storage.store import Store
 log = logging.getLogger(__name__)
 
 TIMER_MS = 25
-# A learner often decides before its leader listens: retry soon, then back off to Apache's
-# leaderConnectDelayDuringRetryMs (100 ms).
 # leader → learner packets whose Actions a learner in broadcast merges over one read
 BATCHED_FROM_LEADER = frozenset({PacketType.PROPOSAL, PacketType.COMMIT, PacketType.INFORM, PacketType.PING})
+# A learner often decides before its leader listens: retry soon, then back off to Apache's
+# leaderConnectDelayDuringRetryMs (100 ms).
 LEADER_CONNECT_FIRST_RETRY_S = 0.01
 LEADER_CONNECT_MAX_RETRY_S = 0.1
 # jute.maxbuffer plus room for the packet around a txn
@@ -149,16 +149,23 @@ class QuorumPeer:
         me = next(s for s in config.servers if s.server_id == self.my_id)
         self.me = me
         self.membership = Membership.of(config.servers, config.quorum_config_version)
+        active = self._read_active_membership()
+        if active is not None and active.version > self.membership.version:
+            # a committed reconfig this server activated before it stopped wins over the file's list
+            log.info("membership of reconfig 0x%x (newer than the config file's): %s", active.version,
+                     active.text().decode(errors="replace").replace("\n", ", "))
+            self.membership = active
         self.voters = self.membership.voters
         self.observers = self.membership.observers
         self.specs = dict(self.membership.servers)
+        self.specs.setdefault(self.my_id, me)
         self.pending_memberships: dict[int, Membership] = {}  # leader: reconfig zxid → what it makes
         self.tick_ms = config.tick_time_ms
         assert config.init_limit_ticks and config.sync_limit_ticks
         self.max_packet_bytes = config.jute_max_buffer_bytes + QUORUM_PACKET_SLACK_BYTES
         self.election = ElectionTransport(
             self.my_id, me.host, me.election_port,
-            {s.server_id: (s.host, s.election_port) for s in config.servers if s.server_id != self.my_id},
+            {sid: (s.host, s.election_port) for sid, s in self.membership.servers.items() if sid != self.my_id},
             self._on_election_message)
         self.replica: Replica | None = None
         self.era: Era | None = None
@@ -182,16 +189,10 @@ class QuorumPeer:
         return DataTree(extended_types=self.config.extended_types_enabled, skip_acl=self.config.skip_acl)
 
     def _set_config_node(self, tree: DataTree) -> None:
-        """The ensemble's membership as Apache's QuorumVerifier prints it, in /zookeeper/config: the
-        one this server last activated (its file in dataDir, newer than the config file's), else the
-        config file's. A newer one that the recovered tree holds came from a logged reconfig that may
-        not be committed: it stays in the tree, and becomes the membership only if it is part of the
-        history this server serves (see _serve), as Apache activates only what it committed."""
-        active = self._read_active_membership()
-        if active is not None and active.version > self.membership.version:
-            log.info("membership of reconfig 0x%x (newer than the config file's): %s", active.version,
-                     active.text().decode(errors="replace").replace("\n", ", "))
-            self._adopt(active)
+        """The ensemble's membership as Apache's QuorumVerifier prints it, in /zookeeper/config. A
+        newer one that the recovered tree holds came from a logged reconfig that may not be committed:
+        it stays in the tree, and becomes the membership only if it is part of the history this server
+        serves (see _serve), as Apache activates only what it committed."""
         found = self._tree_membership(tree)
         if found is None or found.version <= self.membership.version:
             tree.set_config(self.membership.text(), time.time_ns() // 1_000_000, self.membership.version)
@@ -216,29 +217,19 @@ class QuorumPeer:
             log.warning("ignoring /zookeeper/config of the tree: %s", e)
             return None
 
-    def _adopt(self, m: Membership) -> None:
-        """Follow membership m: who votes, where the servers are."""
+    def _activate(self, m: Membership) -> None:
+        """A committed reconfig (Apache's processReconfig): kept in dataDir for restarts, then who
+        votes and where the servers are."""
+        log.info("reconfig 0x%x committed: voters %s, observers %s", m.version, sorted(m.voters),
+                 sorted(m.observers))
+        write_atomically(self.config.data_dir, ACTIVE_MEMBERSHIP, m.text())
         self.membership = m
         self.voters, self.observers = m.voters, m.observers
         self.specs = dict(m.servers)
         self.specs.setdefault(self.my_id, self.me)
         self.election.peers = {sid: (s.host, s.election_port) for sid, s in m.servers.items() if sid != self.my_id}
-        replica = self.replica
-        if replica is not None:
-            replica.election.config = m.text()  # what our notifications tell the others
-        if replica is not None and replica.leader is None and replica.learner is None:
-            # between roles (a reload): only who votes changes
-            replica.voters, replica.observers = m.voters, m.observers
-            replica.participant = replica.election.participant = self.my_id in m.voters
-            replica.election.voters = m.voters
-
-    def _activate(self, m: Membership) -> None:
-        """A committed reconfig (Apache's processReconfig)."""
-        log.info("reconfig 0x%x committed: voters %s, observers %s", m.version, sorted(m.voters),
-                 sorted(m.observers))
-        write_atomically(self.config.data_dir, ACTIVE_MEMBERSHIP, m.text())
-        self._adopt(m)
         if self.replica is not None:
+            self.replica.election.config = m.text()  # what our notifications tell the others
             self._execute(self.replica.set_membership(m.voters, m.observers, mono_ms()))
 
     def _prep_reconfig(self, args: tuple[Any, ...], zxid: int) -> bytes:
@@ -546,6 +537,9 @@ class QuorumPeer:
             # the first leader's epoch (its zxid 0)
             self.membership = dataclasses.replace(self.membership, version=make_zxid(epoch, 0))
             replica.election.config = self.membership.text()
+        if found is None or found.version < self.membership.version:
+            # a membership taken since the tree was loaded (from a peer's notification, or the one
+            # above): /zookeeper/config shows it
             server.tree.set_config(self.membership.text(), time.time_ns() // 1_000_000, self.membership.version)
         if replica.leader is not None:
             first = replica.first_zxid_of_epoch()

@@ -335,13 +335,7 @@ class LeaderCore:
                     out.send.append((sid, QuorumPacket(PacketType.UPTODATE, -1)))
                     ls.phase = "serving"
             return out
-        if ls.observer:
-            return out
-        p = self.proposals.get(packet.zxid)
-        if p is not None:
-            p.acks.add(sid)
-            out.merge(self._try_commit())
-        return out
+        return self.on_acks(sid, (packet.zxid,))
 
     def on_acks(self, sid: int, zxids: Iterable[int]) -> Actions:
         """Several proposal ACKs of one learner, in the order they came (a read's worth): as many
@@ -444,9 +438,9 @@ class LeaderCore:
 
     def synced_quorum_of(self, voters: frozenset[int]) -> bool:
         """Apache's isQuorumSynced: the leader and the followers it serves make a quorum of `voters`."""
+        # not observers: they get no PROPOSAL, so could never ack the reconfig
         synced = {self.my_id} | {ls.sid for ls in self.learners.values()
-                                 if ls.phase == "serving" and ls.forwarding and not ls.observer}  # observers get
-        # no PROPOSAL: they could never ack the reconfig
+                                 if ls.phase == "serving" and ls.forwarding and not ls.observer}
         return quorum_of(voters, synced)
 
     def on_packet(self, sid: int, packet: QuorumPacket) -> Actions:
@@ -470,9 +464,11 @@ class LeaderCore:
         """Every half tick, as Apache's lead() loop: pings, and a quorum check every other one."""
         self.tick += 1
         out = Actions()
-        limit = self.sync_limit if self.established else self.init_limit + self.sync_limit
         synced = {self.my_id}
         for ls in list(self.learners.values()):
+            # a learner still syncing (no PINGs yet) has initLimit + syncLimit, as Apache's
+            # LearnerHandler's first ack deadline
+            limit = self.sync_limit if self.established and ls.phase == "serving" else self.init_limit + self.sync_limit
             if self.tick - ls.last_heard_tick <= 2 * limit:
                 if not ls.observer:
                     synced.add(ls.sid)
@@ -488,7 +484,10 @@ class LeaderCore:
                 return out
         ping = QuorumPacket(PacketType.PING, self.last_proposed or self.last_committed)
         for ls in self.learners.values():
-            out.send.append((ls.sid, ping))
+            if ls.phase == "serving":
+                # not before UPTODATE: an Apache learner still syncing takes a PING for a protocol
+                # error and exits (LearnerHandler.ping waits the same way)
+                out.send.append((ls.sid, ping))
         return out
 
     def synced_followers(self) -> list[int]:
