@@ -173,6 +173,9 @@ CORE_SCRIPT = [
     "removewatches /w -c",
     "removewatches /nope -d",
     "removewatches nope",
+    # The WatchRemoved events are printed by the client's event thread; a sync's callback is queued behind
+    # them on that thread, so once `sync` prints, they are out and `printwatches off` cannot hide them.
+    "sync /w",
     "printwatches off",
     "ls -w /w",
     "create /w/b",
