@@ -22,6 +22,7 @@ from zkfast._jute import (OP_CHECK, OP_CLOSE_SESSION, OP_CREATE, OP_CREATE2, OP_
                           OP_MULTI, OP_RECONFIG, OP_SET_ACL, OP_SET_DATA, JuteError, decode_request)
 from zkfast.server import javaorder
 from zkfast.server.codes import Code, ZkError
+from zkfast.server.session import THIS_SERVER
 from zkfast.server.paths import validate_path as validate_path_py
 
 from libc.time cimport time_t
@@ -57,6 +58,7 @@ cdef enum:
     C_CREATE_SESSION = -10
     C_CLOSE_SESSION = -11
     C_ERROR = -1
+    C_SESSIONMOVED = -118
     PERM_READ = 1
     PERM_WRITE = 2
     PERM_CREATE = 4
@@ -91,9 +93,10 @@ cdef class Request:
     cdef public object error         # a prep failure that leaves no txn (reads)
     cdef public int64_t create_ms
     cdef public dict extra
+    cdef public object owner         # a leader's: the learner connection it came through; None: this server
 
     def __init__(self, int64_t session_id, int32_t cxid, int32_t type, bytes body, auth_ids, conn=None,
-                 txn=None, error=None, int64_t create_ms=0, extra=None):
+                 txn=None, error=None, int64_t create_ms=0, extra=None, owner=None):
         self.session_id = session_id
         self.cxid = cxid
         self.type = type
@@ -104,6 +107,7 @@ cdef class Request:
         self.error = error
         self.create_ms = create_ms
         self.extra = extra if extra is not None else {}
+        self.owner = owner
 
 
 @cython.no_gc
@@ -232,6 +236,7 @@ cdef class Prep:
     cdef public bint reconfig_enabled
     cdef public object reconfig      # an ensemble leader's: (request args, zxid) -> the new config's bytes
     cdef public bint close_session_txn
+    cdef public bint track_owners    # an ensemble leader's: SESSIONMOVED for a write from where the session is not
     cdef public object outstanding
     cdef public dict by_path
 
@@ -245,6 +250,7 @@ cdef class Prep:
         self.reconfig_enabled = reconfig_enabled
         self.reconfig = None
         self.close_session_txn = close_session_txn
+        self.track_owners = False
         self.outstanding = deque()
         self.by_path = {}
 
@@ -252,12 +258,20 @@ cdef class Prep:
         self.last_zxid += 1
         return self.last_zxid
 
-    cdef void check_session(self, int64_t session_id) except *:
-        s = self.sessions.sessions.get(session_id)
+    cdef void check_session(self, Request req) except *:
+        """Apache's SessionTrackerImpl.checkSession: the first write after an election claims an
+        unowned session for the server it came through."""
+        s = self.sessions.sessions.get(req.session_id)
         if s is None:
             raise ZkError(Code.UNKNOWNSESSION)
         if s.closing:
             raise ZkError(Code.SESSIONEXPIRED)
+        if self.track_owners:
+            owner = THIS_SERVER if req.owner is None else req.owner
+            if s.owner is None:
+                s.owner = owner
+            elif s.owner is not owner:
+                raise ZkError(Code.SESSIONMOVED)
 
     # -- change records
 
@@ -394,7 +408,7 @@ cdef class Prep:
                                 req.session_id & 0xFFFFFFFFFFFFFFFF, e)
                     fail(txn, Code.MARSHALLINGERROR)
                 return txn
-            self.check_session(req.session_id)
+            self.check_session(req)
         except ZkError as e:
             req.error = e
         return None
@@ -458,7 +472,7 @@ cdef class Prep:
         elif typ == C_DELETE_CONTAINER:
             self.delete_container(txn, req.body, req.conn is not None)
         elif typ == C_DELETE:
-            self.check_session(req.session_id)
+            self.check_session(req)
             path, version = args if args is not None else decode_request(typ, req.body)
             if path is None:
                 raise TypeError("null path")
@@ -476,7 +490,7 @@ cdef class Prep:
             self.add(parent)
             self.add(deleted_record(txn.zxid, path))
         elif typ == C_SET_DATA:
-            self.check_session(req.session_id)
+            self.check_session(req)
             path, data, version = args if args is not None else decode_request(typ, req.body)
             validate(path)
             node = self.record(path)
@@ -491,7 +505,7 @@ cdef class Prep:
             node.mzxid = txn.zxid
             self.add(node)
         elif typ == C_SET_ACL:
-            self.check_session(req.session_id)
+            self.check_session(req)
             path, acl, version = args if args is not None else decode_request(typ, req.body)
             validate(path)
             acl = self.auth.fixup_acl(path, req.auth_ids, acl)
@@ -506,7 +520,7 @@ cdef class Prep:
             node.acl = acl
             self.add(node)
         elif typ == C_CHECK:
-            self.check_session(req.session_id)
+            self.check_session(req)
             path, version = args if args is not None else decode_request(typ, req.body)
             validate(path)
             node = self.record(path)
@@ -516,7 +530,7 @@ cdef class Prep:
         elif typ == C_RECONFIG:
             if not self.reconfig_enabled:
                 raise ZkError(Code.RECONFIGDISABLED)
-            self.check_session(req.session_id)
+            self.check_session(req)
             if self.reconfig is None:
                 # a standalone server cannot reconfigure (Apache: UnimplementedException)
                 raise ZkError(Code.UNIMPLEMENTED)
@@ -535,6 +549,10 @@ cdef class Prep:
             self.add(node)
         elif typ == C_CREATE_SESSION:
             txn.timeout = req.extra["timeout_ms"]
+            if self.track_owners:
+                s = self.sessions.sessions.get(req.session_id)
+                if s is not None:
+                    s.owner = THIS_SERVER if req.owner is None else req.owner
         elif typ == C_CLOSE_SESSION:
             self.close_session(txn, req)
         else:
@@ -563,7 +581,7 @@ cdef class Prep:
         elif ttl >= 0 or typ == C_CREATE_TTL:
             # createTTL with a non-TTL mode: Apache fails this only when applying; refuse here
             raise ZkError(Code.BADARGUMENTS, path)
-        self.check_session(req.session_id)
+        self.check_session(req)
         if path is None:
             raise TypeError("null path")
         cut = path.rfind(b"/")
@@ -926,6 +944,11 @@ cdef class PipelineCore:
             return
         if req.type == C_CREATE_SESSION:
             self.finish_session_init(conn, True)
+        elif session_moved(txn):
+            # Apache's FinalRequestProcessor: a connection-level error (ZOOKEEPER-710), answered by
+            # closing the connection, so the client reconnects (and revalidates) wherever it is now
+            conn.close_after_flush()
+            return
         else:
             self.write_txn_reply(core, req)
             if req.type == C_CLOSE_SESSION:
@@ -1040,6 +1063,17 @@ cdef class PipelineCore:
             out.put_buffer_obj(txn.data)
             out.put_stat(&txn.stat)
         out.end_frame(start)
+
+
+cdef bint session_moved(Txn txn) except -1:
+    cdef Txn sub
+    if txn.type == C_ERROR:
+        return txn.err == C_SESSIONMOVED
+    if txn.type == C_MULTI and txn.subtxns:
+        for sub in txn.subtxns:
+            if sub.type == C_ERROR and sub.err == C_SESSIONMOVED:
+                return True
+    return False
 
 
 cdef int write_multi_result(WriteBuffer out, Txn sub) except -1:

@@ -137,6 +137,9 @@ class Era:
         self.global_sessions: set[int] = set()                 # sessions before read-only mode began
         self.pending_acks: dict[int, list[int]] = {}           # leader: proposal ACKs of this read, by learner
         self.leader_batch: Actions | None = None               # learner: broadcast packets of this read
+        # learner: reconnecting clients waiting for the leader's word on their session, one per session
+        # (so no more than the client connections)
+        self.pending_revalidations: dict[int, Any] = {}
         self.closed = False
 
 
@@ -556,8 +559,10 @@ class QuorumPeer:
                 self.config.container_max_never_used_interval_ms)))
             if self.config.reconfig_enabled:
                 server.prep.reconfig = self._prep_reconfig
+            server.prep.track_owners = True
         else:
             server.forward = self._forward
+            server.revalidate = self._revalidate
             server.sessions.track_touches()
         server.serving = True
         log.info("server %d serving clients as %s, epoch %s, zxid 0x%x, %d ms after taking the role",
@@ -588,6 +593,7 @@ class QuorumPeer:
         server = era.server
         server.serving = False
         server.forward = None
+        server.revalidate = None
         for t in era.tasks:
             t.cancel()
         for conn in list(server.connections):
@@ -662,7 +668,9 @@ class QuorumPeer:
             return
         self._count_acks(era, sid)
         if p.type == PacketType.REQUEST:
-            self._leader_request(era, sid, p)
+            self._leader_request(era, conn, p)
+        elif p.type == PacketType.REVALIDATE:
+            self._leader_revalidate(era, conn, p)
         elif p.type == PacketType.PING and p.data:
             self._leader_touch(era, p.data)
         self._execute(replica.on_learner_packet(sid, p, now))
@@ -683,8 +691,27 @@ class QuorumPeer:
             sid, timeout = struct.unpack_from(">qi", data, off)
             sessions.touch(sid, timeout)
 
-    def _leader_request(self, era: Era, learner: int, p: QuorumPacket) -> None:
+    def _leader_revalidate(self, era: Era, conn: PacketConnection, p: QuorumPacket) -> None:
+        """A client reconnected to a learner (Apache's Leader.revalidateSession): a live session is
+        touched and owned by that learner from now on; the answer goes back in the same packet type."""
+        data = p.data or b""
+        if len(data) < 12:
+            log.warning("learner %s sent a short REVALIDATE (%d bytes)", conn.sid, len(data))
+            return
+        session_id, timeout_ms = struct.unpack_from(">qi", data)
+        sessions = era.server.sessions
+        valid = sessions.touch(session_id, timeout_ms)
+        if valid:
+            sessions.sessions[session_id].owner = conn
+        log.debug("session 0x%x revalidated through learner %s: %s", session_id & 0xFFFFFFFFFFFFFFFF, conn.sid,
+                  valid)
+        conn.send(QuorumPacket(PacketType.REVALIDATE, p.zxid, struct.pack(">q?", session_id, valid)))
+        self.end_turn_soon()
+
+    def _leader_request(self, era: Era, conn: PacketConnection, p: QuorumPacket) -> None:
         """A write or sync a learner forwarded (Apache's LearnerHandler REQUEST → submitLearnerRequest)."""
+        learner = conn.sid
+        assert learner is not None
         data = p.data or b""
         if len(data) < 16:
             return
@@ -710,7 +737,7 @@ class QuorumPeer:
             server.sessions.track(session_id, timeout)
             extra = {"timeout_ms": timeout}
         auth = [(scheme, ident) for scheme, ident in p.authinfo]
-        req = Request(session_id, cxid, op, body, auth, None, create_ms=now_ms(), extra=extra)
+        req = Request(session_id, cxid, op, body, auth, None, create_ms=now_ms(), extra=extra, owner=conn)
         if op == OP_CLOSE_SESSION:
             server.sessions.set_closing(session_id)
         server.submit(req)
@@ -814,6 +841,9 @@ class QuorumPeer:
         if p.type == PacketType.SYNC:
             self._finish_sync(era)
             return
+        if p.type == PacketType.REVALIDATE:
+            self._revalidated(era, p)
+            return
         self._execute(self.replica.on_leader_packet(p, mono_ms()))
 
     def _leader_batch_done(self, conn: PacketConnection) -> None:
@@ -894,6 +924,40 @@ class QuorumPeer:
         auth = tuple((str(s), str(i)) for s, i in (req.auth_ids or ()))
         era.leader_conn.send(QuorumPacket(PacketType.REQUEST, -1, data, auth))
         self.end_turn_soon()
+
+    def _revalidate(self, conn: Any, session_id: int, timeout_ms: int) -> None:
+        """A client reconnects with a session: the leader decides whether it lives, and moves it here
+        (Apache's Learner.validateSession), so writes it forwarded from elsewhere get SESSIONMOVED."""
+        era = self.era
+        if era is None or era.closed or era.leader_conn is None:
+            conn.close()
+            return
+        waiting = era.pending_revalidations.get(session_id)
+        if waiting is not None and waiting is not conn:
+            waiting.close()  # the client gave up on that connection and tried again
+        era.pending_revalidations[session_id] = conn
+        log.info("revalidating session 0x%x of client %s with the leader", session_id & 0xFFFFFFFFFFFFFFFF,
+                 conn.remote)
+        era.leader_conn.send(QuorumPacket(PacketType.REVALIDATE, -1, struct.pack(">qi", session_id, timeout_ms)))
+        self.end_turn_soon()
+
+    def _revalidated(self, era: Era, p: QuorumPacket) -> None:
+        data = p.data or b""
+        if len(data) < 9:
+            log.warning("the leader sent a short REVALIDATE (%d bytes)", len(data))
+            return
+        session_id, valid = struct.unpack_from(">q?", data)
+        conn = era.pending_revalidations.pop(session_id, None)
+        if conn is None:
+            log.warning("missing session 0x%x for validation", session_id & 0xFFFFFFFFFFFFFFFF)
+            return
+        if conn.closed:
+            return
+        if not valid:
+            log.info("invalid session 0x%x for client %s, probably expired", session_id & 0xFFFFFFFFFFFFFFFF,
+                     conn.remote)
+        era.server.finish_session_init(conn, valid)
+        era.server.flush_output()
 
     def _apply_committed(self, era: Era, txn: Txn) -> None:
         server = era.server

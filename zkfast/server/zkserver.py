@@ -8,6 +8,7 @@ connection, releasing the reads that waited behind the write.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from zkfast._datatree import DataTree
@@ -48,7 +49,7 @@ from zkfast._pipeline import PipelineCore, Prep, Request, now_ms
 from zkfast.server.auth import AuthRegistry
 from zkfast.server.codes import Code, ZkError
 from zkfast.server.commit import CommitStage, ImmediateCommit
-from zkfast.server.session import SessionTracker, session_password
+from zkfast.server.session import THIS_SERVER, SessionTracker, session_password
 
 if TYPE_CHECKING:
     from zkfast.net.connection import ClientConnection
@@ -134,6 +135,9 @@ class ZooKeeperServer(PipelineCore):
         self.enforcer: Any = None  # its AuthEnforcer when enforcement is on, else None
         self.mode = "standalone"
         self.quorum: Any = None  # the QuorumPeer of an ensemble member
+        # a learner's: asks the leader whether a reconnecting client's session is valid, and makes
+        # this server its owner there (Apache's Learner.validateSession); finish_session_init answers
+        self.revalidate: Callable[[ClientConnection, int, int], None] | None = None
         self.set_read_only(read_only)
         self.trace_mask = 0b100110010  # Apache's default text trace level (306)
         self.commit.start(self.on_commit)
@@ -214,8 +218,15 @@ class ZooKeeperServer(PipelineCore):
         if other is not None and other is not conn:
             other.close()  # the client reconnected: its old connection goes
         conn.core.session_id = session_id
+        if passwd == session_password(session_id) and self.revalidate is not None:
+            self.sessions.touch(session_id, timeout_ms)
+            self.revalidate(conn, session_id, timeout_ms)
+            return
         valid = (passwd == session_password(session_id)
                  and self.sessions.touch(session_id, timeout_ms))
+        if valid and self.prep.track_owners:
+            # Apache's LeaderZooKeeperServer.revalidateSession: a client back on the leader is its own
+            self.sessions.sessions[session_id].owner = THIS_SERVER
         if not valid:
             log.info("invalid session 0x%x for client %s, probably expired",
                      session_id & 0xFFFFFFFFFFFFFFFF, conn.remote)
