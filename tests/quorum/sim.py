@@ -426,6 +426,11 @@ class Sim:
         """A client write at n<sid>, an established leader: its zxid."""
         return self._write(self.nodes[sid])
 
+    def reconfig(self, sid: int, membership: Membership) -> int:
+        """A reconfig proposed at n<sid>, an established leader, whether or not the peer's checks
+        (a synced quorum of the new voters) would let it through: its zxid."""
+        return self._write(self.nodes[sid], membership)
+
     def established_leader(self) -> int | None:
         """The sid of a node that serves as an established leader, if one does."""
         return next((n.sid for n in self.nodes.values() if n.serving and n.next_zxid is not None), None)
