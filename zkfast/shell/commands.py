@@ -73,6 +73,7 @@ class CliCommand:
     name = ""
     option_str = ""
     options = Options()
+    min_args = 0  # the words it needs, its name included; fewer: its usage line (as each Java command)
 
     def __init__(self, console: Console, zk: ZkSession) -> None:
         self.console = console
@@ -90,7 +91,11 @@ class CliCommand:
             raise CliError(str(e)) from None
 
     def parse(self, args: list[str]) -> CliCommand:
-        raise NotImplementedError
+        self.cl = self._parse(args)
+        self.args = self.cl.args
+        if len(self.args) < self.min_args:
+            raise CliError(self.usage())
+        return self
 
     def exec(self) -> bool:
         raise NotImplementedError
@@ -170,8 +175,7 @@ class LsCommand(CliCommand):
             " -w   watch")
 
     def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
+        super().parse(args)
         if self.cl.has("?"):
             self.out(self.HELP)
         self._retain_compatibility(args, "'ls path [watch]' has been deprecated. Please use 'ls [-w] path' instead.")
@@ -203,8 +207,7 @@ class Ls2Command(LsCommand):
     option_str = "path [watch]"
 
     def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
+        CliCommand.parse(self, args)  # not ls's, which warns of the `watch` word
         if self.cl.has("?"):
             self.out(self.HELP)
         self._retain_compatibility(args, None)  # the old optional `watch` word, without a deprecation note
@@ -218,12 +221,10 @@ class StatCommand(CliCommand):
     name = "stat"
     option_str = "[-w] path"
     options = Options(Option("w", description="watch"))
+    min_args = 2
 
     def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
-        if len(self.args) < 2:
-            raise CliError(self.usage())
+        super().parse(args)
         self._retain_compatibility(
             args, "'stat path [watch]' has been deprecated. Please use 'stat [-w] path' instead.")
         return self
@@ -242,12 +243,10 @@ class GetCommand(CliCommand):
     name = "get"
     option_str = "[-s] [-w] path"
     options = Options(Option("s", description="stats"), Option("w", description="watch"))
+    min_args = 2
 
     def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
-        if len(self.args) < 2:
-            raise CliError(self.usage())
+        super().parse(args)
         self._retain_compatibility(
             args, "'get path [watch]' has been deprecated. Please use 'get [-s] [-w] path' instead.")
         return self
@@ -266,13 +265,7 @@ class GetAclCommand(CliCommand):
     name = "getAcl"
     option_str = "[-s] path"
     options = Options(Option("s", description="stats"))
-
-    def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
-        if len(self.args) < 2:
-            raise CliError(self.usage())
-        return self
+    min_args = 2
 
     def exec(self) -> bool:
         path = self.args[1]
@@ -288,11 +281,6 @@ class GetAllChildrenNumberCommand(CliCommand):
     name = "getAllChildrenNumber"
     option_str = "path"
 
-    def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
-        return self
-
     def exec(self) -> bool:
         if len(self.args) < 2:
             raise CliError(self.usage())
@@ -304,11 +292,6 @@ class GetAllChildrenNumberCommand(CliCommand):
 class GetEphemeralsCommand(CliCommand):
     name = "getEphemerals"
     option_str = "path"
-
-    def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
-        return self
 
     def exec(self) -> bool:
         prefix = self.args[1] if len(self.args) >= 2 else "/"
@@ -322,13 +305,6 @@ class GetConfigCommand(CliCommand):
     option_str = "[-c] [-w] [-s]"
     options = Options(Option("s", description="stats"), Option("w", description="watch"),
                       Option("c", description="client connection string"))
-
-    def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
-        if len(self.args) < 1:
-            raise CliError(self.usage())
-        return self
 
     def exec(self) -> bool:
         watch = self.cl.has("w")
@@ -398,8 +374,7 @@ class VersionCommand(CliCommand):
     option_str = ""
 
     def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
+        super().parse(args)
         if len(self.args) > 1:
             raise CliError(self.usage())
         return self
@@ -412,13 +387,7 @@ class VersionCommand(CliCommand):
 class SyncCommand(CliCommand):
     name = "sync"
     option_str = "path"
-
-    def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
-        if len(self.args) < 2:
-            raise CliError(self.usage())
-        return self
+    min_args = 2
 
     def exec(self) -> bool:
         path = self.args[1]
@@ -436,13 +405,7 @@ class CreateCommand(CliCommand):
     option_str = "[-s] [-e] [-c] [-t ttl] path [data] [acl]"
     options = Options(Option("e", description="ephemeral"), Option("s", description="sequential"),
                       Option("c", description="container"), Option("t", True, "ttl"))
-
-    def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
-        if len(self.args) < 2:
-            raise CliError(self.usage())
-        return self
+    min_args = 2
 
     def exec(self) -> bool:
         has_e, has_s, has_c, has_t = (self.cl.has(k) for k in "esct")
@@ -496,13 +459,7 @@ class SetCommand(CliCommand):
     name = "set"
     option_str = "[-s] [-v version] path data"
     options = Options(Option("s", description="stats"), Option("v", True, "version"))
-
-    def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
-        if len(self.args) < 3:
-            raise CliError(self.usage())
-        return self
+    min_args = 3
 
     def exec(self) -> bool:
         path = self.args[1]
@@ -528,12 +485,10 @@ class DeleteCommand(CliCommand):
     name = "delete"
     option_str = "[-v version] path"
     options = Options(Option("v", True, "version"))
+    min_args = 2
 
     def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
-        if len(self.args) < 2:
-            raise CliError(self.usage())
+        super().parse(args)
         if len(self.args) > 2:
             self.err("'delete path [version]' has been deprecated. Please use 'delete [-v version] path' instead.")
             self.cl = self._parse(args)
@@ -551,13 +506,7 @@ class DeleteAllCommand(CliCommand):
     name = "deleteall"
     option_str = "path [-b batch size]"
     options = Options(Option("b", True, "batch size"))
-
-    def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
-        if len(self.args) < 2:
-            raise CliError(self.usage())
-        return self
+    min_args = 2
 
     def exec(self) -> bool:
         try:
@@ -611,13 +560,7 @@ class SetAclCommand(CliCommand):
     option_str = "[-s] [-v version] [-R] path acl"
     options = Options(Option("s", description="stats"), Option("v", True, "version"),
                       Option("R", description="recursive"))
-
-    def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
-        if len(self.args) < 3:
-            raise CliError(self.usage())
-        return self
+    min_args = 3
 
     def exec(self) -> bool:
         path = self.args[1]
@@ -640,13 +583,7 @@ class SetAclCommand(CliCommand):
 class AddAuthCommand(CliCommand):
     name = "addauth"
     option_str = "scheme auth"
-
-    def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
-        if len(self.args) < 2:
-            raise CliError(self.usage())
-        return self
+    min_args = 2
 
     def exec(self) -> bool:
         auth = self.args[2] if len(self.args) >= 3 else None
@@ -679,8 +616,7 @@ class AddWatchCommand(CliCommand):
     options = Options(Option("m", True, ""))
 
     def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
+        super().parse(args)
         if len(self.args) != 2:
             raise CliError(self.usage())
         # zkCli.sh 3.8 keeps the last -m mode for later addWatch commands (one command object per shell);
@@ -710,13 +646,7 @@ class RemoveWatchesCommand(CliCommand):
     options = Options(Option("c", description="child watcher type"), Option("d", description="data watcher type"),
                       Option("a", description="any watcher type"),
                       Option("l", description="remove locally when there is no server connection"))
-
-    def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
-        if len(self.args) < 2:
-            raise CliError(self.usage())
-        return self
+    min_args = 2
 
     def exec(self) -> bool:
         path = self.args[1]
@@ -745,13 +675,7 @@ class SetQuotaCommand(CliCommand):
     name = "setquota"
     option_str = "-n|-b|-N|-B val path"
     options = _quota_options(True, True)
-
-    def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
-        if len(self.args) < 2:
-            raise CliError(self.usage())
-        return self
+    min_args = 2
 
     def exec(self) -> bool:
         path = self.args[1]
@@ -880,13 +804,7 @@ def _check_parent_quota(zk: ZkSession, path: str) -> None:
 class ListQuotaCommand(CliCommand):
     name = "listquota"
     option_str = "path"
-
-    def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
-        if len(self.args) < 2:
-            raise CliError(self.usage())
-        return self
+    min_args = 2
 
     def exec(self) -> bool:
         path = self.args[1]
@@ -909,13 +827,7 @@ class DelQuotaCommand(CliCommand):
     name = "delquota"
     option_str = "[-n|-b|-N|-B] path"
     options = _quota_options(False, False)
-
-    def parse(self, args: list[str]) -> CliCommand:
-        self.cl = self._parse(args)
-        self.args = self.cl.args
-        if len(self.args) < 2:
-            raise CliError(self.usage())
-        return self
+    min_args = 2
 
     def exec(self) -> bool:
         path = self.args[1]

@@ -17,45 +17,10 @@ from typing import Protocol
 
 from kazoo.security import ACL, Id
 
+from zkfast.server.codes import Code
+
 # ---------------------------------------------------------------------------------------------------------
 # KeeperException
-
-
-class Code:
-    """KeeperException.Code values (the wire error codes)."""
-
-    OK = 0
-    SYSTEMERROR = -1
-    RUNTIMEINCONSISTENCY = -2
-    DATAINCONSISTENCY = -3
-    CONNECTIONLOSS = -4
-    MARSHALLINGERROR = -5
-    UNIMPLEMENTED = -6
-    OPERATIONTIMEOUT = -7
-    BADARGUMENTS = -8
-    NEWCONFIGNOQUORUM = -13
-    RECONFIGINPROGRESS = -14
-    UNKNOWNSESSION = -12
-    APIERROR = -100
-    NONODE = -101
-    NOAUTH = -102
-    BADVERSION = -103
-    NOCHILDRENFOREPHEMERALS = -108
-    NODEEXISTS = -110
-    NOTEMPTY = -111
-    SESSIONEXPIRED = -112
-    INVALIDCALLBACK = -113
-    INVALIDACL = -114
-    AUTHFAILED = -115
-    SESSIONMOVED = -118
-    NOTREADONLY = -119
-    EPHEMERALONLOCALSESSION = -120
-    NOWATCHER = -121
-    REQUESTTIMEOUT = -122
-    RECONFIGDISABLED = -123
-    SESSIONCLOSEDREQUIRESASLAUTH = -124
-    QUOTAEXCEEDED = -125
-    THROTTLEDOP = -127
 
 
 _CODE_MESSAGES: dict[int, str] = {
