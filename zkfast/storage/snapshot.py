@@ -177,6 +177,7 @@ class SnapshotWriter:
     def _write_loop(self, sessions: list[tuple[int, int]]) -> None:
         env = self.env
         assert env is not None and self.tmp_path is not None
+        data_fd = -1
         try:
             dbs = {name: env.open_db(name) for name in DBS}
             data_fd = os.open(self.tmp_path / "data.mdb", os.O_RDONLY)
@@ -208,6 +209,7 @@ class SnapshotWriter:
                         "created_ms": int(time.time() * 1000)}
                 txn.put(b"info", json.dumps(meta).encode(), db=dbs[b"meta"])
             os.close(data_fd)
+            data_fd = -1
             env.sync(True)
             # the completion marker goes last, in its own synced transaction
             with env.begin(write=True) as txn:
@@ -224,6 +226,8 @@ class SnapshotWriter:
         except BaseException as e:  # noqa: BLE001 - reported to the loop
             self.error = e
             try:
+                if data_fd >= 0:
+                    os.close(data_fd)
                 if self.env is not None:
                     self.env.close()
                 if self.tmp_path is not None:
