@@ -524,6 +524,25 @@ def test_start_status_stop_with_the_real_server(tmp_path: Path, server_pids: lis
 
 
 @needs_server
+def test_start_from_a_source_checkout_runs_the_installed_server(tmp_path: Path, server_pids: list[int]) -> None:
+    """README's first command runs `zkfast start` in the repository, whose `zkfast/` has no compiled
+    modules: the server it starts in the background must still be the installed one."""
+    shadow = tmp_path / "zkfast"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('the source tree, not the installed zkfast')\n")
+    cfg, _ = server_cfg(tmp_path)
+    def installed_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        # in tmp_path, as a console script runs: the installed zkfast, whatever the directory holds
+        return subprocess.run([sys.executable, "-P", "-m", "zkfast", *args], capture_output=True, text=True,
+                              env=clean_env(tmp_path), cwd=tmp_path, timeout=60)
+
+    result = installed_cli("start", "--start-timeout", "30", str(cfg))
+    server_pids.append(read_pid_or_zero(tmp_path))
+    assert result.returncode == 0 and result.stdout == "Starting zookeeper ... STARTED\n", result
+    assert installed_cli("stop", str(cfg)).returncode == 0
+
+
+@needs_server
 def test_restart_with_the_real_server(tmp_path: Path, server_pids: list[int]) -> None:
     cfg, _ = server_cfg(tmp_path)
     assert start_real(tmp_path, cfg, server_pids).returncode == 0

@@ -143,7 +143,9 @@ class Invocation:
 
     def child_command(self) -> list[str]:
         """What `start` runs in the background: start-foreground with the same properties and config."""
-        cmd = [sys.executable, "-m", "zkfast"]
+        # -P: not the working directory's zkfast (a source checkout, where README's `zkfast start` runs,
+        # has no compiled modules) but the installed one this CLI came from
+        cmd = [sys.executable, "-P", "-m", "zkfast"]
         cmd += [f"-D{key}={value}" for key, value in self.properties.items()]
         cmd += ["--log-level", self.log_level, "start-foreground"]
         if self.log_file is not None:
