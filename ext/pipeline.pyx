@@ -267,7 +267,7 @@ cdef class Prep:
         if s.closing:
             raise ZkError(Code.SESSIONEXPIRED)
         if self.track_owners:
-            owner = THIS_SERVER if req.owner is None else req.owner
+            owner = owner_of(req)
             if s.owner is None:
                 s.owner = owner
             elif s.owner is not owner:
@@ -552,7 +552,7 @@ cdef class Prep:
             if self.track_owners:
                 s = self.sessions.sessions.get(req.session_id)
                 if s is not None:
-                    s.owner = THIS_SERVER if req.owner is None else req.owner
+                    s.owner = owner_of(req)
         elif typ == C_CLOSE_SESSION:
             self.close_session(txn, req)
         else:
@@ -1063,6 +1063,10 @@ cdef class PipelineCore:
             out.put_buffer_obj(txn.data)
             out.put_stat(&txn.stat)
         out.end_frame(start)
+
+
+cdef inline object owner_of(Request req):
+    return THIS_SERVER if req.owner is None else req.owner
 
 
 cdef bint session_moved(Txn txn) except -1:

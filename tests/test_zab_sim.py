@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 import pytest
 from quorum.sim import CHECKS, Params, Sim, run_seed
@@ -164,6 +164,23 @@ class Facts:
     diverging_write: int = 0            # the write of F and T's leader after that
 
 
+def settled(sim: Sim) -> Generator[Callable[[], bool], None, int]:
+    """A script's first steps: a leader establishes, everyone serves, and a few writes commit
+    everywhere; the leader's sid."""
+
+    def serving() -> bool:
+        return sim.established_leader() is not None and all(n.serving for n in sim.nodes.values())
+
+    yield serving
+    lid = sim.established_leader()
+    assert lid is not None
+    last = 0
+    for _ in range(3):
+        last = sim.write(lid)
+    yield lambda: serving() and all(n.tree.last == last for n in sim.nodes.values())
+    return lid
+
+
 def zookeeper_3911(facts: Facts) -> Callable[[Sim], Iterator[Callable[[], bool]]]:
     """ZOOKEEPER-3911: a learner that ACKs NEWLEADER before the txns of its sync are durable lets a
     leader count it for a txn it may lose; a crash then, and a quorum without that txn goes on.
@@ -176,16 +193,7 @@ def zookeeper_3911(facts: Facts) -> Callable[[Sim], Iterator[Callable[[], bool]]
 
     def script(sim: Sim) -> Iterator[Callable[[], bool]]:
         # 1. a leader establishes, everyone serves, and a few writes commit everywhere
-        def serving() -> bool:
-            return sim.established_leader() is not None and all(n.serving for n in sim.nodes.values())
-
-        yield serving
-        lid = sim.established_leader()
-        assert lid is not None
-        last = 0
-        for _ in range(3):
-            last = sim.write(lid)
-        yield lambda: serving() and all(n.tree.last == last for n in sim.nodes.values())
+        lid = yield from settled(sim)
         fid, tid = sorted(set(sim.nodes) - {lid})
         L, F = sim.nodes[lid], sim.nodes[fid]  # noqa: N806 (the names of the bug report)
         # 2. L logs x and is cut off at once: the PROPOSAL in flight is lost; everyone is alone, so
@@ -295,16 +303,7 @@ def reconfig_old_quorum(facts: ReconfigFacts) -> Callable[[Sim], Iterator[Callab
     and nothing acknowledged is lost."""
 
     def script(sim: Sim) -> Iterator[Callable[[], bool]]:
-        def serving() -> bool:
-            return sim.established_leader() is not None and all(n.serving for n in sim.nodes.values())
-
-        yield serving
-        lid = sim.established_leader()
-        assert lid is not None
-        last = 0
-        for _ in range(3):
-            last = sim.write(lid)
-        yield lambda: serving() and all(n.tree.last == last for n in sim.nodes.values())
+        lid = yield from settled(sim)
         others = sorted(set(sim.nodes) - {lid})
         keep, drop = others[:2], others[2:]
         sim.partition({lid, *drop}, keep)

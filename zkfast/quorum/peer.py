@@ -699,10 +699,7 @@ class QuorumPeer:
             log.warning("learner %s sent a short REVALIDATE (%d bytes)", conn.sid, len(data))
             return
         session_id, timeout_ms = struct.unpack_from(">qi", data)
-        sessions = era.server.sessions
-        valid = sessions.touch(session_id, timeout_ms)
-        if valid:
-            sessions.sessions[session_id].owner = conn
+        valid = era.server.sessions.reopen(session_id, timeout_ms, conn)
         log.debug("session 0x%x revalidated through learner %s: %s", session_id & 0xFFFFFFFFFFFFFFFF, conn.sid,
                   valid)
         conn.send(QuorumPacket(PacketType.REVALIDATE, p.zxid, struct.pack(">q?", session_id, valid)))
@@ -953,9 +950,6 @@ class QuorumPeer:
             return
         if conn.closed:
             return
-        if not valid:
-            log.info("invalid session 0x%x for client %s, probably expired", session_id & 0xFFFFFFFFFFFFFFFF,
-                     conn.remote)
         era.server.finish_session_init(conn, valid)
         era.server.flush_output()
 

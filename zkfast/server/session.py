@@ -128,6 +128,15 @@ class SessionTracker:
             self.touched.add(session_id)
         return True
 
+    def reopen(self, session_id: int, timeout_ms: int, owner: object | None = None) -> bool:
+        """A client back with its session (Apache's touchSession; on a leader also setOwner, with the
+        server it is on now). False if the session is unknown or closing."""
+        if not self.touch(session_id, timeout_ms):
+            return False
+        if owner is not None:
+            self.sessions[session_id].owner = owner
+        return True
+
     def check(self, session_id: int) -> None:
         s = self.sessions.get(session_id)
         if s is None:

@@ -218,18 +218,14 @@ class ZooKeeperServer(PipelineCore):
         if other is not None and other is not conn:
             other.close()  # the client reconnected: its old connection goes
         conn.core.session_id = session_id
-        if passwd == session_password(session_id) and self.revalidate is not None:
-            self.sessions.touch(session_id, timeout_ms)
-            self.revalidate(conn, session_id, timeout_ms)
+        if passwd != session_password(session_id):
+            valid = False
+        elif self.revalidate is not None:
+            self.revalidate(conn, session_id, timeout_ms)  # the leader's answer finishes it
             return
-        valid = (passwd == session_password(session_id)
-                 and self.sessions.touch(session_id, timeout_ms))
-        if valid and self.prep.track_owners:
+        else:
             # Apache's LeaderZooKeeperServer.revalidateSession: a client back on the leader is its own
-            self.sessions.sessions[session_id].owner = THIS_SERVER
-        if not valid:
-            log.info("invalid session 0x%x for client %s, probably expired",
-                     session_id & 0xFFFFFFFFFFFFFFFF, conn.remote)
+            valid = self.sessions.reopen(session_id, timeout_ms, THIS_SERVER if self.prep.track_owners else None)
         self.finish_session_init(conn, valid)
 
     def close_local_session(self, conn: ClientConnection, xid: int) -> None:
@@ -261,6 +257,8 @@ class ZooKeeperServer(PipelineCore):
             self.by_session[sid] = conn
             conn.established()
         else:
+            log.info("invalid session 0x%x for client %s, probably expired", sid & 0xFFFFFFFFFFFFFFFF,
+                     conn.remote)
             conn.close_after_flush()
 
     # -- requests
