@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import _tests_path  # noqa: F401  (tests/ on sys.path: testbase)
 from loadgen import (
     NCPU,
     PHASES,
@@ -57,8 +58,7 @@ from loadgen import (
     run_pass,
     setup_tree,
 )
-
-from zkfast._testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess, apache_available
+from testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess, apache_available
 
 HERE = Path(__file__).resolve().parent
 BIG_PARENT = "/zkbench/m"

@@ -4,7 +4,7 @@
     python bench/ensemble.py            # the full run (about 12 minutes on 2 cores)
     python bench/ensemble.py --quick    # about 2 minutes, small counts
 
-Both kinds are started the same way (zkfast._testbase.ensemble.Ensemble: one process per member on
+Both kinds are started the same way (testbase.ensemble.Ensemble: one process per member on
 127.0.0.2, .3, ..., its own dataDir, myid and zoo.cfg) with the same zoo.cfg settings: those of
 compare.py (fsync on, 4lw whitelist *, admin server off, maxClientCnxns=0) and tickTime=2000,
 initLimit=10, syncLimit=5. The load is bench/loadgen.py's, its connections spread over the members
@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _tests_path  # noqa: F401  (tests/ on sys.path: testbase)
 import uvloop
 from compare import (
     NCPU,
@@ -77,9 +78,8 @@ from loadgen import (
     open_session,
     setup_tree,
 )
-
-from zkfast._testbase.ensemble import Ensemble
-from zkfast._testbase.process import apache_available
+from testbase.ensemble import Ensemble
+from testbase.process import apache_available
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("zkfast", "apache")

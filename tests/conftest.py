@@ -22,8 +22,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
 from kazoo.protocol.states import WatchedEvent, ZnodeStat
 from kazoo.retry import KazooRetry
-
-from zkfast._testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess, apache_available
+from testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess, apache_available
 
 SUPER_USER = "super"
 SUPER_PASSWORD = "super-secret"

@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 from kazoo.client import KazooClient
-
-from zkfast._testbase.process import (
+from testbase.process import (
     JAVA_DIR,
     ApacheZkProcess,
     ServerProcess,
@@ -27,6 +26,7 @@ from zkfast._testbase.process import (
     apache_classpath,
     free_port,
 )
+
 from zkfast.config import load_config_text
 from zkfast.net import admin
 from zkfast.net.admin import BY_NAME, COMMANDS, jackson_json, parse_java_long

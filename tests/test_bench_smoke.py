@@ -15,8 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from zkfast._testbase.process import ZkfastProcess, apache_available
+from testbase.process import ZkfastProcess, apache_available
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 LINE = re.compile(r"^(created|set|get|deleted|watched|notif) +\d+ .* in +\d+ ms \((\S+ ms/op \S+/sec|included in prior)\)$")

@@ -8,8 +8,7 @@ The target is zkfast; ZKFAST_DIFF_TARGET=apache makes it a second Apache server 
 from __future__ import annotations
 
 import pytest
-
-from zkfast._testbase.cclient import (
+from testbase.cclient import (
     CliMtRun,
     Step,
     cli_mt_batch,
@@ -20,7 +19,7 @@ from zkfast._testbase.cclient import (
     require_cli_mt,
     run_load_gen,
 )
-from zkfast._testbase.zkcli import ClientMissing, both, diff_transcripts, reference_and_target, target_kind
+from testbase.zkcli import ClientMissing, both, diff_transcripts, reference_and_target, target_kind
 
 SCRIPT: list[Step] = [
     # session a builds a tree

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from testbase.process import free_port
 
 from zkfast import cli
-from zkfast._testbase.process import free_port
 from zkfast.config import ServerConfig
 
 REPO = Path(__file__).resolve().parent.parent

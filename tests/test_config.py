@@ -823,7 +823,7 @@ public class ParseCheck {
 
 
 def _apache_verdicts(tmp_path: Path, cases: dict[str, Path]) -> dict[str, bool]:
-    from zkfast._testbase.process import apache_classpath
+    from testbase.process import apache_classpath
     (tmp_path / "ParseCheck.java").write_text(CHECKER)
     subprocess.run(["javac", "-cp", apache_classpath(), "ParseCheck.java"], cwd=tmp_path, check=True,
                    capture_output=True)

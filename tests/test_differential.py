@@ -2,7 +2,7 @@
 
 Every script runs, through Apache ZooKeeper's own Java client (tests/java/ZkDriver.java), against a fresh
 Apache ZooKeeper and a fresh target server; the outputs (results, watch events, reply headers) must be
-identical after normalisation (zkfast/_testbase/difftest.py explains what is normalised).
+identical after normalisation (tests/testbase/difftest.py explains what is normalised).
 
 Environment:
   ZKFAST_DIFF_TARGET     zkfast (default) | apache (a second Apache server: proves the harness is deterministic)
@@ -10,7 +10,7 @@ Environment:
   ZKFAST_DIFF_SEED_BASE  first seed (default 0)
   ZKFAST_DIFF_STEPS      steps per random script (default 110)
   ZKFAST_DIFF_DUMP       directory for the script and raw outputs of failing cases (default: pytest tmp_path)
-A failing case can be replayed with `python -m zkfast._testbase.difftest --seeds N --target zkfast`.
+A failing case can be replayed with `python -m testbase.difftest --seeds N --target zkfast`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from zkfast._testbase import javadriver
-from zkfast._testbase.difftest import (
+from testbase import javadriver
+from testbase.difftest import (
     ADMIN,
     ALL,
     CREATE,
@@ -39,7 +38,7 @@ from zkfast._testbase.difftest import (
     generate_script,
     normalize,
 )
-from zkfast._testbase.process import ApacheZkProcess, apache_available
+from testbase.process import ApacheZkProcess, apache_available
 
 TARGET = os.environ.get("ZKFAST_DIFF_TARGET", "zkfast")
 N_SEEDS = int(os.environ.get("ZKFAST_DIFF_SEEDS", "10"))

@@ -17,9 +17,8 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import ConnectionLoss, KazooException, NotReadOnlyCallError, SessionExpiredError
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
-
-from zkfast._testbase.ensemble import Ensemble
-from zkfast._testbase.rawclient import RawSession, connect_request, u_acl, u_str
+from testbase.ensemble import Ensemble
+from testbase.rawclient import RawSession, connect_request, u_acl, u_str
 
 pytestmark = pytest.mark.timeout(240)
 

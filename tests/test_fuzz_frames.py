@@ -4,7 +4,7 @@ random pieces. After every example the server must still serve (`srvr`, a fresh 
 idle clients connected all along (kazoo and a raw one) must be undisturbed: same session, no state
 change, no unexpected frame.
 
-Frames are built with `struct` (zkfast/_testbase/rawclient.py), never with zkfast's codec.
+Frames are built with `struct` (tests/testbase/rawclient.py), never with zkfast's codec.
 Where Apache ZooKeeper's answer is fixed (a length over jute.maxbuffer closes the connection at
 once; an unknown opcode gets UNIMPLEMENTED and the connection is closed) the test asserts it.
 """
@@ -25,15 +25,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kazoo.client import KazooClient, KazooState
 from kazoo.security import make_digest_acl
-
-from zkfast._testbase.process import (
+from testbase.process import (
     ApacheZkProcess,
     ServerProcess,
     ZkfastProcess,
     apache_available,
     four_letter,
 )
-from zkfast._testbase.rawclient import OPEN, RawSession, connect_request, frame, request, u_acl, u_str
+from testbase.rawclient import OPEN, RawSession, connect_request, frame, request, u_acl, u_str
 
 MAX_BUFFER = 0xFFFFF  # Apache's default jute.maxbuffer
 PING_XID = -2

@@ -22,10 +22,9 @@ from dataclasses import dataclass
 
 import pytest
 from kazoo.client import KazooClient
-
-from zkfast._testbase.goclient import GoClientMissing, ensure_built, normalise, run_zkgo
-from zkfast._testbase.process import ServerProcess, ZkfastProcess
-from zkfast._testbase.zkcli import ClientMissing, both, diff_transcripts, reference_and_target, target_kind
+from testbase.goclient import GoClientMissing, ensure_built, normalise, run_zkgo
+from testbase.process import ServerProcess, ZkfastProcess
+from testbase.zkcli import ClientMissing, both, diff_transcripts, reference_and_target, target_kind
 
 # tickTime 500: sessions of 1 s .. 10 s, so the script's 2 s session expires quickly
 GO_CFG = {"tickTime": "500"}
@@ -149,7 +148,7 @@ def test_normalise_masks_only_what_varies() -> None:
 
 def test_go_client_missing_is_reported_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the library the error names the Debian packages (CI turns it into a failure, see above)."""
-    import zkfast._testbase.goclient as goclient
+    import testbase.goclient as goclient
 
     monkeypatch.setattr(goclient, "GOPATH", goclient.GOPATH / "does-not-exist")
     with pytest.raises(GoClientMissing, match="golang-github-samuel-go-zookeeper-dev"):

@@ -53,9 +53,8 @@ from kazoo.security import (
     make_acl,
     make_digest_acl,
 )
-
-from zkfast._testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess, apache_available
-from zkfast._testbase.rawclient import RawSession, connect_request, frame, request, u_str
+from testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess, apache_available
+from testbase.rawclient import RawSession, connect_request, frame, request, u_str
 
 Events = list[WatchedEvent]
 

@@ -15,15 +15,14 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from conftest import wait_until
-
-from zkfast._testbase.process import (
+from testbase.process import (
     ApacheZkProcess,
     ServerProcess,
     ZkfastProcess,
     apache_available,
     four_letter,
 )
-from zkfast._testbase.rawclient import OPEN, RawSession, connect_request, frame, request, u_acl, u_str
+from testbase.rawclient import OPEN, RawSession, connect_request, frame, request, u_acl, u_str
 
 KINDS = ["zkfast", "apache"]
 MAX_CNXNS = 3

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from kazoo.client import KazooClient
+from testbase.process import ZkfastProcess
 
-from zkfast._testbase.process import ZkfastProcess
 from zkfast.log import level_name, parse_level, resolve_level, setup_logging
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[myid:\] - (\w+) +\[(\S+):(\w+)@(\d+)\] - (.*)$")

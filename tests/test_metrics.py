@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 from kazoo.client import KazooClient
+from testbase.process import ZkfastProcess, free_port
 
-from zkfast._testbase.process import ZkfastProcess, free_port
 from zkfast.config import load_config_text
 from zkfast.net import metrics
 from zkfast.net.metrics import PROMETHEUS_PROVIDER, CommitHistograms, MetricsServer, classify, render_text

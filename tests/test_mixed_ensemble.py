@@ -21,9 +21,8 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
 from kazoo.retry import KazooRetry
-
-from zkfast._testbase.ensemble import Ensemble
-from zkfast._testbase.process import apache_available
+from testbase.ensemble import Ensemble
+from testbase.process import apache_available
 
 pytestmark = [pytest.mark.timeout(300),
               pytest.mark.skipif(not apache_available(), reason="Apache ZooKeeper is not installed")]

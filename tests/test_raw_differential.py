@@ -1,6 +1,6 @@
 """Byte-level differential tests: the same hand-built frames to Apache ZooKeeper 3.8 and to zkfast.
 
-The frames are built with `struct` (zkfast/_testbase/rawclient.py), not with zkfast's codec, and
+The frames are built with `struct` (tests/testbase/rawclient.py), not with zkfast's codec, and
 the answers are compared as bytes after zeroing ctime/mtime and renaming session ids. These cover
 the protocol corners real clients rarely reach: bad flags, bad opcodes, malformed records, auth
 failures, setWatches after a reconnect, oversized frames.
@@ -13,9 +13,8 @@ import struct
 from collections.abc import Callable, Iterator
 
 import pytest
-
-from zkfast._testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess, apache_available
-from zkfast._testbase.rawclient import OPEN, RawSession, connect_request, frame, request, u_acl, u_str
+from testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess, apache_available
+from testbase.rawclient import OPEN, RawSession, connect_request, frame, request, u_acl, u_str
 
 pytestmark = pytest.mark.skipif(not apache_available() and os.environ.get("CI") != "true",
                                 reason="Apache ZooKeeper (Debian package) is not installed")

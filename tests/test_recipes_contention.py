@@ -31,8 +31,7 @@ from kazoo.exceptions import KazooException, LockTimeout, NodeExistsError, NoNod
 from kazoo.recipe.cache import TreeCache
 from kazoo.recipe.lock import Lock
 from kazoo.retry import KazooRetry
-
-from zkfast._testbase.process import ServerProcess
+from testbase.process import ServerProcess
 
 SEED = 20240611
 JOIN_TIMEOUT_S = 45.0

@@ -21,9 +21,8 @@ from kazoo.exceptions import (
     NoAuthError,
     ReconfigDisabledError,
 )
-
-from zkfast._testbase.ensemble import Ensemble
-from zkfast._testbase.process import apache_available
+from testbase.ensemble import Ensemble
+from testbase.process import apache_available
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -27,9 +27,9 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import AuthFailedError, InvalidACLError, KazooException, NoAuthError
 from kazoo.retry import KazooRetry
 from kazoo.security import make_acl
+from testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess, apache_available
+from testbase.rawclient import RawSession, u_acl, u_str
 
-from zkfast._testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess, apache_available
-from zkfast._testbase.rawclient import RawSession, u_acl, u_str
 from zkfast.server.jaas import JaasError, expand_properties, parse_jaas
 from zkfast.server.sasl import (
     AuthEnforcer,

@@ -17,10 +17,10 @@ import struct
 from collections.abc import Iterator
 
 import pytest
+from testbase.ensemble import Ensemble
+from testbase.process import apache_available
+from testbase.rawclient import OPEN, RawSession, connect_request, u_acl, u_str
 
-from zkfast._testbase.ensemble import Ensemble
-from zkfast._testbase.process import apache_available
-from zkfast._testbase.rawclient import OPEN, RawSession, connect_request, u_acl, u_str
 from zkfast.server.session import session_password
 
 pytestmark = pytest.mark.timeout(240)

@@ -2,7 +2,7 @@
 
 The same scripted sessions run through zkCli.sh against Apache ZooKeeper and through `python -m zkfast.shell`
 (what `zkfast shell` calls) against the target server (zkfast; ZKFAST_DIFF_TARGET=apache makes it a second
-Apache server), each on fresh servers, and their normalised transcripts (zkfast._testbase.zkcli) must be
+Apache server), each on fresh servers, and their normalised transcripts (testbase.zkcli) must be
 equal.  The quota and `auth`-ACL script runs against two Apache servers: it checks the shell alone, apart
 from what the zkfast server does with quota statistics.  One-shot mode is compared the same way; the terminal
 features (prompt, readline history, tab completion, events printed while the prompt waits) are driven through
@@ -23,9 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
-from zkfast._testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess
-from zkfast._testbase.zkcli import (
+from testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess
+from testbase.zkcli import (
     MARKER_COMMAND,
     ClientMissing,
     _check_script,
@@ -40,6 +39,7 @@ from zkfast._testbase.zkcli import (
     target_kind,
     zkcli_oneshot,
 )
+
 from zkfast.shell.cliparse import Option, OptionGroup, Options, ParseError, parse
 from zkfast.shell.javacompat import StatsTrack, java_date, to_hex, validate_path
 from zkfast.shell.main import parse_command
@@ -258,7 +258,7 @@ QUOTA_SCRIPT = [
 
 
 def run_shell(address: str, commands: Sequence[str], extra_args: Sequence[str] = ()) -> str:
-    """A scripted `zkfast shell` session, fed and cut exactly as zkfast._testbase.zkcli drives zkCli.sh; the
+    """A scripted `zkfast shell` session, fed and cut exactly as testbase.zkcli drives zkCli.sh; the
     normalised transcript."""
     script = _check_script(commands)
     lines = [MARKER_COMMAND]

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 from kazoo.security import make_digest_acl
-
-from zkfast._testbase.process import JAVA_DIR, ApacheZkProcess, ZkfastProcess, apache_available
+from testbase.process import JAVA_DIR, ApacheZkProcess, ZkfastProcess, apache_available
 
 pytestmark = pytest.mark.skipif(not apache_available() and os.environ.get("CI") != "true",
                                 reason="Apache ZooKeeper (Debian package) is not installed")

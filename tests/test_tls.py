@@ -11,8 +11,7 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
 from kazoo.security import ACL, Id
-
-from zkfast._testbase.process import (
+from testbase.process import (
     ApacheZkProcess,
     ServerProcess,
     ZkfastProcess,

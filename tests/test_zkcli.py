@@ -7,8 +7,7 @@ The target is zkfast; ZKFAST_DIFF_TARGET=apache makes it a second Apache server 
 from __future__ import annotations
 
 import pytest
-
-from zkfast._testbase.zkcli import (
+from testbase.zkcli import (
     ClientMissing,
     both,
     diff_transcripts,

@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
-
-from zkfast._testbase.process import ZkfastProcess
+from testbase.process import ZkfastProcess
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

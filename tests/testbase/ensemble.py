@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from zkfast._testbase.process import (
+from testbase.process import (
     START_TIMEOUT_S,
     ApacheZkProcess,
     ServerProcess,

@@ -50,7 +50,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zkfast._testbase.zkcli import ClientMissing, is_session_owner
+from testbase.zkcli import ClientMissing, is_session_owner
 
 CLI_MT = Path(os.environ.get("ZK_CLI_MT", "/usr/lib/zookeeper/bin/cli_mt"))
 LOAD_GEN = Path(os.environ.get("ZK_LOAD_GEN", "/usr/lib/zookeeper/bin/load_gen"))

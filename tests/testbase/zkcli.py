@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from zkfast._testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess, apache_available
+from testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess, apache_available
 
 ZKCLI = Path(os.environ.get("ZKCLI_SH", "/usr/share/zookeeper/bin/zkCli.sh"))
 DIFF_TARGET_ENV = "ZKFAST_DIFF_TARGET"

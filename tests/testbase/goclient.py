@@ -39,7 +39,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from zkfast._testbase.zkcli import ClientMissing
+from testbase.zkcli import ClientMissing
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIR = REPO_ROOT / "tests" / "go" / "zkgo"

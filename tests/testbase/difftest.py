@@ -17,7 +17,7 @@ server (zkfast), outputs compared after normalisation.
 
 `DiffHarness` starts a fresh pair of servers for each script (so that zxids line up from the start and
 no timer of an earlier script can fire), runs the script against both in one driver JVM and compares.
-Run `python -m zkfast._testbase.difftest --help` for a command line (e.g. many seeds, Apache vs Apache).
+Run `python -m testbase.difftest --help` for a command line (e.g. many seeds, Apache vs Apache).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zkfast._testbase import javadriver
-from zkfast._testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess
+from testbase import javadriver
+from testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess
 
 Op = dict[str, Any]
 Line = dict[str, Any]
