@@ -1,22 +1,51 @@
-"""Every queue and buffer in zkfast has a named upper bound; past it: back-pressure or an error."""
+"""Every resource a client can fill has a named upper bound here, enforced before the work is done.
+
+README's "Limits" section lists each with its default and its Apache ZooKeeper equivalent;
+tests/test_abuse.py tries to exceed each one beside Apache ZooKeeper.
+"""
 
 from __future__ import annotations
 
-# Apache's jute.maxbuffer default: the largest frame a client may send (protocol.md §1.1)
+KIB = 1024
+MIB = 1024 * KIB
+
+# Apache's jute.maxbuffer default: the largest frame a client may send (ClientCnxn/BinaryInputArchive)
 DEFAULT_JUTE_MAXBUFFER_BYTES = 0xFFFFF
 
-# requests one connection may have queued behind its pending writes before reading pauses
+# -- output per connection
+# Answering stops, and the connection's input is paused, once its unsent output (the reply buffer
+# plus the transport's) reaches this; it resumes when the client has read half of it. Never below
+# one maximum-size reply (see connection_output_soft_limit_bytes).
+CONNECTION_OUTPUT_SOFT_LIMIT_BYTES = 4 * MIB
+# Output can pass the soft limit only through what a client cannot be refused once it is owed:
+# watch events, the reads that must precede a write already committed, one large reply. A connection
+# still above this after CONNECTION_OUTPUT_GRACE_MS is aborted and its buffers dropped. It is also
+# the largest single reply (a multiRead that would exceed it closes the connection instead).
+CONNECTION_OUTPUT_HARD_LIMIT_BYTES = 32 * MIB
+CONNECTION_OUTPUT_GRACE_MS = 10_000
+# A connection closed after its last reply (closeSession, a four-letter word) is aborted if the
+# client has not read that reply within this long.
+CLOSING_CONNECTION_LINGER_MS = 10_000
+
+# -- requests read from a connection and not yet answered (reads behind its writes, writes in flight)
 MAX_QUEUED_PER_CONNECTION = 10_000
+MAX_CONNECTION_OUTPUT_BYTES = 64 * MIB  # replaced by the soft and hard limits (in progress)
+MAX_QUEUED_BYTES_PER_CONNECTION = 8 * MIB  # request bodies plus QUEUED_REQUEST_OVERHEAD_BYTES each
+QUEUED_REQUEST_OVERHEAD_BYTES = 256  # a Request object and its bookkeeping, measured (tests/test_abuse.py)
 
-# output bytes a connection may have waiting in its transport before we stop reading from it
-# (a client that does not read its replies must not make the server buffer without bound)
-MAX_CONNECTION_OUTPUT_BYTES = 64 * 1024 * 1024
+# -- writes in flight between prep and commit, across the server
+DEFAULT_GLOBAL_OUTSTANDING_LIMIT = 1000  # Apache's globalOutstandingLimit default (requests)
+GLOBAL_OUTSTANDING_BYTES_LIMIT = 64 * MIB  # their request bodies; no Apache equivalent
 
-# writes in flight between prep and commit across the server (globalOutstandingLimit default)
-DEFAULT_GLOBAL_OUTSTANDING_LIMIT = 1000
+# -- connections that never become sessions (Apache's nio.sessionlessCnxnTimeout default)
+DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS = 10_000
 
-# a four-letter word answer never needs more than this (dump of many sessions included)
-MAX_FOUR_LETTER_ANSWER_BYTES = 64 * 1024 * 1024
+# -- four-letter words and admin commands: their answers are produced in slices between request
+# batches and written through a buffer of at most this many bytes
+ANSWER_SLICE_BYTES = 64 * KIB
 
-# setWatches may list many paths; Apache splits them in ~128 KB batches, jute.maxbuffer bounds them
-MAX_SESSIONS = 1_000_000
+
+def connection_output_soft_limit_bytes(max_frame_bytes: int) -> int:
+    """The soft limit for a server whose jute.maxbuffer is max_frame_bytes: room for one reply of
+    that size (data, a Stat and the reply header) however the operator raised it."""
+    return max(CONNECTION_OUTPUT_SOFT_LIMIT_BYTES, max_frame_bytes + 4 * KIB)

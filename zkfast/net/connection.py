@@ -11,10 +11,11 @@ import logging
 import socket
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from zkfast._fastpath import STATE_CLOSED, STATE_OPEN, ConnCore
-from zkfast.limits import MAX_CONNECTION_OUTPUT_BYTES
+from zkfast.limits import ANSWER_SLICE_BYTES, MAX_CONNECTION_OUTPUT_BYTES
 
 if TYPE_CHECKING:
     from zkfast._pipeline import Request
@@ -55,6 +56,7 @@ class ClientConnection(asyncio.Protocol):
         self.in_feed = False
         self.write_paused = False
         self.read_paused = False
+        self._answer: Iterator[bytes] | None = None
 
     # -- asyncio.Protocol
 
@@ -127,6 +129,8 @@ class ClientConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.write_paused = False
         self._update_reading()
+        if self._answer is not None:
+            self._pump_answer()
 
     # -- ConnCore handler callbacks
 
@@ -142,10 +146,36 @@ class ClientConnection(asyncio.Protocol):
     def on_four_letter(self, cmd: str, rest: bytes) -> None:
         from zkfast.net import fourletter
 
-        text = fourletter.answer(self.server, self.listener, cmd, rest)
-        if self.transport is not None:
-            self.transport.write(text.encode("utf-8"))
-        self.close_after_flush()
+        self.stream_answer(fourletter.answer_pieces(self.server, self.listener, cmd, rest))
+
+    # -- answers produced in slices (four-letter words)
+
+    def stream_answer(self, pieces: Iterator[bytes]) -> None:
+        """Send an answer that `pieces` produces bit by bit, then close: each turn of the event loop
+        takes pieces until ANSWER_SLICE_BYTES are out or the transport holds that much (then
+        resume_writing continues), so a big answer neither stalls other clients nor piles up here."""
+        self._answer = pieces
+        self._pump_answer()
+
+    def _pump_answer(self) -> None:
+        pieces = self._answer
+        transport = self.transport
+        if pieces is None or transport is None or self.closed:
+            self._answer = None
+            return
+        produced = 0
+        for piece in pieces:
+            transport.write(piece)
+            produced += len(piece)
+            if produced >= ANSWER_SLICE_BYTES or transport.get_write_buffer_size() >= ANSWER_SLICE_BYTES:
+                break
+        else:
+            self._answer = None
+            self.close_after_flush()
+            self.flush()
+            return
+        if not self.write_paused:
+            asyncio.get_running_loop().call_soon(self._pump_answer)
 
     def on_bad_frame(self, length: int) -> None:
         log.warning("Len error. A message from %s with advertised length of %d is either a malformed "

@@ -11,7 +11,7 @@ import resource
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from zkfast.net import serverdata
@@ -50,6 +50,11 @@ def rounded_avg(total: float, count: int) -> float:
         return 0.0
     q = decimal.Decimal(total / count).quantize(decimal.Decimal("0.0001"), rounding=decimal.ROUND_HALF_UP)
     return float(q)
+
+
+def answer_pieces(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> Iterator[bytes]:
+    """The answer as the connection streams it (ClientConnection.stream_answer)."""
+    yield answer(server, listener, cmd, rest).encode("utf-8")
 
 
 def answer(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
