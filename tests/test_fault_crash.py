@@ -18,8 +18,9 @@ version and zxid; no half-applied or phantom write; per-session order and reply 
 reconnecting each session with its last zxid); sequential names. At the end every subtree verified
 after an earlier crash is compared with what it was then (later crashes must not change it).
 
-The planted-bug tests show the checkers fail when they should: ZKFAST_PLANT_BUG=ack-before-write is
-caught by the kill -9 campaign, ack-before-fsync by the machine-crash campaign.
+The planted-bug tests show the checkers fail when they should: a server started through
+tests/fault/planted_server.py with ack-before-write is caught by the kill -9 campaign, with
+ack-before-fsync by the machine-crash campaign.
 
 Seed: ZKFAST_FAULT_SEED (default fixed); every failure message names the seed and iteration.
 """
@@ -260,7 +261,7 @@ def test_machine_crash_under_load_loses_no_acknowledged_write(crashfs: CrashFs) 
 def test_kill9_checker_catches_planted_ack_before_write() -> None:
     rng = random.Random(SEED + 2)
     with tmp_dir("zkfault-plant-w-") as d:
-        srv = FaultServer(workdir=d, cfg={"snapCount": SNAP_COUNT}, env={"ZKFAST_PLANT_BUG": "ack-before-write"})
+        srv = FaultServer(workdir=d, cfg={"snapCount": SNAP_COUNT}, planted_bug="ack-before-write")
         try:
             camp = crash_campaign(srv, rng, iterations=8, modes=("ack",), stop_at_first=True, time_cap_s=40)
         finally:
@@ -274,7 +275,7 @@ def test_machine_crash_checker_catches_planted_ack_before_fsync(crashfs: CrashFs
     rng = random.Random(SEED + 3)
     with tmp_dir("zkfault-plant-f-") as d:
         srv = FaultServer(workdir=d, data_dir=crashfs.mountpoint / "data", cfg={"snapCount": SNAP_COUNT},
-                          env={"ZKFAST_PLANT_BUG": "ack-before-fsync"})
+                          planted_bug="ack-before-fsync")
         try:
             camp = crash_campaign(srv, rng, iterations=4, fs=crashfs, modes=("fsync",), stop_at_first=True,
                                   time_cap_s=30)

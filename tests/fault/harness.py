@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from testbase.process import ZkfastProcess
 
+from fault.planted_server import command as planted_command
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -33,11 +35,12 @@ def is_root() -> str | None:
 
 
 class FaultServer(ZkfastProcess):
-    """A zkfast process whose dataDir (and dataLogDir) may live elsewhere, restartable after kill -9."""
+    """A zkfast process whose dataDir (and dataLogDir) may live elsewhere, restartable after kill -9;
+    with `planted_bug`, started through tests/fault/planted_server.py with that bug in its txn log."""
 
     def __init__(self, data_dir: Path | None = None, data_log_dir: Path | None = None,
                  cfg: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
-                 workdir: Path | None = None) -> None:
+                 workdir: Path | None = None, planted_bug: str | None = None) -> None:
         merged = {"tickTime": "2000", "snapCount": "100000", "preAllocSize": "1024"}
         merged.update(cfg or {})
         super().__init__(cfg=merged, env=env, workdir=workdir)
@@ -50,11 +53,14 @@ class FaultServer(ZkfastProcess):
         self.starts = 0
         self.log_offset_at_start = 0
         self.extra_args: tuple[str, ...] = ()  # appended to the command line (e.g. --truncate-log-at)
+        self.planted_bug = planted_bug
         # called if SIGKILL does not end the process in time: it may be waiting on a frozen crashfs
         self.on_stuck: Callable[[], None] | None = None
 
     def command(self) -> list[str]:
-        return [*super().command(), *self.extra_args]
+        if self.planted_bug is None:
+            return [*super().command(), *self.extra_args]
+        return planted_command(self.planted_bug, "start-foreground", str(self.cfg_path), *self.extra_args)
 
     def start(self, timeout_s: float = 60.0) -> FaultServer:
         try:

@@ -41,12 +41,6 @@ LOG_PREFIX = "log."
 MAX_QUEUED_BATCH_BYTES = 256 * 1024 * 1024
 PREALLOC_MARGIN_BYTES = 4096
 
-# Fault tests show their checkers can fail by planting a known bug through this variable:
-#   ack-before-fsync  acknowledge a batch before fdatasync (a machine crash then loses acked writes)
-#   no-fsync          never fdatasync
-#   ack-before-write  acknowledge a batch before it is even written (kill -9 then loses acked writes)
-PLANTED_BUG = os.environ.get("ZKFAST_PLANT_BUG", "")
-
 
 def log_name(zxid: int) -> str:
     return f"{LOG_PREFIX}{zxid:x}"
@@ -315,9 +309,6 @@ class LogWriter:
                 self._cond.notify_all()
             if not batches:
                 continue
-            if PLANTED_BUG == "ack-before-write":
-                self.on_durable(batches[-1].last_zxid, sum(b.count for b in batches))
-                time.sleep(0.02)  # widen the window a crash must hit to show the loss
             try:
                 self._write(batches, roll)
             except BaseException as e:  # noqa: BLE001 - any failure must reach the loop
@@ -330,9 +321,7 @@ class LogWriter:
                 self.on_error(e, batches)
                 continue
             self.failed = False
-            last = batches[-1].last_zxid
-            if PLANTED_BUG not in ("ack-before-write", "ack-before-fsync"):
-                self.on_durable(last, sum(b.count for b in batches))
+            self._acknowledge(batches)
             if self._should_roll():
                 self._reset_snapshot_stats()
                 with self._cond:
@@ -387,44 +376,8 @@ class LogWriter:
         assert fd is not None
         data = batches[0].data if len(batches) == 1 else b"".join(b.data for b in batches)
         self._preallocate(fd, self._pos + len(data))
-        view = memoryview(data)
-        written = 0
-        try:
-            while written < len(data):
-                written += os.pwrite(fd, view[written:], self._pos + written)
-        except OSError:
-            # leave no partial entry behind: zero what this batch wrote
-            if written:
-                try:
-                    os.pwrite(fd, bytes(written), self._pos)
-                except OSError:
-                    pass
-            raise
-        if PLANTED_BUG == "ack-before-fsync":
-            self.on_durable(batches[-1].last_zxid, sum(b.count for b in batches))
-        if self.force_sync and PLANTED_BUG != "no-fsync":
-            t0 = time.perf_counter()
-            try:
-                os.fdatasync(fd)
-            except OSError as e:
-                # the page cache can no longer be trusted to match the disk: never acknowledge,
-                # take the entries back as well as we can, and stop writing for good
-                try:
-                    os.pwrite(fd, bytes(len(data)), self._pos)
-                    os.fdatasync(fd)
-                except OSError:
-                    pass
-                raise FsyncFailed(str(e)) from e
-            ms = (time.perf_counter() - t0) * 1000
-            self.fsync_count += 1
-            self.fsync_total_ms += ms
-            self.fsync_min_ms = ms if self.fsync_count == 1 else min(self.fsync_min_ms, ms)
-            self.fsync_max_ms = max(self.fsync_max_ms, ms)
-            if ms > self.fsync_warning_ms:
-                self.fsync_threshold_exceed_count += 1
-                log.warning("fsync-ing the write ahead log in %s took %dms which will adversely effect "
-                            "operation latency. File size is %d bytes. See the ZooKeeper troubleshooting "
-                            "guide", threading.current_thread().name, ms, self._allocated)
+        self._append(fd, data)
+        self._sync(fd, len(data))
         self._pos += len(data)
         n = sum(b.count for b in batches)
         self._count_since_roll += n
@@ -434,6 +387,55 @@ class LogWriter:
         on_batch = self.on_batch
         if on_batch is not None:
             on_batch(n, time.perf_counter() - batches[0].created)
+
+    def _acknowledge(self, batches: list[Batch]) -> None:
+        """The batches are written (and synced, with forceSync): their txns may be answered."""
+        self.on_durable(batches[-1].last_zxid, sum(b.count for b in batches))
+
+    def _append(self, fd: int, data: bytes) -> None:
+        """Write `data` at the end of the current file, or leave no partial entry behind."""
+        view = memoryview(data)
+        written = 0
+        try:
+            while written < len(data):
+                written += os.pwrite(fd, view[written:], self._pos + written)
+        except OSError:
+            # a torn entry in the middle of the file would stop recovery: zero what was written
+            if written:
+                try:
+                    os.pwrite(fd, bytes(written), self._pos)
+                except OSError:
+                    pass
+            raise
+
+    def _sync(self, fd: int, length: int) -> None:
+        """Make the `length` bytes just appended durable (with forceSync), timing it for mntr."""
+        if not self.force_sync:
+            return
+        t0 = time.perf_counter()
+        try:
+            os.fdatasync(fd)
+        except OSError as e:
+            # the page cache can no longer be trusted to match the disk: never acknowledge,
+            # take the entries back as well as we can, and stop writing for good
+            try:
+                os.pwrite(fd, bytes(length), self._pos)
+                os.fdatasync(fd)
+            except OSError:
+                pass
+            raise FsyncFailed(str(e)) from e
+        self._record_fsync((time.perf_counter() - t0) * 1000)
+
+    def _record_fsync(self, ms: float) -> None:
+        self.fsync_count += 1
+        self.fsync_total_ms += ms
+        self.fsync_min_ms = ms if self.fsync_count == 1 else min(self.fsync_min_ms, ms)
+        self.fsync_max_ms = max(self.fsync_max_ms, ms)
+        if ms > self.fsync_warning_ms:
+            self.fsync_threshold_exceed_count += 1
+            log.warning("fsync-ing the write ahead log in %s took %dms which will adversely effect "
+                        "operation latency. File size is %d bytes. See the ZooKeeper troubleshooting "
+                        "guide", threading.current_thread().name, ms, self._allocated)
 
     def _close_file(self) -> None:
         if self._fd is not None:
