@@ -5,6 +5,11 @@
 orders behind (exists, getData, getChildren, getChildren2, ping) are answered here, straight from
 the DataTree into the connection's output buffer; everything else goes to the Python handler,
 one call per frame. The caller writes `out` once per `feed`.
+
+Before each frame the loop checks that it may take it: the session is set up, the server is not
+throttling this connection, the connection's unsent output is below its soft limit and its queue of
+unanswered requests below its count and byte limits. If not, it stops with `blocked` set and keeps
+the rest of the input; the caller pauses reading until whatever stopped it has cleared.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -14,6 +19,11 @@ from libc.string cimport memcpy, memmove
 
 from zkfast._jute cimport WriteBuffer, load_u32, wb_i32, wb_i64
 from zkfast._datatree cimport DataTree, Watcher
+
+from zkfast.limits import MAX_QUEUED_BYTES_PER_CONNECTION, MAX_QUEUED_PER_CONNECTION
+
+cdef Py_ssize_t MAX_QUEUED = MAX_QUEUED_PER_CONNECTION
+cdef Py_ssize_t MAX_QUEUED_BYTES = MAX_QUEUED_BYTES_PER_CONNECTION
 
 # connection states
 STATE_HANDSHAKE = 0     # the first frame is a ConnectRequest or a four-letter word
@@ -48,6 +58,10 @@ cdef class ConnCore(Watcher):
         self.max_frame_bytes = max_frame_bytes
         self.state = S_HANDSHAKE
         self.queued = 0
+        self.queued_bytes = 0
+        self.out_limit = 0
+        self.backlog = 0
+        self.blocked = False
         self.slow_only = False
         self.paused = False
         self.inbuf = NULL
@@ -110,14 +124,25 @@ cdef class ConnCore(Watcher):
         if self.inlen > 0 and self.state != S_CLOSED:
             self.run(self.inbuf, self.inlen)
 
+    cpdef bint output_full(self):
+        """The unsent output (ours and the transport's) has reached the soft limit."""
+        return self.out_limit > 0 and self.out.len + self.backlog >= self.out_limit
+
+    cdef bint may_not_take(self) noexcept:
+        return (self.paused or self.state == S_WAIT_SESSION or self.queued >= MAX_QUEUED
+                or self.queued_bytes >= MAX_QUEUED_BYTES
+                or (self.out_limit > 0 and self.out.len + self.backlog >= self.out_limit))
+
     cdef int run(self, const char* p, Py_ssize_t n) except -1:
         cdef int32_t length, xid, op
         cdef Py_ssize_t pos = 0
         cdef DataTree tree = self.tree
         cdef WriteBuffer out = self.out
         cdef Py_ssize_t start
+        self.blocked = False
         while n - pos >= 4 and self.state != S_CLOSED:
-            if self.paused or self.state == S_WAIT_SESSION:
+            if self.may_not_take():
+                self.blocked = True
                 break
             length = <int32_t>load_u32(<const uint8_t*>p + pos)
             if self.state == S_HANDSHAKE and length in FOUR_LETTER_CODES:

@@ -108,6 +108,10 @@ def jstr(bytes b):
 # Output
 
 
+# what an emptied WriteBuffer keeps of its capacity
+cdef Py_ssize_t KEEP_CAPACITY_BYTES = 256 * 1024
+
+
 cdef class WriteBuffer:
     """Growable output bytes with length-prefixed framing. One per connection and per log batch."""
 
@@ -191,9 +195,16 @@ cdef class WriteBuffer:
         return PyBytes_FromStringAndSize(self.buf, self.len)
 
     def take(self):
-        """The bytes written so far; the buffer is empty afterwards."""
+        """The bytes written so far; the buffer is empty afterwards, and gives back the memory a
+        burst of big replies made it grow to (the taken bytes hold a copy until they are sent)."""
+        cdef char* nb
         out = PyBytes_FromStringAndSize(self.buf, self.len)
         self.len = 0
+        if self.cap > KEEP_CAPACITY_BYTES:
+            nb = <char*>PyMem_Realloc(self.buf, KEEP_CAPACITY_BYTES)
+            if nb is not NULL:
+                self.buf = nb
+                self.cap = KEEP_CAPACITY_BYTES
         return out
 
     def clear(self):

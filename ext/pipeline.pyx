@@ -741,7 +741,7 @@ cdef extern from "<time.h>" nogil:
     int CLOCK_REALTIME
 
 from zkfast.server import reads
-from zkfast.limits import MAX_QUEUED_PER_CONNECTION
+from zkfast.limits import GLOBAL_OUTSTANDING_BYTES_LIMIT, QUEUED_REQUEST_OVERHEAD_BYTES
 
 cdef enum:
     C_AUTH = 100
@@ -752,6 +752,10 @@ cdef enum:
 # stands in for the txn of a request a learner forwarded to its leader, until the leader's commit
 # brings the real one: reads of the same connection queue behind it as behind any write
 FORWARDED = Txn(0, 0, 0, 0, -1)
+# stands in for the txn of a write that waits, unprepared, behind reads of its connection not yet
+# answered: it is prepared when they are, so their replies never have to be forced out (past the
+# connection's output limit) to keep the order of replies
+DEFERRED = Txn(0, 0, 0, 0, -1)
 
 
 def now_ms():
@@ -791,9 +795,13 @@ cdef class PipelineCore:
     cdef public int64_t latency_max_ms
     cdef public int64_t latency_total_ms
     cdef public int64_t latency_count
+    cdef public int64_t in_flight_bytes  # request bodies of in_flight
+    cdef bint flushing_commit
 
     def __init__(self):
         self.in_flight = deque()
+        self.in_flight_bytes = 0
+        self.flushing_commit = False
         self.dirty_conns = []
         self.paused = []
         self.by_session = {}
@@ -847,48 +855,64 @@ cdef class PipelineCore:
         elif is_txn_op(op) or (op == C_SYNC_OP and self.forward is not None):
             if self.write_failure is not None:
                 req.error = ZkError(Code.SYSTEMERROR)  # answered in its turn, like a read
+            elif waits_for_reads(conn.queue):
+                req.txn = DEFERRED
+                self.enqueue(conn, req)
+                return
             else:
                 self.submit(req)
-                if len(self.in_flight) > self.global_outstanding_limit:
-                    self.pause(conn)
                 return
-        queue = conn.queue
-        if queue:
-            queue.append(req)
-            core.queued = len(queue)
-            if core.queued > MAX_QUEUED_PER_CONNECTION:
-                self.pause(conn)  # reads pile up behind a slow write: stop reading this client
+        if conn.queue:
+            self.enqueue(conn, req)
         else:
             self.run_read(conn, req)
 
-    cpdef submit(self, Request req):
+    cpdef enqueue(self, conn, Request req):
+        """req joins its connection's queue of requests read and not yet answered."""
+        cdef ConnCore core = conn.core
+        conn.queue.append(req)
+        core.queued += 1
+        core.queued_bytes += body_bytes(req) + QUEUED_REQUEST_OVERHEAD_BYTES
+
+    cpdef bint dequeue(self, conn, Request req):
+        """req leaves the head of its connection's queue; False if it is not the head."""
+        cdef ConnCore core = conn.core
+        queue = conn.queue
+        if not queue or queue[0] is not req:
+            return False
+        queue.popleft()
+        core.queued -= 1
+        core.queued_bytes -= body_bytes(req) + QUEUED_REQUEST_OVERHEAD_BYTES
+        return True
+
+    cpdef submit(self, Request req, bint queued=False):
+        """Prepare req (or forward it to the leader) and hand its txn to the commit stage; `queued`:
+        req is already at the head of its connection's queue (a deferred write)."""
         cdef Txn txn
         conn = req.conn
         if self.forward is not None:
-            if conn is not None:
-                req.txn = FORWARDED
-                queue = conn.queue
-                queue.append(req)
-                (<ConnCore>conn.core).queued = len(queue)
+            req.txn = FORWARDED
+            if conn is not None and not queued:
+                self.enqueue(conn, req)
             self.forward(req)
             return
         txn = self.prep.prep(req)
         if txn is None:
             # a read or reconfig that failed before getting a zxid: answered in order
-            if conn is not None:
-                queue = conn.queue
-                if queue:
-                    queue.append(req)
-                    (<ConnCore>conn.core).queued = len(queue)
+            if conn is not None and not queued:
+                if conn.queue:
+                    self.enqueue(conn, req)
                 else:
                     self.run_read(conn, req)
             return
-        if conn is not None:
-            queue = conn.queue
-            queue.append(req)
-            (<ConnCore>conn.core).queued = len(queue)
+        if conn is not None and not queued:
+            self.enqueue(conn, req)
         self.in_flight.append(req)
+        self.in_flight_bytes += body_bytes(req)
         self.commit.append(txn)
+        if conn is not None and (len(self.in_flight) > self.global_outstanding_limit
+                                 or self.in_flight_bytes > GLOBAL_OUTSTANDING_BYTES_LIMIT):
+            self.pause(conn)
 
     def run_read(self, conn, Request req):
         """Answer a non-txn request now (nothing of its session is ahead of it)."""
@@ -896,8 +920,19 @@ cdef class PipelineCore:
 
     def end_batch(self):
         """After a batch of input: let the commit stage make its txns final, flush output."""
-        self.commit.flush()
+        self.flush_commit()
         self.flush_output()
+
+    cdef flush_commit(self):
+        # not from inside a flush: a commit stage that commits at once calls on_commit from its
+        # flush, and loops until nothing new was appended
+        if self.flushing_commit:
+            return
+        self.flushing_commit = True
+        try:
+            self.commit.flush()
+        finally:
+            self.flushing_commit = False
 
     # -- commit and apply
 
@@ -910,10 +945,13 @@ cdef class PipelineCore:
             if req.txn.zxid > zxid:
                 break
             in_flight.popleft()
+            self.in_flight_bytes -= body_bytes(req)
             self.apply(req.type, req.txn)
             self.finish(req)
-        if self.paused and len(in_flight) <= self.global_outstanding_limit // 2:
+        if self.paused and len(in_flight) <= self.global_outstanding_limit // 2 \
+                and self.in_flight_bytes <= GLOBAL_OUTSTANDING_BYTES_LIMIT // 2:
             self.resume_paused()
+        self.flush_commit()  # writes prepared meanwhile (deferred behind reads just answered)
         if self.tree.dirty_watchers or self.dirty_conns:
             self.flush_output()
 
@@ -935,12 +973,10 @@ cdef class PipelineCore:
                 if other is not None:
                     other.close_after_flush()
             return
-        queue = conn.queue
-        head = queue.popleft() if queue else None
-        assert head is req, "writes finish in the order their connection sent them"
+        popped = self.dequeue(conn, req)
+        assert popped, "writes finish in the order their connection sent them"
         core = conn.core
         if conn.closed:
-            core.queued = len(queue)
             return
         if req.type == C_CREATE_SESSION:
             self.finish_session_init(conn, True)
@@ -957,22 +993,28 @@ cdef class PipelineCore:
         self.drain_queue(conn)
 
     cpdef drain_queue(self, conn):
-        """Run the reads that waited behind a finished write, up to the next write."""
+        """Answer the reads that waited behind a finished write, up to the next write in flight,
+        while the connection's output is below its soft limit (the connection drains the rest once
+        its client has read); a deferred write they reach is prepared."""
         cdef Request req
-        cdef ConnCore core
+        cdef ConnCore core = conn.core
         queue = conn.queue
         while queue:
             req = queue[0]
-            if req.txn is not None:
+            if req.txn is DEFERRED:
+                req.txn = None
+                self.submit(req, True)
+                if req.txn is not None:
+                    break  # in flight now (a reconfig refused before its zxid is answered below)
+            elif req.txn is not None:
                 break
-            queue.popleft()
+            if core.output_full():
+                break
+            self.dequeue(conn, req)
             self.run_read(conn, req)
-        core = conn.core
-        core.queued = len(queue)
-        if core.paused and core.queued < MAX_QUEUED_PER_CONNECTION // 2 \
-                and len(self.in_flight) <= self.global_outstanding_limit // 2:
-            self.resume_one(conn)
         self.mark_dirty(conn)
+        if core.blocked:
+            conn.wake()
 
     cpdef mark_dirty(self, conn):
         if not conn.dirty_flag:
@@ -1063,6 +1105,19 @@ cdef class PipelineCore:
             out.put_buffer_obj(txn.data)
             out.put_stat(&txn.stat)
         out.end_frame(start)
+
+
+cdef inline Py_ssize_t body_bytes(Request req) noexcept:
+    return 0 if req.body is None else PyBytes_GET_SIZE(req.body)
+
+
+cdef inline bint waits_for_reads(object queue):
+    # the connection's last queued request is a read not yet answered, or a write waiting for one
+    cdef Request last
+    if not queue:
+        return False
+    last = queue[len(queue) - 1]
+    return last.txn is None or last.txn is DEFERRED
 
 
 cdef inline object owner_of(Request req):

@@ -10,7 +10,11 @@ cdef class ConnCore(Watcher):
     cdef Py_ssize_t inlen
     cdef Py_ssize_t incap
     cdef public int state
-    cdef public int queued
+    cdef public int queued          # requests read and not yet answered (the connection's queue)
+    cdef public Py_ssize_t queued_bytes  # their bodies, plus QUEUED_REQUEST_OVERHEAD_BYTES each
+    cdef public Py_ssize_t out_limit     # the output soft limit; 0: none
+    cdef public Py_ssize_t backlog       # bytes the transport held at the last flush
+    cdef public bint blocked        # the frame loop stopped on a frame it may not take yet
     cdef public bint slow_only  # every frame to handler.on_request (auth enforcement)
     cdef public bint paused
     cdef public int32_t max_frame_bytes
@@ -24,4 +28,6 @@ cdef class ConnCore(Watcher):
 
     cdef int keep(self, const char* p, Py_ssize_t n) except -1
     cdef int run(self, const char* p, Py_ssize_t n) except -1
+    cpdef bint output_full(self)
+    cdef bint may_not_take(self) noexcept
     cdef void note_reply(self, int32_t xid, int op) noexcept

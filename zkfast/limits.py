@@ -29,7 +29,6 @@ CLOSING_CONNECTION_LINGER_MS = 10_000
 
 # -- requests read from a connection and not yet answered (reads behind its writes, writes in flight)
 MAX_QUEUED_PER_CONNECTION = 10_000
-MAX_CONNECTION_OUTPUT_BYTES = 64 * MIB  # replaced by the soft and hard limits (in progress)
 MAX_QUEUED_BYTES_PER_CONNECTION = 8 * MIB  # request bodies plus QUEUED_REQUEST_OVERHEAD_BYTES each
 QUEUED_REQUEST_OVERHEAD_BYTES = 256  # a Request object and its bookkeeping, measured (tests/test_abuse.py)
 

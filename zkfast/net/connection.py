@@ -2,6 +2,10 @@
 
 Input is handled only in `data_received` or in a callback scheduled on the loop, each followed by
 one `end_batch` (commit stage flush) and one write per connection that has output.
+
+Memory per connection is bounded by zkfast.limits: the frame loop and the queue drain stop answering
+once the unsent output reaches the soft limit, reading pauses while the frame loop is blocked, and
+a connection whose output stays above the hard limit for the grace period is aborted.
 """
 
 from __future__ import annotations
@@ -15,7 +19,13 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from zkfast._fastpath import STATE_CLOSED, STATE_OPEN, ConnCore
-from zkfast.limits import ANSWER_SLICE_BYTES, MAX_CONNECTION_OUTPUT_BYTES
+from zkfast.limits import (
+    ANSWER_SLICE_BYTES,
+    CLOSING_CONNECTION_LINGER_MS,
+    CONNECTION_OUTPUT_GRACE_MS,
+    CONNECTION_OUTPUT_HARD_LIMIT_BYTES,
+    connection_output_soft_limit_bytes,
+)
 
 if TYPE_CHECKING:
     from zkfast._pipeline import Request
@@ -23,6 +33,9 @@ if TYPE_CHECKING:
     from zkfast.server.zkserver import ZooKeeperServer
 
 log = logging.getLogger(__name__)
+
+# how often a connection above its output soft limit is looked at (session touch, hard limit)
+OUTPUT_WATCH_INTERVAL_S = 0.2
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -57,6 +70,11 @@ class ClientConnection(asyncio.Protocol):
         self.write_paused = False
         self.read_paused = False
         self._answer: Iterator[bytes] | None = None
+        self.core.out_limit = connection_output_soft_limit_bytes(listener.max_frame_bytes)
+        self._wake_scheduled = False
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._over_hard_since_ms = 0.0
+        self._watched_backlog = 0
 
     # -- asyncio.Protocol
 
@@ -66,7 +84,7 @@ class ClientConnection(asyncio.Protocol):
         self.remote_ip = str(peer[0])
         self.remote_port = int(peer[1]) if len(peer) > 1 else 0
         self.remote = f"/{self.remote_ip}:{self.remote_port}"
-        transport.set_write_buffer_limits(high=MAX_CONNECTION_OUTPUT_BYTES // 4)  # type: ignore[attr-defined]
+        self._limit_output(transport)
         set_nodelay(transport)
         if not self.listener.admit(self):
             self.closed = True
@@ -109,6 +127,8 @@ class ClientConnection(asyncio.Protocol):
             self.in_feed = False
         self.server.end_batch()
         self.flush()
+        if core.blocked:
+            self._update_reading()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
@@ -128,9 +148,13 @@ class ClientConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self._update_reading()
         if self._answer is not None:
             self._pump_answer()
+            return
+        if self.queue or self.core.blocked:
+            self.wake()
+        else:
+            self._update_reading()
 
     # -- ConnCore handler callbacks
 
@@ -189,42 +213,59 @@ class ClientConnection(asyncio.Protocol):
         """The ConnectResponse is out: requests buffered meanwhile may now run."""
         self.core.state = STATE_OPEN
         self.established_ms = int(time.time() * 1000)
-        if not self.in_feed and self.core.buffered_bytes:
+        self.wake()
+
+    def wake(self) -> None:
+        """What stopped this connection (its session being set up, its output, its queue, the
+        server's throttle) may have cleared: on a later turn of the loop, answer what waits in its
+        queue and take its buffered frames again, then read again if nothing stops it any more."""
+        if not self._wake_scheduled and not self.closed:
+            self._wake_scheduled = True
             asyncio.get_event_loop().call_soon(self._process_buffered)
 
     def _process_buffered(self) -> None:
+        self._wake_scheduled = False
         if self.closed:
             return
+        core = self.core
+        core.backlog = self.output_backlog_bytes()
+        if self.queue and not core.output_full():
+            self.server.drain_queue(self)
         self.in_feed = True
         try:
-            self.core.resume()
+            core.resume()
         finally:
             self.in_feed = False
         self.server.end_batch()
         self.flush()
+        self._update_reading()
 
     def send_raw(self, frame: bytes) -> None:
         self.core.out.write_raw(frame)
         self.server.mark_dirty(self)
 
     def flush(self) -> None:
-        out = self.core.out
+        core = self.core
+        out = core.out
         transport = self.transport
         if transport is None:
             return
         if len(out) and not self.closed:
             transport.write(out.take())
-            if transport.get_write_buffer_size() > MAX_CONNECTION_OUTPUT_BYTES:
-                # a client that reads nothing (not even its watch events) must not grow us forever
-                log.warning("closing %s: %d bytes of replies and events wait for it to read",
-                            self.remote, transport.get_write_buffer_size())
-                self.close()
-                return
         elif len(out):
             out.clear()
         if self.closing and not self.closed:
             self.closed = True
             transport.close()
+            if transport.get_write_buffer_size():
+                # the last reply goes out unless the client never reads it
+                asyncio.get_event_loop().call_later(CLOSING_CONNECTION_LINGER_MS / 1000, transport.abort)
+            return
+        core.backlog = transport.get_write_buffer_size()
+        if core.backlog >= core.out_limit:
+            self._watch_output()
+        elif core.blocked and not self.write_paused:
+            self.wake()  # the socket took what blocked the frame loop
 
     def close(self) -> None:
         """Drop the connection now (unsent output is discarded)."""
@@ -233,8 +274,12 @@ class ClientConnection(asyncio.Protocol):
         self.closed = True
         self.core.state = STATE_CLOSED
         self.core.out.clear()
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is not None:
+            if transport.get_write_buffer_size():
+                transport.abort()  # its buffers go at once, as Apache's NIO close drops its queue
+            else:
+                transport.close()
 
     def close_after_flush(self) -> None:
         if self.closed:
@@ -249,21 +294,67 @@ class ClientConnection(asyncio.Protocol):
 
     def resume_reading(self) -> None:
         self.read_paused = False
-        self._update_reading()
-        if not self.closed and self.core.buffered_bytes:
-            asyncio.get_event_loop().call_soon(self._process_buffered)
+        if self.core.buffered_bytes or self.core.blocked:
+            self.wake()
+        else:
+            self._update_reading()
 
     def _update_reading(self) -> None:
         transport = self.transport
         if transport is None or self.closed:
             return
         try:
-            if self.read_paused or self.write_paused:
+            if self.read_paused or self.write_paused or self.core.blocked:
                 transport.pause_reading()
             else:
                 transport.resume_reading()
         except (RuntimeError, AttributeError):
             pass
+
+    # -- output limits
+
+    def _limit_output(self, transport: asyncio.BaseTransport) -> None:
+        # pause_writing at the soft limit, resume_writing once the client has read half of it
+        limit = self.core.out_limit
+        transport.set_write_buffer_limits(high=limit, low=limit // 2)  # type: ignore[attr-defined]
+
+    def _watch_output(self) -> None:
+        if self._watchdog is None and not self.closed:
+            self._watched_backlog = self.output_backlog_bytes()
+            self._watchdog = asyncio.get_event_loop().call_later(OUTPUT_WATCH_INTERVAL_S, self._check_output)
+
+    def _check_output(self) -> None:
+        """While the output is above the soft limit: a client that reads keeps its session alive
+        (its pings wait unread behind its replies); one above the hard limit for the grace period
+        is aborted."""
+        self._watchdog = None
+        if self.closed:
+            return
+        backlog = self.output_backlog_bytes() + len(self.core.out)
+        if backlog < self._watched_backlog and self.core.state == STATE_OPEN:
+            self.server.sessions.touch(self.core.session_id, self.session_timeout_ms)
+        if backlog >= CONNECTION_OUTPUT_HARD_LIMIT_BYTES:
+            now_ms = time.monotonic() * 1000
+            if not self._over_hard_since_ms:
+                self._over_hard_since_ms = now_ms
+            elif now_ms - self._over_hard_since_ms >= CONNECTION_OUTPUT_GRACE_MS:
+                log.warning("aborting %s: %d bytes of replies and events have waited more than %d ms for it "
+                            "to read them (limit %d bytes)", self.remote, backlog, CONNECTION_OUTPUT_GRACE_MS,
+                            CONNECTION_OUTPUT_HARD_LIMIT_BYTES)
+                self.abort()
+                return
+        else:
+            self._over_hard_since_ms = 0.0
+        if backlog >= self.core.out_limit:
+            self._watch_output()
+
+    def abort(self) -> None:
+        """Drop the connection and everything buffered for it at once."""
+        self.closed = True
+        self.core.state = STATE_CLOSED
+        self.core.out.clear()
+        if self.transport is not None:
+            self.transport.abort()
 
     def output_backlog_bytes(self) -> int:
         t = self.transport

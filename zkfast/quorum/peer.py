@@ -984,11 +984,9 @@ class QuorumPeer:
         conn = req.conn
         if conn is None:
             return
-        queue = conn.queue
-        if queue and queue[0] is req:
-            queue.popleft()
-        req.txn = None
         server = era.server
+        server.dequeue(conn, req)
+        req.txn = None
         if not conn.closed:
             server.run_read(conn, req)
             server.drain_queue(conn)

@@ -270,6 +270,7 @@ class ZooKeeperServer(PipelineCore):
         applied or acknowledged, their clients get SYSTEMERROR, and their zxids are free again."""
         failed = list(self.in_flight)
         self.in_flight.clear()
+        self.in_flight_bytes = 0
         assert all(r.txn.zxid >= first_zxid for r in failed), "durable txns were applied first"
         if permanent:
             self.write_failure = f"the txn log cannot be synced: {exc}"
@@ -300,8 +301,7 @@ class ZooKeeperServer(PipelineCore):
             self.sessions.remove(req.session_id)
         if conn is None:
             return
-        if conn.queue and conn.queue[0] is req:
-            conn.queue.popleft()
+        self.dequeue(conn, req)
         if conn.closed:
             return
         if req.type == OP_CREATE_SESSION:
