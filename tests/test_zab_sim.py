@@ -3,7 +3,7 @@
 Thousands of seeded runs of 3 or 5 voters (and observers) through crashes with torn logs, power cuts,
 partitions, broken connections and a lossy, duplicating election network, each checked for Zab's
 invariants as it goes and once it has healed and settled (see CHECKS in the simulator). Then every
-checker is shown to catch a bug planted on purpose (zkfast.quorum.zab.PLANTED_BUGS) within a bounded
+checker is shown to catch a bug planted on purpose (tests/quorum/planted.py) within a bounded
 number of seeds, so a quiet run means something; a bug that only a chain of faults too unlikely for
 random seeds brings out (ZOOKEEPER-3911, a reconfig committed by the old voters alone) is shown caught
 by a scripted scenario instead.
@@ -21,11 +21,14 @@ Long runs: python -m tests.quorum.sim --seeds 100000 [--nodes 3|5] [--observers 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator
 
 import pytest
+from quorum.planted import active as planted_bugs
+from quorum.planted import plant as plant_bug
 from quorum.sim import CHECKS, Params, Sim, run_seed
 
 from zkfast.quorum import zab
@@ -34,7 +37,7 @@ BATCH = 500
 
 
 def run_batch(start: int, count: int, nodes: int, observers: int, reconfig: bool | None = None) -> None:
-    assert not zab.PLANTED_BUGS, "a planted bug leaked out of its test"
+    assert not planted_bugs(), "a planted bug leaked out of its test"
     failures: list[str] = []
     flag = {None: "", True: " --reconfig on", False: " --reconfig off"}[reconfig]
     for seed in range(start, start + count):
@@ -109,14 +112,14 @@ def test_the_faults_and_sync_paths_are_exercised() -> None:
     assert acked > 300 * 10, acked
 
 
+Plant = Callable[[str], None]
+
+
 @pytest.fixture
-def plant() -> Iterator[set[str]]:
-    saved = set(zab.PLANTED_BUGS)
-    try:
-        yield zab.PLANTED_BUGS
-    finally:
-        zab.PLANTED_BUGS.clear()
-        zab.PLANTED_BUGS.update(saved)
+def plant() -> Iterator[Plant]:
+    """plant(bug): the bug is in the cores (or the simulator's driver) until the test ends."""
+    with contextlib.ExitStack() as stack:
+        yield lambda bug: stack.enter_context(plant_bug(bug))
 
 
 # (planted bug, the check that must report it, voters, seeds allowed); each check is run alone, so
@@ -139,9 +142,9 @@ CAUGHT = [
 
 
 @pytest.mark.parametrize(("bug", "check", "nodes", "seeds"), CAUGHT, ids=[f"{b}-{c}" for b, c, _, _ in CAUGHT])
-def test_a_planted_bug_is_caught(plant: set[str], bug: str, check: str, nodes: int, seeds: int) -> None:
+def test_a_planted_bug_is_caught(plant: Plant, bug: str, check: str, nodes: int, seeds: int) -> None:
     assert check in CHECKS
-    plant.add(bug)
+    plant(bug)
     others = []
     for seed in range(seeds):
         v = run_seed(seed, nodes, 0, checks=(check,))
@@ -237,11 +240,11 @@ QUIET = Params(elect_loss=0.0, elect_dup=0.0, elect_delay=5, conn_delay=5, fsync
 
 @pytest.mark.parametrize("seed", range(10))
 @pytest.mark.parametrize("planted", [True, False], ids=["planted", "absent"])
-def test_zookeeper_3911(plant: set[str], planted: bool, seed: int) -> None:
+def test_zookeeper_3911(plant: Plant, planted: bool, seed: int) -> None:
     """The prefix check catches ack-newleader-before-durable in that chain; without it the same
     script runs clean (every check, liveness and acked-lost included)."""
     if planted:
-        plant.add("ack-newleader-before-durable")
+        plant("ack-newleader-before-durable")
     facts = Facts()
     sim = Sim(seed, 3, 0, trace=True, params=dataclasses.replace(QUIET), script=zookeeper_3911(facts))
     v = sim.run()
@@ -326,9 +329,9 @@ def reconfig_old_quorum(facts: ReconfigFacts) -> Callable[[Sim], Iterator[Callab
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("planted", [True, False], ids=["planted", "absent"])
-def test_a_reconfig_committed_by_the_old_quorum_alone_is_caught(plant: set[str], planted: bool, seed: int) -> None:
+def test_a_reconfig_committed_by_the_old_quorum_alone_is_caught(plant: Plant, planted: bool, seed: int) -> None:
     if planted:
-        plant.add("reconfig-old-quorum")
+        plant("reconfig-old-quorum")
     facts = ReconfigFacts()
     sim = Sim(seed, 5, 0, trace=True, params=dataclasses.replace(QUIET), script=reconfig_old_quorum(facts))
     v = sim.run()

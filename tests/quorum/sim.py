@@ -48,7 +48,7 @@ Long runs (prints each failing seed with its violation, then a summary):
     python -m tests.quorum.sim --seeds 100000 [--nodes 3|5] [--observers N] [--start S] [--jobs J]
                                [--bug NAME] [--check KIND] [--reconfig auto|on|off] [--verbose]
 
-`--bug` plants one of zkfast.quorum.zab.PLANTED_BUGS (or the simulator's own SIM_BUGS), `--check`
+`--bug` plants one of the bugs of tests/quorum/planted.py (in a core, or in this driver), `--check`
 limits the checks to some kinds, `--reconfig` turns reconfiguration on or off for every seed instead
 of the seeded share (`auto`), `--verbose` prints the event trace of each failing seed.
 
@@ -79,6 +79,8 @@ from zkfast.quorum.replica import Disk, Replica
 from zkfast.quorum.wire import Notification, PacketType, QuorumPacket, ServerState
 from zkfast.quorum.zab import Actions
 
+from . import planted
+
 TICK_MS = 100
 INIT_LIMIT = 10
 SYNC_LIMIT = 5
@@ -97,11 +99,6 @@ SCRIPT_WAIT_MS = 30_000   # how long a scripted step may wait for its condition
 # reconfiguration: a txn whose data starts with RECONFIG carries the membership it makes
 RECONFIG = b"reconfig:"
 RECONFIG_SHARE = 0.3   # the share of (unscripted) seeds whose leaders propose reconfigs
-# bugs planted in the simulator's own driver code (zkfast's cores have no hook for them), named with
-# zab.PLANTED_BUGS's: the leader's driver proposes a reconfig as a plain txn (so it commits with a
-# quorum of the old voters only) and activates it itself once committed
-SIM_BUGS = ("reconfig-old-quorum",)
-
 # where zkfast's reconfig departs from Apache's in a way this simulator found to hurt; none left (the
 # simulator found LeaderCore.synced_quorum_of counting observers, which it no longer does)
 QUIRKS: tuple[str, ...] = ()
@@ -543,7 +540,7 @@ class Sim:
                 self._apply(node, z, data)
                 self.acked[z] = data
                 m = parse_membership(data)
-                if m is not None and "reconfig-old-quorum" in zab.PLANTED_BUGS and r.leader is not None:
+                if m is not None and planted.is_planted("reconfig-old-quorum") and r.leader is not None:
                     # planted: the core committed it as a plain txn (old voters' quorum); the driver
                     # switches the core's voters itself, as if the core had activated it
                     self.log(f"n{node.sid} activates 0x{z:x} (planted: old quorum only)")
@@ -904,7 +901,7 @@ class Sim:
             data = encode_membership(membership, f"r{self.wseq}@n{node.sid}")
             self.log(f"n{node.sid} proposes reconfig 0x{z:x}: voters {sorted(membership[0])} observers "
                      f"{sorted(membership[1])}")
-            if "reconfig-old-quorum" in zab.PLANTED_BUGS:
+            if planted.is_planted("reconfig-old-quorum"):
                 membership = None  # planted: the core sees a plain txn, committed by the old voters alone
         self._log_append(node, z, data)
         node.pending.append((z, data))
@@ -1093,9 +1090,8 @@ WorkItem = tuple[int, int, int, tuple[str, ...], tuple[str, ...], bool, bool | N
 
 def _worker(args: WorkItem) -> tuple[int, str | None, str]:
     seed, nodes, observers, checks, bugs, trace, reconfig, quirks = args
-    zab.PLANTED_BUGS.clear()
-    zab.PLANTED_BUGS.update(bugs)
-    v = run_seed(seed, nodes, observers, checks, trace, reconfig, quirks)
+    with planted.plant(*bugs):
+        v = run_seed(seed, nodes, observers, checks, trace, reconfig, quirks)
     if v is None:
         return seed, None, ""
     return seed, f"{v}", "\n".join(v.trace[-400:])
@@ -1108,7 +1104,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nodes", type=int, default=3, help="voters (3 or 5)")
     ap.add_argument("--observers", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1, help="worker processes")
-    ap.add_argument("--bug", action="append", default=[], help="plant a bug (zab.PLANTED_BUGS)")
+    ap.add_argument("--bug", action="append", default=[], choices=sorted(planted.BUGS),
+                    help="plant a bug (tests/quorum/planted.py)")
     ap.add_argument("--check", action="append", default=[], choices=CHECKS, help="only these checks")
     ap.add_argument("--reconfig", choices=("auto", "on", "off"), default="auto",
                     help=f"leaders propose reconfigs in every seed (on), none (off), or {RECONFIG_SHARE * 100:.0f}%% "

@@ -36,9 +36,6 @@ from zkfast.quorum.wire import (
 COMMITTED_LOG_MAX = 500
 # proposals one learner may have queued during sync before the leader gives up on it
 MAX_LEARNER_QUEUE = 100_000
-# bugs the simulator's tests plant on purpose to show its checks catch them (tests/test_zab_sim.py);
-# always empty outside those tests
-PLANTED_BUGS: set[str] = set()
 
 
 @dataclass
@@ -196,13 +193,16 @@ class LeaderCore:
     def _try_epoch(self) -> Actions:
         out = Actions()
         if self.epoch is None and quorum_of(self.voters, self.connected_for_epoch):
-            # getEpochToPropose: one past the highest accepted epoch of a quorum that includes us
-            self.epoch = max(self.accepted_epoch, zxid_epoch(self.last_zxid)) + (0 if "reuse-epoch" in PLANTED_BUGS else 1)
+            self.epoch = self._next_epoch()
             out.write_accepted_epoch = self.epoch
             self.epoch_acked.add(self.my_id)
             for sid in self.learners:
                 out.send.append((sid, self._leaderinfo()))
         return out
+
+    def _next_epoch(self) -> int:
+        """getEpochToPropose: one past the highest accepted epoch of a quorum that includes us."""
+        return max(self.accepted_epoch, zxid_epoch(self.last_zxid)) + 1
 
     def on_ackepoch(self, sid: int, packet: QuorumPacket) -> Actions:
         out = Actions()
@@ -399,7 +399,7 @@ class LeaderCore:
             if nxt is None:
                 return out
             p = self.proposals[nxt]
-            if not quorum_of(self.voters, p.acks) and not ("commit-without-quorum" in PLANTED_BUGS and self.my_id in p.acks):
+            if not self._acked_by_quorum(p):
                 return out
             if p.membership is not None and not quorum_of(p.membership[0], p.acks):
                 return out  # a reconfig needs a quorum of the new config too
@@ -421,6 +421,10 @@ class LeaderCore:
                 out.merge(self._activate(nxt, *p.membership))
                 if out.stop is not None:
                     return out
+
+    def _acked_by_quorum(self, p: Proposal) -> bool:
+        """A proposal commits once a quorum of the voters (the leader counting once durable) acked it."""
+        return quorum_of(self.voters, p.acks)
 
     def _activate(self, zxid: int, voters: frozenset[int], observers: frozenset[int]) -> Actions:
         """A committed reconfig: its membership rules from now on. A follower it removed stays
@@ -567,11 +571,15 @@ class LearnerCore:
             assert self.new_epoch is not None
             out.send.append((0, QuorumPacket(PacketType.ACK, make_zxid(self.new_epoch, 0))))
             return out
-        if t == PacketType.PING and "ignore-ping" not in PLANTED_BUGS:
-            out = Actions()
-            out.send.append((0, QuorumPacket(PacketType.PING, p.zxid)))  # the peer adds its session touches
-            return out
+        if t == PacketType.PING:
+            return self._ping(p)
         return Actions()
+
+    def _ping(self, p: QuorumPacket) -> Actions:
+        """The leader's PING: answered at once, so that it keeps counting us as synced."""
+        out = Actions()
+        out.send.append((0, QuorumPacket(PacketType.PING, p.zxid)))  # the peer adds its session touches
+        return out
 
     def on_snapshot(self, zxid: int, stream: bytes) -> Actions:
         """SNAP: the leader's tree as of zxid (the peer read the stream after the SNAP packet)."""
@@ -605,12 +613,16 @@ class LearnerCore:
         self.phase = "syncing"
         if p.type == PacketType.TRUNC:
             self.sync_mode = "TRUNC"
-            out.truncate_to = p.zxid if "skip-trunc" not in PLANTED_BUGS else None
+            out.truncate_to = self._truncation_point(p.zxid)
             self.last_logged_zxid = p.zxid
             self.durable = min(self.durable, p.zxid)  # what was durable past it is gone
         else:
             self.sync_mode = "DIFF"
         return out
+
+    def _truncation_point(self, trunc_zxid: int) -> int | None:
+        """Where a TRUNC cuts the log: every txn logged past the leader's zxid goes."""
+        return trunc_zxid
 
     def _proposal(self, p: QuorumPacket) -> Actions:
         out = Actions()
@@ -620,7 +632,6 @@ class LearnerCore:
             return out  # logged with the rest at NEWLEADER
         # broadcast (or between NEWLEADER and UPTODATE): log, fsync, then ACK
         out.persist.append((p.zxid, data))
-        out.apply.extend([(p.zxid, data)] if "apply-on-proposal" in PLANTED_BUGS else [])
         out.sync = True
         if not self.observer:
             self.awaiting_durable[p.zxid] = QuorumPacket(PacketType.ACK, p.zxid)
@@ -666,7 +677,7 @@ class LearnerCore:
         self.phase = "synced"
         ack = QuorumPacket(PacketType.ACK, make_zxid(self.new_epoch, 0))
         last = max([z for z, _ in out.persist], default=None)
-        if self.observer or last is None or last <= self.durable or "ack-newleader-before-durable" in PLANTED_BUGS:
+        if self._may_ack_newleader_now(last):
             out.write_current_epoch = self.new_epoch
             self.current_epoch = self.new_epoch
             if not self.observer:  # an observer acked NEWLEADER when it came
@@ -676,6 +687,11 @@ class LearnerCore:
             self.epoch_after_durable = (last, self.new_epoch)
             self.awaiting_durable[last] = ack
         return out
+
+    def _may_ack_newleader_now(self, last: int | None) -> bool:
+        """An observer vouches for nothing; a follower's ACK vouches that every txn of its sync, up to
+        `last`, is durable."""
+        return self.observer or last is None or last <= self.durable
 
     def on_durable(self, zxid: int) -> Actions:
         """The log holds everything up to zxid: the ACKs that waited for it may go."""
