@@ -62,6 +62,7 @@ cdef class ConnCore(Watcher):
         self.out_limit = 0
         self.backlog = 0
         self.blocked = False
+        self.stalled = False
         self.slow_only = False
         self.paused = False
         self.inbuf = NULL

@@ -795,12 +795,14 @@ cdef class PipelineCore:
     cdef public int64_t latency_max_ms
     cdef public int64_t latency_total_ms
     cdef public int64_t latency_count
-    cdef public int64_t in_flight_bytes  # request bodies of in_flight
+    cdef public int64_t in_flight_bytes  # request bodies of in_flight and of forwarded requests
+    cdef public int64_t forwarded_count  # a learner's: requests sent to the leader, not yet finished
     cdef bint flushing_commit
 
     def __init__(self):
         self.in_flight = deque()
         self.in_flight_bytes = 0
+        self.forwarded_count = 0
         self.flushing_commit = False
         self.dirty_conns = []
         self.paused = []
@@ -892,9 +894,14 @@ cdef class PipelineCore:
         conn = req.conn
         if self.forward is not None:
             req.txn = FORWARDED
-            if conn is not None and not queued:
-                self.enqueue(conn, req)
+            if conn is not None:
+                if not queued:
+                    self.enqueue(conn, req)
+                self.forwarded_count += 1  # until forwarded_done (only a client's are answered)
+                self.in_flight_bytes += body_bytes(req)
             self.forward(req)
+            if conn is not None:
+                self.throttle(conn)
             return
         txn = self.prep.prep(req)
         if txn is None:
@@ -910,9 +917,25 @@ cdef class PipelineCore:
         self.in_flight.append(req)
         self.in_flight_bytes += body_bytes(req)
         self.commit.append(txn)
-        if conn is not None and (len(self.in_flight) > self.global_outstanding_limit
-                                 or self.in_flight_bytes > GLOBAL_OUTSTANDING_BYTES_LIMIT):
+        if conn is not None:
+            self.throttle(conn)
+
+    cdef throttle(self, conn):
+        # globalOutstandingLimit, and its byte counterpart: stop reading the client that passed it
+        if len(self.in_flight) + self.forwarded_count > self.global_outstanding_limit \
+                or self.in_flight_bytes > GLOBAL_OUTSTANDING_BYTES_LIMIT:
             self.pause(conn)
+
+    cdef resume_if_below_half(self):
+        if self.paused and len(self.in_flight) + self.forwarded_count <= self.global_outstanding_limit // 2 \
+                and self.in_flight_bytes <= GLOBAL_OUTSTANDING_BYTES_LIMIT // 2:
+            self.resume_paused()
+
+    def forwarded_done(self, Request req):
+        """The leader has answered a request this learner forwarded (its commit or its sync)."""
+        self.forwarded_count -= 1
+        self.in_flight_bytes -= body_bytes(req)
+        self.resume_if_below_half()
 
     def run_read(self, conn, Request req):
         """Answer a non-txn request now (nothing of its session is ahead of it)."""
@@ -948,9 +971,7 @@ cdef class PipelineCore:
             self.in_flight_bytes -= body_bytes(req)
             self.apply(req.type, req.txn)
             self.finish(req)
-        if self.paused and len(in_flight) <= self.global_outstanding_limit // 2 \
-                and self.in_flight_bytes <= GLOBAL_OUTSTANDING_BYTES_LIMIT // 2:
-            self.resume_paused()
+        self.resume_if_below_half()
         self.flush_commit()  # writes prepared meanwhile (deferred behind reads just answered)
         if self.tree.dirty_watchers or self.dirty_conns:
             self.flush_output()
@@ -999,6 +1020,7 @@ cdef class PipelineCore:
         cdef Request req
         cdef ConnCore core = conn.core
         queue = conn.queue
+        core.stalled = False
         while queue:
             req = queue[0]
             if req.txn is DEFERRED:
@@ -1009,6 +1031,7 @@ cdef class PipelineCore:
             elif req.txn is not None:
                 break
             if core.output_full():
+                core.stalled = True
                 break
             self.dequeue(conn, req)
             self.run_read(conn, req)

@@ -347,3 +347,109 @@ def test_reads_pipelined_before_close_session_are_answered(server_for: ServerFor
     finally:
         s.close()
     assert [header(r)[::2] if r else None for r in replies] == [(1, OK), (2, OK), (3, OK), (4, OK)]
+
+
+# ---------------------------------------------------------------------------- output past the limit
+
+BIG_BYTES = 1_000_000  # a reply just under jute.maxbuffer: a few of them pass the output soft limit
+MULTI_READ = 22
+
+
+def small_window_session(server: ServerProcess) -> RawSession:
+    """A session whose socket takes little at a time: replies pile up on the server's side."""
+    s = RawSession(server.host, server.port)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(5)
+    sock.connect((server.host, server.port))
+    s.sock = sock
+    s.send(frame(connect_request(timeout_ms=10000)))
+    resp = s.read_frame()
+    assert resp is not None and len(resp) >= 36
+    return s
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_pipeline_past_the_output_limit_is_answered_in_order(server_for: ServerFor, kind: str) -> None:
+    """Reads of a big node pipelined around writes of it, by a client that reads nothing for a while:
+    once it reads, every reply is there, in order, each read seeing exactly the writes sent before
+    it (zkfast stops answering at its output limit, and the write behind the stalled reads waits)."""
+    server = server_for(kind, "plain")
+    p = f"/output-order-{kind}"
+    old, new = b"a" * BIG_BYTES, b"b" * BIG_BYTES
+    reads = 12
+    script: list[tuple[int, bytes]] = [(CREATE, create_body(p, b"")), (SET_DATA, set_body(p, old))]
+    script += [(GET_DATA, u_str(p) + b"\0")] * reads
+    script += [(SET_DATA, set_body(p, new))]
+    script += [(GET_DATA, u_str(p) + b"\0")] * reads
+    script += [(DELETE, u_str(p) + i32(-1)), (EXISTS, u_str(p) + b"\0")]
+    s = small_window_session(server)
+    try:
+        s.send(b"".join(frame(request(1 + i, op, body)) for i, (op, body) in enumerate(script)))
+        probe = session(server)
+        try:
+            for _ in range(5):  # meanwhile, other clients are served
+                assert ping(probe)
+        finally:
+            probe.close()
+        replies = [s.read_frame(timeout_s=20) for _ in script]
+    finally:
+        s.close()
+    assert all(r is not None for r in replies)
+    heads = [header(r) for r in replies if r is not None]
+    assert [h[0] for h in heads] == list(range(1, len(script) + 1))
+    assert [h[2] for h in heads] == [OK] * (len(script) - 1) + [NONODE]
+    bodies = [r[16:] for r in replies if r is not None]
+    first, second = bodies[2:2 + reads], bodies[3 + reads:3 + 2 * reads]
+    assert all(b.startswith(u_str(old)) for b in first)
+    assert all(b.startswith(u_str(new)) for b in second)
+    zxids = [h[1] for h in heads]
+    assert zxids == sorted(zxids)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_client_that_stops_reading_loses_nothing_when_it_reads_again(server_for: ServerFor, kind: str) -> None:
+    server = server_for(kind, "plain")
+    p = f"/never-read-{kind}"
+    writer = session(server)
+    try:
+        writer.call(1, CREATE, create_body(p, b"z" * BIG_BYTES))
+    finally:
+        writer.close()
+    n = 200
+    s = small_window_session(server)
+    try:
+        s.send(b"".join(frame(request(1 + i, GET_DATA, u_str(p) + b"\0")) for i in range(n)))
+        probe = session(server)
+        try:
+            for _ in range(10):
+                assert ping(probe)
+        finally:
+            probe.close()
+        got = [s.read_frame(timeout_s=20) for _ in range(n)]
+    finally:
+        s.close()
+    assert [header(r)[::2] if r else None for r in got] == [(1 + i, OK) for i in range(n)]
+
+
+def multi_read_body(paths: list[str]) -> bytes:
+    return multi_body([(GET_DATA, u_str(path) + b"\0") for path in paths])
+
+
+def test_a_multi_read_too_big_to_answer_closes_its_connection(server_for: ServerFor) -> None:
+    """A small frame naming one big node again and again: zkfast refuses to build a reply past its
+    output hard limit and closes that connection (a deliberate difference: Apache builds it)."""
+    from zkfast.limits import CONNECTION_OUTPUT_HARD_LIMIT_BYTES
+
+    server = server_for("zkfast", "plain")
+    p = "/multi-read-big"
+    s = session(server)
+    try:
+        s.call(1, CREATE, create_body(p, b"m" * BIG_BYTES))
+        fits = s.call(2, MULTI_READ, multi_read_body([p] * 3))
+        assert header(fits[-1])[::2] == (2, OK) and len(fits[-1]) > 3 * BIG_BYTES
+        too_many = CONNECTION_OUTPUT_HARD_LIMIT_BYTES // BIG_BYTES + 1
+        assert s.call(3, MULTI_READ, multi_read_body([p] * too_many)) == [b"<closed>"]
+    finally:
+        s.close()
+    assert ping(session(server))  # the server goes on

@@ -15,6 +15,7 @@ cdef class ConnCore(Watcher):
     cdef public Py_ssize_t out_limit     # the output soft limit; 0: none
     cdef public Py_ssize_t backlog       # bytes the transport held at the last flush
     cdef public bint blocked        # the frame loop stopped on a frame it may not take yet
+    cdef public bint stalled        # the queue's reads wait for the output to drain
     cdef public bint slow_only  # every frame to handler.on_request (auth enforcement)
     cdef public bint paused
     cdef public int32_t max_frame_bytes

@@ -151,7 +151,7 @@ class ClientConnection(asyncio.Protocol):
         if self._answer is not None:
             self._pump_answer()
             return
-        if self.queue or self.core.blocked:
+        if self.core.stalled or self.core.blocked:
             self.wake()
         else:
             self._update_reading()
@@ -213,6 +213,7 @@ class ClientConnection(asyncio.Protocol):
         """The ConnectResponse is out: requests buffered meanwhile may now run."""
         self.core.state = STATE_OPEN
         self.established_ms = int(time.time() * 1000)
+        self.listener.session_established(self)  # no longer sessionless: its expiry timer goes
         self.wake()
 
     def wake(self) -> None:
@@ -264,8 +265,8 @@ class ClientConnection(asyncio.Protocol):
         core.backlog = transport.get_write_buffer_size()
         if core.backlog >= core.out_limit:
             self._watch_output()
-        elif core.blocked and not self.write_paused:
-            self.wake()  # the socket took what blocked the frame loop
+        elif (core.blocked or core.stalled) and not self.write_paused:
+            self.wake()  # the socket took what stopped the answers
 
     def close(self) -> None:
         """Drop the connection now (unsent output is discarded)."""
@@ -347,6 +348,8 @@ class ClientConnection(asyncio.Protocol):
             self._over_hard_since_ms = 0.0
         if backlog >= self.core.out_limit:
             self._watch_output()
+        elif self.core.blocked or self.core.stalled:
+            self.wake()
 
     def abort(self) -> None:
         """Drop the connection and everything buffered for it at once."""

@@ -969,6 +969,7 @@ class QuorumPeer:
                 log.error("reconfig 0x%x carries a config we cannot read: %s", txn.zxid, e)
         req = era.forwarded.pop((txn.session_id, txn.cxid), None)
         if req is not None:
+            server.forwarded_done(req)
             req.txn = txn
             server.finish(req)
         elif txn.type == OP_CLOSE_SESSION:
@@ -985,6 +986,7 @@ class QuorumPeer:
         if conn is None:
             return
         server = era.server
+        server.forwarded_done(req)
         server.dequeue(conn, req)
         req.txn = None
         if not conn.closed:

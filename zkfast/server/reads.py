@@ -33,6 +33,7 @@ from zkfast._jute import (
     decode_request,
     jstr,
 )
+from zkfast.limits import CONNECTION_OUTPUT_HARD_LIMIT_BYTES
 from zkfast.server import javaorder
 from zkfast.server.auth import mask_digest_ids
 from zkfast.server.codes import Code, EventType, Perm, ZkError
@@ -196,6 +197,7 @@ def _multi_read(server: ZooKeeperServer, conn: ClientConnection, req: Request) -
     tree = server.tree
     ids = conn.core.auth_ids
     results: list[tuple[int, object]] = []
+    reply_bytes = 0
     for op, (path, _watch) in ops:
         if path is None:
             raise TypeError("null path")
@@ -207,9 +209,20 @@ def _multi_read(server: ZooKeeperServer, conn: ClientConnection, req: Request) -
             results.append((-1, int(Code.NOAUTH)))
             continue
         if op == OP_GET_CHILDREN:
-            results.append((op, tree.get_children(path)))
+            children = tree.get_children(path)
+            results.append((op, children))
+            reply_bytes += 13 + sum(4 + len(c) for c in children)
         else:
-            results.append((op, (tree.get_data(path), tree.stat(path))))
+            data = tree.get_data(path)
+            results.append((op, (data, tree.stat(path))))
+            reply_bytes += 13 + 4 + len(data or b"") + 68
+        if reply_bytes > CONNECTION_OUTPUT_HARD_LIMIT_BYTES:
+            # one small frame naming the same big node many times would otherwise make the server
+            # build a reply many times its size
+            log.warning("closing %s: its multiRead (cxid %d) would need a reply of more than %d bytes",
+                        conn.remote, req.cxid, CONNECTION_OUTPUT_HARD_LIMIT_BYTES)
+            conn.close()
+            return
     out, start = _begin(server, conn, req)
     for op, value in results:
         if op == -1:
