@@ -19,12 +19,13 @@ import os
 import re
 import sys
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zkfast.net import serverdata
 from zkfast.net.fourletter import NOT_SERVING, environment, java_double, mntr_values
+from zkfast.net.serverdata import Vanished
 from zkfast.version import version_line
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 MAX_HEAD_BYTES = 8192  # request line + headers (Jetty's requestHeaderSize)
 MAX_BODY_BYTES = 65536  # a GET needs none; a bounded one is read and ignored
 MAX_CONNECTIONS = 64  # concurrent HTTP connections; more are closed at once
+JETTY_BUFFER_BYTES = 32768  # Jetty's output buffer: what a body must fit in to get a Content-Length
 JSON_TYPE = "application/json"
 
 _REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
@@ -45,8 +47,13 @@ _REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 4
 
 # ------------------------------------------------------------------------------------------ JSON
 
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
+
+
 def _json_string(s: str) -> str:
     """Jackson's string escaping: the short escapes, \\u00XX (upper-case hex) for other controls."""
+    if _NEEDS_ESCAPE.search(s) is None:
+        return f'"{s}"'
     out = ['"']
     for ch in s:
         o = ord(ch)
@@ -63,7 +70,18 @@ def _json_string(s: str) -> str:
     return "".join(out)
 
 
-def _json_value(v: Any, level: int) -> str:
+class LazyObject:
+    """A JSON object whose entries are produced while it is written: (key, value) pairs, and
+    serverdata.VANISHED for an entry that went away meanwhile (written as nothing). A lazy array
+    needs no wrapper: any iterator is written as an array."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self, entries: Iterable[tuple[Any, Any] | Vanished]) -> None:
+        self.entries = entries
+
+
+def _scalar(v: Any) -> str:
     if v is None:
         return "null"
     if v is True:
@@ -76,24 +94,57 @@ def _json_value(v: Any, level: int) -> str:
         if v != v or v in (float("inf"), float("-inf")):
             return '"NaN"' if v != v else ('"Infinity"' if v > 0 else '"-Infinity"')  # WRITE_NAN_AS_STRINGS
         return java_double(v)
-    if isinstance(v, str):
-        return _json_string(v)
-    if isinstance(v, Mapping):
-        if not v:
-            return "{ }"
+    return _json_string(v if isinstance(v, str) else str(v))
+
+
+def _is_container(v: Any) -> bool:
+    return isinstance(v, Mapping | LazyObject) or (isinstance(v, Iterable) and not isinstance(v, str))
+
+
+def _fragments(v: Any, level: int) -> Iterator[str]:
+    """The JSON text of v in fragments, one per scalar or entry, so that a long answer can be cut
+    into slices (serverdata.slices) while its lazy parts are produced."""
+    if isinstance(v, Mapping | LazyObject):
         pad = "  " * (level + 1)
-        items = [f"{pad}{_json_string(str(k))} : {_json_value(x, level + 1)}" for k, x in v.items()]
-        return "{\n" + ",\n".join(items) + "\n" + "  " * level + "}"
-    if isinstance(v, Iterable):
-        items = [_json_value(x, level) for x in v]  # Jackson's arrays stay on the line, at the same level
-        return "[ " + ", ".join(items) + " ]" if items else "[ ]"
-    return _json_string(str(v))
+        opening = "{\n"  # written with the first entry: an object with none is `{ }`
+        for entry in v.items() if isinstance(v, Mapping) else v.entries:
+            if isinstance(entry, Vanished):
+                yield ""
+                continue
+            key, x = entry
+            if _is_container(x):
+                yield f"{opening}{pad}{_json_string(str(key))} : "
+                yield from _fragments(x, level + 1)
+            else:
+                yield f"{opening}{pad}{_json_string(str(key))} : {_scalar(x)}"
+            opening = ",\n"
+        yield "{ }" if opening == "{\n" else "\n" + "  " * level + "}"
+    elif _is_container(v):
+        sep = "[ "  # Jackson's arrays stay on the line, at the same level; an empty one is `[ ]`
+        for x in v:
+            if isinstance(x, Vanished):
+                yield ""
+                continue
+            if _is_container(x):
+                yield sep
+                yield from _fragments(x, level)
+            else:
+                yield sep + _scalar(x)
+            sep = ", "
+        yield "[ ]" if sep == "[ " else " ]"
+    else:
+        yield _scalar(v)
 
 
 def jackson_json(value: Any) -> str:
     """JSON as Apache's JsonOutputter writes it (Jackson, INDENT_OUTPUT): `"key" : value`, two-space
     indents, arrays inline as `[ a, b ]`, empty ones as `[ ]` and `{ }`, doubles as Java prints them."""
-    return _json_value(value, 0)
+    return "".join(_fragments(value, 0))
+
+
+def jackson_pieces(value: Any) -> Iterator[bytes]:
+    """jackson_json's text in pieces of bounded work, produced as they are sent."""
+    return serverdata.slices(_fragments(value, 0))
 
 
 # ------------------------------------------------------------------------------------------ HTTP
@@ -118,6 +169,8 @@ class HttpResponse:
     body: bytes = b""
     content_type: str | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
+    # a body produced while it is sent, in pieces of bounded work (then `body` is unused)
+    pieces: Iterator[bytes] | None = None
 
 
 Handler = Callable[[HttpRequest], HttpResponse]
@@ -190,16 +243,25 @@ def _parse_head(head: bytes) -> HttpRequest:
     return HttpRequest(method, target, path, query, version, headers)
 
 
-def _encode_response(resp: HttpResponse, head_only: bool, keep_alive: bool) -> bytes:
+def _encode_head(resp: HttpResponse, keep_alive: bool, length: int | None, chunked: bool = False) -> bytes:
+    """Status line and headers; no Content-Length when `length` is None (chunked, or a body that
+    ends with the connection)."""
     lines = [f"HTTP/1.1 {resp.status} {_REASONS.get(resp.status, 'Unknown')}",
              f"Date: {email.utils.formatdate(usegmt=True)}"]
     if resp.content_type:
         lines.append(f"Content-Type: {resp.content_type}")
     lines.extend(f"{k}: {v}" for k, v in resp.headers)
-    lines.append(f"Content-Length: {len(resp.body)}")
+    if length is not None:
+        lines.append(f"Content-Length: {length}")
+    if chunked:
+        lines.append("Transfer-Encoding: chunked")
     if not keep_alive:
         lines.append("Connection: close")
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("iso-8859-1")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("iso-8859-1")
+
+
+def _encode_response(resp: HttpResponse, head_only: bool, keep_alive: bool) -> bytes:
+    head = _encode_head(resp, keep_alive, len(resp.body))
     return head if head_only else head + resp.body
 
 
@@ -287,9 +349,54 @@ class HttpServer:
             if int(length_text):
                 await self._read(reader.readexactly(int(length_text)))
             resp = self.handler(req)
-            await self._send(writer, _encode_response(resp, req.method == "HEAD", keep_alive))
+            if resp.pieces is None:
+                await self._send(writer, _encode_response(resp, req.method == "HEAD", keep_alive))
+            else:
+                keep_alive = await self._stream(writer, resp, req.method == "HEAD", keep_alive)
             if not keep_alive:
                 return
+
+    async def _stream(self, writer: asyncio.StreamWriter, resp: HttpResponse, head_only: bool,
+                      keep_alive: bool) -> bool:
+        """Send a body produced piece by piece, letting the event loop serve clients after each
+        piece; whether the connection stays open. As Jetty: a body that fits its output buffer
+        goes with a Content-Length (so does the answer to HEAD, produced only to be counted), a
+        longer one in chunks of that buffer's size on a kept-alive connection, otherwise until
+        the connection closes."""
+        assert resp.pieces is not None
+        pieces = resp.pieces
+        buffered = bytearray()
+        size = 0
+        for piece in pieces:
+            size += len(piece)
+            if not head_only:
+                buffered += piece
+                if len(buffered) > JETTY_BUFFER_BYTES:
+                    break
+            await asyncio.sleep(0)
+        else:
+            resp.body = bytes(buffered)
+            await self._send(writer, _encode_head(resp, keep_alive, size) + resp.body)
+            return keep_alive
+        chunked = keep_alive
+        await self._send(writer, _encode_head(resp, keep_alive, None, chunked))
+        done = False
+        while True:
+            while len(buffered) >= JETTY_BUFFER_BYTES or (done and buffered):
+                chunk = bytes(buffered[:JETTY_BUFFER_BYTES])
+                del buffered[:JETTY_BUFFER_BYTES]
+                await self._send(writer, b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            if done:
+                break
+            await asyncio.sleep(0)
+            piece = next(pieces, None)
+            if piece is None:
+                done = True
+            else:
+                buffered += piece
+        if chunked:
+            await self._send(writer, b"0\r\n\r\n")
+        return keep_alive
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -374,9 +481,10 @@ def _dirs(ctx: CommandContext, kw: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _dump(ctx: CommandContext, kw: Mapping[str, str]) -> dict[str, Any]:
-    # Jackson writes the Long keys of these maps as strings
-    return {"expiry_time_to_session_ids": {str(t): sids for t, sids in serverdata.session_expiry(ctx.server)},
-            "session_id_to_ephemeral_paths": {str(s): p for s, p in serverdata.ephemerals(ctx.server)}}
+    # (Jackson writes the Long keys of these maps as strings)
+    _, buckets = serverdata.session_expiry(ctx.server)
+    _, owners = serverdata.ephemerals(ctx.server)
+    return {"expiry_time_to_session_ids": LazyObject(buckets), "session_id_to_ephemeral_paths": LazyObject(owners)}
 
 
 def _envi(ctx: CommandContext, kw: Mapping[str, str]) -> dict[str, Any]:
@@ -459,11 +567,11 @@ def _wchs(ctx: CommandContext, kw: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _wchc(ctx: CommandContext, kw: Mapping[str, str]) -> dict[str, Any]:
-    return {"session_id_to_watched_paths": {str(s): p for s, p in serverdata.watches_by_session(ctx.server).items()}}
+    return {"session_id_to_watched_paths": LazyObject(serverdata.watches_by_session(ctx.server))}
 
 
 def _wchp(ctx: CommandContext, kw: Mapping[str, str]) -> dict[str, Any]:
-    return {"path_to_session_ids": serverdata.watches_by_path(ctx.server)}
+    return {"path_to_session_ids": LazyObject(serverdata.watches_by_path(ctx.server))}
 
 
 def _zabstate(ctx: CommandContext, kw: Mapping[str, str]) -> dict[str, Any]:
@@ -567,7 +675,7 @@ class AdminServer:
             return HttpResponse(200, command_links(url).encode("utf-8"))
         kwargs = {k: v[0] for k, v in req.query.items()}
         body = run_command(info[1:], self.context, kwargs)
-        return HttpResponse(200, jackson_json(body).encode("utf-8"), JSON_TYPE)
+        return HttpResponse(200, content_type=JSON_TYPE, pieces=jackson_pieces(body))
 
 
 def read_initial_config(config: ServerConfig) -> str:

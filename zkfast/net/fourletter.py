@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from zkfast.net import serverdata
-from zkfast.net.serverdata import dir_size
+from zkfast.net.serverdata import U64, Vanished, dir_size
 from zkfast.version import version_line
 
 if TYPE_CHECKING:
+    from zkfast.net.connection import ClientConnection
     from zkfast.net.listener import ClientListener
     from zkfast.server.zkserver import ZooKeeperServer
 
@@ -53,25 +54,25 @@ def rounded_avg(total: float, count: int) -> float:
 
 
 def answer_pieces(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> Iterator[bytes]:
-    """The answer as the connection streams it (ClientConnection.stream_answer)."""
-    yield answer(server, listener, cmd, rest).encode("utf-8")
-
-
-def answer(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
-    """The text a four-letter word gets; the connection closes after it."""
+    """The answer to a four-letter word, in pieces of bounded work (serverdata.slices) that the
+    connection streams between request batches (ClientConnection.stream_answer), closing after the
+    last. The big answers (wchp, wchc, dump, cons, stat) walk the server a few entries per piece."""
     cfg = server.config
     if cmd == "telnetclose":
-        return ""
+        return
     allowed = cfg is None or cfg.four_letter_word_allowed(cmd) or cmd == "srvr" or (
         cmd == "isro" and getattr(cfg, "read_only_mode_enabled", False))
     if not allowed:
-        return f"{cmd} is not executed because it is not in the whitelist.\n"
+        yield f"{cmd} is not executed because it is not in the whitelist.\n".encode()
+        return
     handler = _COMMANDS.get(cmd)
     if handler is None:
-        return ""
+        return
     if not server.serving and cmd not in ("ruok", "envi", "gtmk", "stmk", "isro"):
-        return NOT_SERVING if cmd == "hash" else NOT_SERVING + "\n"
-    return handler(server, listener, cmd, rest)
+        yield (NOT_SERVING if cmd == "hash" else NOT_SERVING + "\n").encode()
+        return
+    text = handler(server, listener, cmd, rest)
+    yield from serverdata.slices((text,) if isinstance(text, str) else text)
 
 
 def _stats_block(server: ZooKeeperServer) -> str:
@@ -83,49 +84,49 @@ def _stats_block(server: ZooKeeperServer) -> str:
         f"Sent: {sent}",
         f"Connections: {len(server.connections)}",
         f"Outstanding: {server.outstanding()}",
-        f"Zxid: 0x{server.tree.last_processed_zxid & 0xFFFFFFFFFFFFFFFF:x}",
+        f"Zxid: 0x{server.tree.last_processed_zxid & U64:x}",
         f"Mode: {server.mode}",
     ]
     return "\n".join(lines) + "\n"
 
 
-def _srvr(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
-    out = [f"Zookeeper version: {version_line()}\n"]
+def _srvr(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> Iterator[str]:
+    yield f"Zookeeper version: {version_line()}\n"
     if server.read_only:
-        out.append("READ-ONLY mode; serving only read-only clients\n")
+        yield "READ-ONLY mode; serving only read-only clients\n"
     if cmd == "stat":
-        out.append("Clients:\n")
-        for conn in list(server.connections):
-            out.append(_conn_info(server, conn, brief=True) + "\n")
-        out.append("\n")
-    out.append(_stats_block(server))
-    out.append(f"Node count: {server.node_count()}\n")
+        yield "Clients:\n"
+        for conn in serverdata.live_connections(server):
+            yield _conn_info(conn, brief=True) + "\n"
+        yield "\n"
+    yield _stats_block(server)
+    yield f"Node count: {server.node_count()}\n"
     sizes = server.proposal_sizes()
     if sizes is not None:
-        out.append("Proposal sizes last/min/max: {}/{}/{}\n".format(*sizes))
-    return "".join(out)
+        yield "Proposal sizes last/min/max: {}/{}/{}\n".format(*sizes)
 
 
-def _conn_info(server: ZooKeeperServer, conn, brief: bool) -> str:
+def _conn_info(conn: ClientConnection, brief: bool) -> str:
     """ServerCnxn.dumpConnectionInfo, from the figures the admin server's `cons` shows."""
     i = serverdata.connection_info(conn, brief or conn.core.session_id == 0)
     ops = i["interest_ops"]
     s = (f" {conn.remote}[{f'{ops:x}' if ops else 0}](queued={i['outstanding_requests']},"
          f"recved={i['packets_received']},sent={i['packets_sent']}")
     if "session_id" in i:
-        s += (f",sid=0x{i['session_id'] & 0xFFFFFFFFFFFFFFFF:x},lop={i['last_operation']},"
+        s += (f",sid=0x{i['session_id'] & U64:x},lop={i['last_operation']},"
               f"est={i['established']},to={i['session_timeout']}")
         if i["last_cxid"] >= 0:
             s += f",lcxid=0x{i['last_cxid'] & 0xFFFFFFFF:x}"
-        s += (f",lzxid=0x{i['last_zxid'] & 0xFFFFFFFFFFFFFFFF:x},lresp={i['last_response_time']},"
+        s += (f",lzxid=0x{i['last_zxid'] & U64:x},lresp={i['last_response_time']},"
               f"llat={i['last_latency']},minlat={i['min_latency']},avglat={int(i['avg_latency'])},"
               f"maxlat={i['max_latency']}")
     return s + ")"
 
 
-def _cons(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
-    out = [_conn_info(server, conn, brief=False) + "\n" for conn in list(server.connections)]
-    return "".join(out) + "\n"
+def _cons(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> Iterator[str]:
+    for conn in serverdata.live_connections(server):
+        yield _conn_info(conn, brief=False) + "\n"
+    yield "\n"
 
 
 def _crst(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
@@ -232,39 +233,50 @@ def _date(mono_ms: int) -> str:
     return dt.strftime("%a %b %d %H:%M:%S %Z %Y")
 
 
-def _dump(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
-    out = ["SessionTracker dump:\n"]
-    buckets = serverdata.session_expiry(server)
-    out.append(f"Session Sets ({len(buckets)})/({len(server.sessions)}):\n")
+def _dump(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> Iterator[str]:
+    yield "SessionTracker dump:\n"
+    count, buckets = serverdata.session_expiry(server)
+    yield f"Session Sets ({count})/({len(server.sessions)}):\n"
     for t, sids in buckets:
-        out.append(f"{len(sids)} expire at {_date(t)}:\n")
-        out.extend(f"\t0x{sid & 0xFFFFFFFFFFFFFFFF:x}\n" for sid in sids)
-    out.append("ephemeral nodes dump:\n")
-    eph = serverdata.ephemerals(server)
-    out.append(f"Sessions with Ephemerals ({len(eph)}):\n")
-    for sid, paths in eph:
-        out.append(f"0x{sid & 0xFFFFFFFFFFFFFFFF:x}:\n")
-        out.extend(f"\t{p}\n" for p in paths)
-    out.append("Connections dump:\n")
-    out.append(f"Connections Sets (0)/({len(server.connections)}):\n")
-    return "".join(out)
+        yield f"{len(sids)} expire at {_date(t)}:\n"
+        for sid in sids:
+            yield f"\t0x{sid & U64:x}\n"
+    yield "ephemeral nodes dump:\n"
+    count, owners = serverdata.ephemerals(server)
+    yield f"Sessions with Ephemerals ({count}):\n"
+    for entry in owners:
+        if isinstance(entry, Vanished):
+            yield ""
+            continue
+        sid, paths = entry
+        yield f"0x{sid & U64:x}:\n"
+        for path in paths:
+            yield f"\t{path}\n"
+    yield "Connections dump:\n"
+    yield f"Connections Sets (0)/({len(server.connections)}):\n"
 
 
-def _watches(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
+def _watches(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> Iterator[str]:
     if cmd == "wchs":
         w = serverdata.watch_summary(server)
-        return (f"{w['num_connections']} connections watching {w['num_paths']} paths\n"
-                f"Total watches:{w['num_total_watches']}\n")
-    out = []
+        yield (f"{w['num_connections']} connections watching {w['num_paths']} paths\n"
+               f"Total watches:{w['num_total_watches']}\n")
+        return
     if cmd == "wchp":
-        for path, sids in serverdata.watches_by_path(server).items():
-            out.append(path + "\n")
-            out.extend(f"\t0x{sid & 0xFFFFFFFFFFFFFFFF:x}\n" for sid in sids)
-        return "".join(out) + "\n"
-    for sid, paths in serverdata.watches_by_session(server).items():
-        out.append(f"0x{sid & 0xFFFFFFFFFFFFFFFF:x}\n")
-        out.extend(f"\t{p}\n" for p in paths)
-    return "".join(out) + "\n"
+        for entry in serverdata.watches_by_path(server):
+            if isinstance(entry, Vanished):
+                yield ""
+                continue
+            path, sids = entry
+            yield path + "\n"
+            for sid in sids:
+                yield f"\t0x{sid & U64:x}\n"
+    else:
+        for sid, paths in serverdata.watches_by_session(server):
+            yield f"0x{sid & U64:x}\n"
+            for path in paths:
+                yield f"\t{path}\n"
+    yield "\n"
 
 
 def mntr_values(server: ZooKeeperServer, listener: ClientListener) -> list[tuple[str, object]]:
@@ -292,7 +304,7 @@ def mntr_values(server: ZooKeeperServer, listener: ClientListener) -> list[tuple
         ("packets_received", received),
         ("max_client_response_size", -1),
         ("connection_drop_probability", 0.0),
-        ("watch_count", tree.watch_count()),
+        ("watch_count", serverdata.watch_count(server)),
         ("auth_failed_count", server.auth_failed_count),
         ("min_latency", low),
         ("max_file_descriptor_count", max_fds),
@@ -333,7 +345,8 @@ def _mntr(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: byt
     return "".join(out)
 
 
-Handler = Callable[["ZooKeeperServer", "ClientListener", str, bytes], str]
+# a handler answers with its text, or with the fragments of a long answer (serverdata.slices)
+Handler = Callable[["ZooKeeperServer", "ClientListener", str, bytes], str | Iterator[str]]
 
 _COMMANDS: dict[str, Handler] = {
     "ruok": _ruok, "srvr": _srvr, "stat": _srvr, "cons": _cons, "crst": _crst, "srst": _srst,

@@ -9,10 +9,15 @@ ZooKeeperServerConf.toMap, ServerStats as Jackson names its getters).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zkfast.limits import ANSWER_SLICE_BYTES
+
 if TYPE_CHECKING:
+    from zkfast._datatree import Watcher
     from zkfast.net.connection import ClientConnection
     from zkfast.server.zkserver import ZooKeeperServer
 
@@ -59,15 +64,21 @@ def connection_info(conn: ClientConnection, brief: bool) -> dict[str, Any]:
     return info
 
 
-def connections_info(server: ZooKeeperServer, brief: bool, secure: bool = False) -> list[dict[str, Any]]:
-    """The connections of the plain (or the secure) client port, as getAllConnectionInfo."""
+def live_connections(server: ZooKeeperServer) -> Iterator[ClientConnection]:
+    """The connections open when it started, one per step, leaving out those closed since."""
+    live = server.connections
+    for conn in list(live):
+        if conn in live:
+            yield conn
+
+
+def connections_info(server: ZooKeeperServer, brief: bool, secure: bool = False) -> Iterator[dict[str, Any]]:
+    """The connections of the plain (or the secure) client port, as getAllConnectionInfo, lazily."""
     secure_listener = getattr(server, "secure_listener", None)
-    out = []
-    for conn in list(server.connections):
+    for conn in live_connections(server):
         on_secure = secure_listener is not None and conn.listener is secure_listener
         if on_secure == secure:
-            out.append(connection_info(conn, brief))
-    return out
+            yield connection_info(conn, brief)
 
 
 def reset_connection_stats(server: ZooKeeperServer) -> None:
@@ -162,42 +173,116 @@ def server_conf(server: ZooKeeperServer) -> dict[str, Any]:
 
 
 # -- watches (Apache's wchs/wchc/wchp report data watches only)
+#
+# Every Watcher in the tree's tables is the ConnCore of a connection in server.connections (a closed
+# connection's watches go with it), and each Watcher keeps the paths it watches (data_paths): what
+# concerns watchers is counted from there, in O(connections) rather than O(watched paths).
+
+def _watchers(server: ZooKeeperServer) -> list[Watcher]:
+    return [conn.core for conn in list(server.connections)]
+
 
 def watch_summary(server: ZooKeeperServer) -> dict[str, int]:
     """WatchesSummary.toMap: watching connections, watched paths, watches."""
-    data = server.tree.data_watches
-    watchers = {w for d in data.values() for w in d}
-    return {"num_connections": len(watchers), "num_paths": len(data),
-            "num_total_watches": sum(len(d) for d in data.values())}
+    sizes = [len(w.data_paths) for w in _watchers(server)]
+    return {"num_connections": sum(1 for n in sizes if n), "num_paths": len(server.tree.data_watches),
+            "num_total_watches": sum(sizes)}
 
 
-def watches_by_session(server: ZooKeeperServer) -> dict[int, list[str]]:
-    """WatchesReport.toMap: session id → watched paths."""
-    out: dict[int, list[str]] = {}
-    for path, d in server.tree.data_watches.items():
-        text = path.decode("utf-8", "replace")
-        for w in d:
-            out.setdefault(_signed64(w.session_id), []).append(text)
-    return out
+def watch_count(server: ZooKeeperServer) -> int:
+    """zk_watch_count: data and child watches."""
+    return sum(len(w.data_paths) + len(w.child_paths) for w in _watchers(server))
 
 
-def watches_by_path(server: ZooKeeperServer) -> dict[str, list[int]]:
-    """WatchesPathReport.toMap: path → ids of the sessions watching it."""
-    return {path.decode("utf-8", "replace"): [_signed64(w.session_id) for w in d]
-            for path, d in server.tree.data_watches.items()}
+def watches_by_session(server: ZooKeeperServer) -> Iterator[tuple[int, Iterator[str]]]:
+    """WatchesReport.toMap: session id → watched paths, lazily: one step per session, then per path.
+
+    The sessions are those connected when it started; each one's paths are copied when its turn
+    comes (a C-speed copy of the references, a few ns per path), so a watch that fires meanwhile
+    neither breaks the walk nor is missed."""
+    by_session: dict[int, list[Watcher]] = {}
+    for w in _watchers(server):
+        if w.data_paths:
+            by_session.setdefault(w.session_id, []).append(w)
+    for sid, watchers in by_session.items():
+        paths = list(chain.from_iterable(w.data_paths for w in watchers))
+        yield _signed64(sid), (p.decode("utf-8", "replace") for p in paths)
+
+
+def watches_by_path(server: ZooKeeperServer) -> Iterator[tuple[str, list[int]] | Vanished]:
+    """WatchesPathReport.toMap: path → ids of the sessions watching it, lazily: one step per path.
+
+    The walk is over the paths watched when it started (a copy of the table's keys: 8 bytes and a
+    few ns per path); a path whose watches have all fired since yields VANISHED."""
+    table = server.tree.data_watches
+    for path in list(table):
+        d = table.get(path)
+        if not d:
+            yield VANISHED
+            continue
+        yield path.decode("utf-8", "replace"), [_signed64(w.session_id) for w in d]
 
 
 # -- sessions
 
-def session_expiry(server: ZooKeeperServer) -> list[tuple[int, list[int]]]:
-    """(expiry time in ms of the monotonic clock, session ids), soonest first (getSessionExpiryMap)."""
-    return [(t, [_signed64(s) for s in sids]) for t, sids in server.sessions.dump_buckets()]
+def session_expiry(server: ZooKeeperServer) -> tuple[int, Iterator[tuple[int, list[int]]]]:
+    """(how many expiry times, then each (expiry time in ms of the monotonic clock, session ids)
+    soonest first), as getSessionExpiryMap. A touch moves a session to another bucket, so the
+    buckets are copied at once (C speed, a few ns per session); each is sorted when its turn comes."""
+    copied = sorted((t, list(sids)) for t, sids in server.sessions.buckets.items())
+    return len(copied), ((t, [_signed64(s) for s in sorted(sids)]) for t, sids in copied)
 
 
-def ephemerals(server: ZooKeeperServer) -> list[tuple[int, list[str]]]:
-    """(session id, its ephemeral paths) for every session that owns one (getEphemerals)."""
-    return [(_signed64(sid), [p.decode("utf-8", "replace") for p in paths])
-            for sid, paths in server.tree.ephemerals.items()]
+def ephemerals(server: ZooKeeperServer) -> tuple[int, Iterator[tuple[int, Iterator[str]] | Vanished]]:
+    """(how many sessions, then each (session id, its ephemeral paths)) for every session that owns
+    one (getEphemerals), a session at a time; one that closed since yields VANISHED."""
+    table = server.tree.ephemerals
+    sids = list(table)
+
+    def walk() -> Iterator[tuple[int, Iterator[str]] | Vanished]:
+        for sid in sids:
+            paths = table.get(sid)
+            if paths is None:
+                yield VANISHED
+                continue
+            yield _signed64(sid), (p.decode("utf-8", "replace") for p in list(paths))
+
+    return len(sids), walk()
+
+
+# -- answers produced in slices
+#
+# The commands above hand out lazy iterators; the four-letter words (fourletter.py) and the
+# AdminServer (admin.py) render them as fragments of text, one per entry, and `slices` joins the
+# fragments into pieces of bounded work. Between pieces the event loop serves the clients.
+
+SLICE_STEPS = 1000  # fragments (watches, paths, sessions, connection fields) rendered per piece
+
+
+class Vanished:
+    """An entry that went away during a walk: a step of work with nothing to show."""
+
+    def __repr__(self) -> str:
+        return "VANISHED"
+
+
+VANISHED = Vanished()
+
+
+def slices(fragments: Iterable[str], steps: int = SLICE_STEPS, max_bytes: int = ANSWER_SLICE_BYTES) -> Iterator[bytes]:
+    """The fragments joined into pieces of at most `steps` fragments or about max_bytes, UTF-8
+    encoded; an empty fragment is a step that wrote nothing."""
+    part: list[str] = []
+    size = 0
+    for fragment in fragments:
+        part.append(fragment)
+        size += len(fragment)
+        if len(part) >= steps or size >= max_bytes:
+            yield "".join(part).encode("utf-8")
+            part = []
+            size = 0
+    if part:
+        yield "".join(part).encode("utf-8")
 
 
 def last_snapshot(server: ZooKeeperServer) -> tuple[int, int]:
