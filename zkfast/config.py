@@ -36,6 +36,10 @@ from pathlib import Path
 from types import MappingProxyType, SimpleNamespace
 from typing import Any, NamedTuple
 
+from zkfast.limits import DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS
+from zkfast.net.throttle import ThrottleSettings
+from zkfast.net.tls import PROPERTY_NAMES as TLS_PROPERTY_NAMES
+
 log = logging.getLogger("zkfast.config")
 
 EMBEDDED_SOURCE = "<embedded default>"
@@ -57,9 +61,10 @@ FOUR_LETTER_WORDS = frozenset({
 })
 
 # Keys QuorumPeerConfig.parseProperties consumes itself (they never become system properties) and that
-# zkfast accepts and validates but does not act on. Value: the parser Apache applies.
+# zkfast accepts and validates but does not act on, because ignoring them weakens nothing (the quorum
+# SASL and TLS keys only while they are off: see _UNSUPPORTED). Value: the parser Apache applies.
 _IGNORED_DIRECT_KEYS: dict[str, str] = {
-    "secureClientPortAddress": "str", "observerMasterPort": "int", "connectToLearnerMasterLimit": "int",
+    "observerMasterPort": "int", "connectToLearnerMasterLimit": "int",
     "sslQuorum": "bool", "portUnification": "bool", "sslQuorumReloadCertFiles": "bool",
     "quorum.auth.enableSasl": "bool", "quorum.auth.serverRequireSasl": "bool",
     "quorum.auth.learnerRequireSasl": "bool", "quorum.auth.learner.saslLoginContext": "str",
@@ -71,11 +76,11 @@ _IGNORED_DIRECT_KEYS: dict[str, str] = {
 }
 
 _DIRECT_KEYS = frozenset({
-    "dataDir", "dataLogDir", "clientPort", "clientPortAddress", "secureClientPort", "tickTime",
-    "maxClientCnxns", "minSessionTimeout", "maxSessionTimeout", "clientPortListenBacklog", "initLimit",
-    "syncLimit", "electionAlg", "peerType", "syncEnabled", "dynamicConfigFile", "autopurge.snapRetainCount",
-    "autopurge.purgeInterval", "standaloneEnabled", "reconfigEnabled", "localSessionsEnabled",
-    "localSessionsUpgradingEnabled", "quorumListenOnAllIPs", "metricsProvider.className",
+    "dataDir", "dataLogDir", "clientPort", "clientPortAddress", "secureClientPort", "secureClientPortAddress",
+    "tickTime", "maxClientCnxns", "minSessionTimeout", "maxSessionTimeout", "clientPortListenBacklog",
+    "initLimit", "syncLimit", "electionAlg", "peerType", "syncEnabled", "dynamicConfigFile",
+    "autopurge.snapRetainCount", "autopurge.purgeInterval", "standaloneEnabled", "reconfigEnabled",
+    "localSessionsEnabled", "localSessionsUpgradingEnabled", "quorumListenOnAllIPs", "metricsProvider.className",
     "multiAddress.enabled", *_IGNORED_DIRECT_KEYS,
 })
 
@@ -125,9 +130,85 @@ _APACHE_PROPERTY_PREFIXES = ("ssl.", "authProvider.")
 _SASL_PROPERTY_KEYS = frozenset({
     "sasl.serverconfig", "sessionRequireClientSASLAuth", "allowSaslFailedClients", "superUser",
     "SASLAuthenticationProvider.superPassword", "kerberos.removeHostFromPrincipal",
-    "kerberos.removeRealmFromPrincipal", "kerberos.canonicalizeHostNames", "letAnySaslUserDoX",
-    "security.auth_to_local", "requireKerberosConfig",
+    "kerberos.removeRealmFromPrincipal", "letAnySaslUserDoX", "security.auth_to_local",
 })
+# Properties zkfast acts on besides the typed _PROPERTY_SPECS (SASL and enforce.auth in
+# zkfast.server.sasl, the rest in zkfast.server.main and zkfast.net.tls). Any other key Apache reads is
+# accepted with an INFO line saying it has no effect, unless _UNSUPPORTED refuses its value.
+_READ_PROPERTY_KEYS = _SASL_PROPERTY_KEYS | {
+    "4lw.commands.whitelist", "DigestAuthenticationProvider.superDigest", "DigestAuthenticationProvider.enabled",
+    "X509AuthenticationProvider.superUser", "enforce.auth.enabled", "enforce.auth.schemes", "multiAddress.enabled",
+    "log.dir", "log.file", *(f"ssl.{name}" for name in TLS_PROPERTY_NAMES),
+    # honoured in the one value zkfast implements (SHA1, x509); _UNSUPPORTED refuses the others
+    "DigestAuthenticationProvider.digestAlg", "ssl.authProvider",
+}
+_THROTTLE_PREFIX = "connection_throttle_"
+# authProvider.N classes zkfast implements (the last three are built in; naming them again is harmless)
+_AUTH_PROVIDERS = frozenset(f"org.apache.zookeeper.server.auth.{name}AuthenticationProvider"
+                            for name in ("SASL", "Digest", "IP", "X509"))
+
+
+class _Unsupported(NamedTuple):
+    """A setting zkfast does not implement and must not ignore: with a value that `refuses`, ignoring
+    it would weaken `weakens` (security, durability or quorum safety), because of `consequence`."""
+
+    refuses: Callable[[str], bool]  # True: refuse; False: harmless, accepted; ValueError: malformed
+    feature: str
+    weakens: str
+    consequence: str
+
+
+def _is_true(value: str) -> bool:
+    # Apache reads these with Boolean.parseBoolean (anything but "true" means false); zkfast refuses
+    # what is neither, so that "yes" never silently means false.
+    return parse_true_false(java_trim(value))
+
+
+_QUORUM_SASL = ("SASL authentication between servers", "security",
+                "servers would join and lead the ensemble without authenticating each other")
+_REVOCATION = "security", "a revoked client certificate would still be accepted"
+_UNSUPPORTED: dict[str, _Unsupported] = {
+    # zoo.cfg keys of QuorumPeerConfig (never system properties)
+    "quorum.auth.enableSasl": _Unsupported(_is_true, *_QUORUM_SASL),
+    "quorum.auth.learnerRequireSasl": _Unsupported(_is_true, *_QUORUM_SASL),
+    "quorum.auth.serverRequireSasl": _Unsupported(_is_true, *_QUORUM_SASL),
+    "sslQuorum": _Unsupported(_is_true, "TLS between servers", "security",
+                              "quorum and election traffic would travel unencrypted and unauthenticated"),
+    # system properties (names without "zookeeper.")
+    "enforceQuota": _Unsupported(_is_true, "quota enforcement", "security",
+                                 "a client could write past a znode quota instead of getting QUOTAEXCEEDED"),
+    "audit.enable": _Unsupported(_is_true, "audit logging", "security",
+                                 "no audit log of who changed what would be written"),
+    "requireKerberosConfig": _Unsupported(_is_true, "Kerberos", "security",
+                                          "the server would start without the Kerberos configuration this "
+                                          "setting demands"),
+    "DigestAuthenticationProvider.digestAlg": _Unsupported(
+        lambda v: java_trim(v).upper() not in ("SHA1", "SHA-1", "SHA"), "digest algorithms other than SHA1",
+        "security", "digest ids and the superDigest would be computed with SHA1, so who may do what would "
+                    "no longer be what the ACLs say"),
+    "admin.forceHttps": _Unsupported(_is_true, "HTTPS on the AdminServer", "security",
+                                     "the AdminServer would answer over plain HTTP"),
+    "ssl.crl": _Unsupported(_is_true, "certificate revocation lists", *_REVOCATION),
+    "ssl.ocsp": _Unsupported(_is_true, "OCSP", *_REVOCATION),
+    "ssl.context.supplier.class": _Unsupported(lambda v: bool(java_trim(v)), "SSLContext supplier classes",
+                                               "security", "TLS would run with the ssl.* keys instead of the "
+                                                           "context that class builds"),
+    "ssl.authProvider": _Unsupported(lambda v: java_trim(v) != "x509", "x509 authentication providers other "
+                                     "than x509", "security", "client certificates would be checked and "
+                                                              "named by the x509 scheme instead"),
+    "authProvider.": _Unsupported(lambda v: java_trim(v) not in _AUTH_PROVIDERS, "Java authentication "
+                                  "providers other than SASL, digest, ip and x509", "security",
+                                  "what that provider checks would go unchecked"),
+    "group.": _Unsupported(lambda v: True, "hierarchical quorums (group.N, weight.N)", "quorum safety",
+                           "the ensemble would decide by a plain majority of servers instead of a majority "
+                           "of groups"),
+}
+_UNSUPPORTED["weight."] = _UNSUPPORTED["group."]
+
+
+def _unsupported(key: str) -> _Unsupported | None:
+    numbered = re.fullmatch(r"(authProvider|group|weight)\.[^.]+", key)
+    return _UNSUPPORTED.get(key if numbered is None else numbered.group(1) + ".")
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -516,8 +597,6 @@ class ServerConfig:
     metrics_provider_class_name: str = DEFAULT_METRICS_PROVIDER
     metrics_provider_config: Mapping[str, str] = field(default_factory=_frozen_map)
     servers: tuple[ServerSpec, ...] = ()
-    groups: Mapping[int, tuple[int, ...]] = field(default_factory=_frozen_map)  # group id → server ids
-    weights: Mapping[int, int] = field(default_factory=_frozen_map)  # server id → weight
     quorum_config_version: int = 0  # `version` of the quorum config (hex in the file)
     server_id: int = 0  # myid; 0 in standalone mode
     myid_file: Path | None = None  # the myid file read, if any
@@ -543,6 +622,11 @@ class ServerConfig:
     cnx_timeout_ms: int = 5000  # cnxTimeout
     leader_serves: bool = True  # leaderServes=yes|no
     max_cnxns: int = 0  # maxCnxns, all clients together; 0 = no limit
+    sessionless_cnxn_timeout_ms: int = DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS  # nio.sessionlessCnxnTimeout
+    # netty.server.outstandingHandshake.limit: TLS handshakes in progress at once; <= 0 = zkfast's bound
+    # MAX_PENDING_TLS_HANDSHAKES (Apache: no limit)
+    outstanding_handshake_limit: int = -1
+    connection_throttle: ThrottleSettings = ThrottleSettings()  # connection_throttle_*
     super_digest: str | None = None  # DigestAuthenticationProvider.superDigest = super:base64(sha1)
     auth_providers: Mapping[str, str] = field(default_factory=_frozen_map)  # authProvider.N → class
     ssl_properties: Mapping[str, str] = field(default_factory=_frozen_map)  # zookeeper.ssl.* (full names)
@@ -676,6 +760,7 @@ class _Loader:
         self._load_metrics()
         self._load_ignored_direct_keys()
         self._load_system_properties()
+        self._check_apache_properties()
         self._warn_unknown_keys()
         self._load_quorum()
         self._check_client_port()
@@ -795,15 +880,17 @@ class _Loader:
         parsers: dict[str, Callable[[str], Any]] = {
             "str": str, "int": parse_java_int, "long": lambda v: parse_java_int(v, 64),
             "bool": parse_true_false}
-        other = {}
-        for key, kind in _IGNORED_DIRECT_KEYS.items():
-            setting = self.get(key)
-            if setting is None:
-                continue
-            self.typed(key, parsers[kind], None)
-            other[key] = setting.value
+        present = {key: setting for key in _IGNORED_DIRECT_KEYS if (setting := self.get(key)) is not None}
+        for key in present:
+            self.typed(key, parsers[_IGNORED_DIRECT_KEYS[key]], None)
+        self._check_quorum_sasl()
+        for key, setting in present.items():
+            self.refuse_if_unsupported(key, setting)
             self.info(setting.origin, "accepted; it has no effect in zkfast")
-        # QuorumPeerConfig's SASL consistency checks.
+        self.fields["other_settings"] = _frozen_map({key: setting.value for key, setting in present.items()})
+
+    def _check_quorum_sasl(self) -> None:
+        """QuorumPeerConfig's SASL consistency checks (Apache's errors come before zkfast's refusal)."""
         enabled = self.typed("quorum.auth.enableSasl", parse_true_false, False)
         server_req = self.typed("quorum.auth.serverRequireSasl", parse_true_false, False)
         learner_req = self.typed("quorum.auth.learnerRequireSasl", parse_true_false, False)
@@ -814,7 +901,21 @@ class _Loader:
         if server_req and not learner_req:
             raise ConfigError.at(self.settings["quorum.auth.serverRequireSasl"].origin,
                                  "needs quorum.auth.learnerRequireSasl=true")
-        self.fields["other_settings"] = _frozen_map(other)
+
+    def refuse_if_unsupported(self, name: str, setting: _Setting) -> None:
+        """Stop here if `setting` asks for something zkfast lacks and ignoring it would weaken safety."""
+        spec = _unsupported(name)
+        if spec is None:
+            return
+        try:
+            refused = spec.refuses(setting.value)
+        except ValueError as e:
+            raise ConfigError.at(setting.origin, str(e)) from None
+        if refused:
+            raise ConfigError.at(setting.origin, f"zkfast does not implement {spec.feature}, and ignoring "
+                                                 f"{setting.value!r} would weaken {spec.weakens}: "
+                                                 f"{spec.consequence}. Remove the setting to run zkfast "
+                                                 "without it, or keep Apache ZooKeeper for this server")
 
     # -- system properties
     def _prop(self, name: str, bare: bool) -> _Setting | None:
@@ -828,16 +929,19 @@ class _Loader:
                                        f"{prefixed.value!r}, as in Apache ZooKeeper")
         return plain or prefixed
 
+    def _typed_prop(self, spec: _PropSpec) -> Any:
+        setting = self._prop(spec.name, spec.bare)
+        if setting is None:
+            return spec.default
+        try:
+            return spec.parse(setting.value)
+        except ValueError as e:
+            raise ConfigError.at(setting.origin, str(e)) from None
+
     def _load_system_properties(self) -> None:
         for spec in _PROPERTY_SPECS:
-            setting = self._prop(spec.name, spec.bare)
-            if setting is None:
-                self.fields[spec.field] = spec.default
-                continue
-            try:
-                self.fields[spec.field] = spec.parse(setting.value)
-            except ValueError as e:
-                raise ConfigError.at(setting.origin, str(e)) from None
+            self.fields[spec.field] = self._typed_prop(spec)
+        self.fields["connection_throttle"] = self._connection_throttle()
         snap = self._prop("snapCount", False)
         if snap is not None and self.fields["snap_count"] < 2:
             self.warn(snap.origin, f"{self.fields['snap_count']} is below 2; using 2 (as Apache ZooKeeper)")
@@ -853,6 +957,22 @@ class _Loader:
         self.fields["sasl_properties"] = _frozen_map({
             PROPERTY_PREFIX + k: self.props[PROPERTY_PREFIX + k].value for k in sorted(_SASL_PROPERTY_KEYS)
             if PROPERTY_PREFIX + k in self.props})
+
+    def _connection_throttle(self) -> ThrottleSettings:
+        values = {spec.field: self._typed_prop(spec) for spec in _THROTTLE_SPECS}
+        # BlueThrottle's static initialiser: a session kind cheaper than a local session costs as much
+        local = values["local_session_weight"]
+        for kind in ("global", "renew"):
+            key = f"{_THROTTLE_PREFIX}{kind}_session_weight"
+            if values[f"{kind}_session_weight"] < local:
+                # blame the setting that made it so: this weight, or else the local weight above its default
+                setting = self._prop(key, False) or self._prop(f"{_THROTTLE_PREFIX}local_session_weight", False)
+                assert setting is not None  # the defaults (3, 2) are not below the default 1
+                self.warn(setting.origin, f"{key} ({values[f'{kind}_session_weight']}) is below "
+                                          f"{_THROTTLE_PREFIX}local_session_weight ({local}); using {local} "
+                                          "(as Apache ZooKeeper)")
+                values[f"{kind}_session_weight"] = local
+        return ThrottleSettings(**values)
 
     def _props_under(self, prefix: str, strip: bool) -> Mapping[str, str]:
         full = PROPERTY_PREFIX + prefix
@@ -877,16 +997,21 @@ class _Loader:
                 enabled.add(word)
         return frozenset(enabled)
 
+    def _check_apache_properties(self) -> None:
+        """Refuse what zkfast cannot honour; name the Apache properties it accepts without acting on them."""
+        for full, setting in self.props.items():
+            name = full[len(PROPERTY_PREFIX):]
+            if not full.startswith(PROPERTY_PREFIX) or _is_direct_or_quorum_key(name) or not _is_apache_property(name):
+                continue
+            self.refuse_if_unsupported(name, setting)
+            if not _zkfast_reads(name):
+                self.info(setting.origin, "accepted; it has no effect in zkfast")
+
     def _warn_unknown_keys(self) -> None:
-        typed = {spec.name for spec in _PROPERTY_SPECS} | {"DigestAuthenticationProvider.superDigest",
-                                                           "4lw.commands.whitelist"}
         for key, setting in self.settings.items():
-            if _is_direct_or_quorum_key(key) or key in typed or key in _SASL_PROPERTY_KEYS:
+            if _is_direct_or_quorum_key(key) or _zkfast_reads(key) or _is_apache_property(key):
                 continue
-            if key in _APACHE_PROPERTY_KEYS or key.startswith(_APACHE_PROPERTY_PREFIXES):
-                log.debug("%s: %s: kept as system property zookeeper.%s", setting.origin.location(), key, key)
-                continue
-            known = sorted(_DIRECT_KEYS | typed | _APACHE_PROPERTY_KEYS)
+            known = sorted(_DIRECT_KEYS | _TYPED_PROPERTY_NAMES | _APACHE_PROPERTY_KEYS)
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
             hint = f" (did you mean {close[0]}?)" if close else ""
             self.warn(setting.origin, f"unknown setting, ignored{hint}; it only sets the system property "
@@ -1019,6 +1144,17 @@ def _is_direct_or_quorum_key(key: str) -> bool:
     return key in _DIRECT_KEYS or key.startswith("metricsProvider.") or _is_quorum_key(key) or key == "version"
 
 
+def _is_apache_property(name: str) -> bool:
+    """A system property (name without "zookeeper.") that Apache ZooKeeper 3.8.0 reads."""
+    return name in _APACHE_PROPERTY_KEYS or name.startswith(_APACHE_PROPERTY_PREFIXES)
+
+
+def _zkfast_reads(name: str) -> bool:
+    """zkfast acts on this property (a refused value never gets this far)."""
+    return (name in _TYPED_PROPERTY_NAMES or name in _READ_PROPERTY_KEYS or name.startswith(_THROTTLE_PREFIX)
+            or name.startswith("authProvider."))
+
+
 def _read_dynamic_file(path: Path, pointer: _Setting) -> tuple[str, dict[str, _Setting]]:
     try:
         text = path.read_bytes().decode("latin-1")
@@ -1045,7 +1181,8 @@ def _read_dynamic_file(path: Path, pointer: _Setting) -> tuple[str, dict[str, _S
 
 
 class _QuorumParser:
-    """server.N, group.N, weight.N and version (QuorumMaj / QuorumHierarchical / parseDynamicConfig)."""
+    """server.N and version (QuorumMaj, parseDynamicConfig); group.N and weight.N (QuorumHierarchical) are
+    refused: see _UNSUPPORTED."""
 
     def __init__(self, loader: _Loader, where: str, settings: Mapping[str, _Setting]) -> None:
         self.loader = loader
@@ -1054,25 +1191,13 @@ class _QuorumParser:
 
     def parse(self) -> None:
         servers: dict[int, ServerSpec] = {}
-        groups: dict[int, tuple[int, ...]] = {}
-        weights: dict[int, int] = {}
-        group_of: dict[int, int] = {}
         for key, setting in self.settings.items():
             if key.startswith("server."):
                 spec = self._server(key, setting)
                 servers[spec.server_id] = spec
-            elif key.startswith("group"):
-                gid = self._numbered(key, "group", setting)
-                members = tuple(self._id(part, setting) for part in setting.value.split(":"))
-                for sid in members:
-                    if sid in group_of and group_of[sid] != gid:
-                        raise ConfigError.at(setting.origin, f"server {sid} is already in group.{group_of[sid]}")
-                    group_of[sid] = gid
-                groups[gid] = members
-            elif key.startswith("weight"):
-                sid = self._numbered(key, "weight", setting)
-                weight = self._id(setting.value, setting)
-                weights[sid] = weight
+            elif key.startswith(("group", "weight")):
+                self._numbered(key, "group" if key.startswith("group") else "weight", setting)
+                self.loader.refuse_if_unsupported(key, setting)
         version = self.settings.get("version")
         if version is not None:
             try:
@@ -1081,30 +1206,14 @@ class _QuorumParser:
                 raise ConfigError.at(version.origin, f"must be a hexadecimal number, got "
                                                      f"{version.value!r}") from None
         ordered = tuple(servers[sid] for sid in sorted(servers))
-        if groups or weights:
-            for spec in ordered:
-                if spec.is_voter and spec.server_id not in group_of:
-                    raise ConfigError(self.where, spec.line, f"server.{spec.server_id}",
-                                      "is not in any group.N (with groups, every participant needs one)")
         self._check_counts(ordered)
         self.loader.fields["servers"] = ordered
-        self.loader.fields["groups"] = _frozen_map(dict(sorted(groups.items())))
-        self.loader.fields["weights"] = _frozen_map(dict(sorted(weights.items())))
 
     def _numbered(self, key: str, prefix: str, setting: _Setting) -> int:
         match = re.fullmatch(re.escape(prefix) + r"\.([0-9]+)", key)
         if not match:
             raise ConfigError.at(setting.origin, f"malformed key: expected {prefix}.<number>")
         return int(match.group(1))
-
-    def _id(self, text: str, setting: _Setting) -> int:
-        try:
-            number = parse_java_int(text, 64)
-        except ValueError:
-            number = -1
-        if number < 0:
-            raise ConfigError.at(setting.origin, f"{text!r} is not a non-negative number")
-        return number
 
     def _server(self, key: str, setting: _Setting) -> ServerSpec:
         sid = self._numbered(key, "server", setting)
@@ -1278,6 +1387,10 @@ _PROPERTY_SPECS: tuple[_PropSpec, ...] = (
     _PropSpec("cnxTimeout", False, "cnx_timeout_ms", _at_least(1, parse_java_int), 5000),
     _PropSpec("leaderServes", False, "leader_serves", parse_yes_no, True),
     _PropSpec("maxCnxns", False, "max_cnxns", _at_least(0, _decode32, " (0 = no limit)"), 0),
+    # Apache's ExpiryQueue divides by it: 0 would stop its connection expirer
+    _PropSpec("nio.sessionlessCnxnTimeout", False, "sessionless_cnxn_timeout_ms", _at_least(1, _decode32),
+              DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS),
+    _PropSpec("netty.server.outstandingHandshake.limit", False, "outstanding_handshake_limit", _decode32, -1),
     _PropSpec("datadir.autocreate", False, "datadir_autocreate", parse_true_false, True),
     _PropSpec("fsync.warningthresholdms", True, "fsync_warning_threshold_ms", _at_least(0, _decode64), 1000),
     _PropSpec("znode.container.checkIntervalMs", True, "container_check_interval_ms",
@@ -1292,6 +1405,40 @@ _PROPERTY_SPECS: tuple[_PropSpec, ...] = (
 _BARE_EXTRA = frozenset(("java.security.auth.login.config", "java.security.krb5.realm",
                          "java.security.krb5.conf"))
 _BARE_PROPERTIES = frozenset(s.name for s in _PROPERTY_SPECS if s.bare) | _BARE_EXTRA
+_TYPED_PROPERTY_NAMES = frozenset(s.name for s in _PROPERTY_SPECS)
+
+
+def _probability(value: str) -> float:
+    """Double.parseDouble's decimal forms (no hex, NaN or Infinity), between 0 and 1."""
+    if not re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?[fFdD]?", java_trim(value)):
+        raise ValueError(f"must be a number between 0 and 1, got {value!r}{_hint(value)}")
+    number = float(java_trim(value).rstrip("fFdD"))
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"must be between 0 and 1, got {value}")
+    return number
+
+
+_THROTTLE_DEFAULTS = ThrottleSettings()
+
+
+def _throttle_spec(suffix: str, field_name: str, parse: Callable[[str], Any]) -> _PropSpec:
+    return _PropSpec(_THROTTLE_PREFIX + suffix, False, field_name, parse, getattr(_THROTTLE_DEFAULTS, field_name))
+
+
+# zookeeper.connection_throttle_* (BlueThrottle); `field` names a ThrottleSettings attribute here
+_THROTTLE_SPECS: tuple[_PropSpec, ...] = (
+    _throttle_spec("tokens", "tokens", _at_least(0, _decode32, " (0 = no throttle)")),
+    _throttle_spec("fill_time", "fill_time_ms", _at_least(1, _decode32)),  # Apache divides by it
+    _throttle_spec("fill_count", "fill_count", _at_least(0, _decode32)),
+    _throttle_spec("freeze_time", "freeze_time_ms", _at_least(-1, _decode32, " (-1 = no random drops)")),
+    _throttle_spec("drop_increase", "drop_increase", _probability),
+    _throttle_spec("drop_decrease", "drop_decrease", _probability),
+    _throttle_spec("decrease_ratio", "decrease_ratio", _probability),
+    _throttle_spec("weight_enabled", "weight_enabled", parse_true_false),
+    _throttle_spec("global_session_weight", "global_session_weight", _at_least(1, _decode32)),
+    _throttle_spec("local_session_weight", "local_session_weight", _at_least(1, _decode32)),
+    _throttle_spec("renew_session_weight", "renew_session_weight", _at_least(1, _decode32)),
+)
 assert {s.field for s in _PROPERTY_SPECS} <= {f.name for f in dataclasses.fields(ServerConfig)}
 
 
@@ -1377,6 +1524,8 @@ def _describe(cfg: ServerConfig) -> str:
             put("clientPortAddress", cfg.client_port_address)
     if cfg.secure_client_port is not None:
         put("secureClientPort", cfg.secure_client_port)
+        if cfg.secure_client_port_address is not None:
+            put("secureClientPortAddress", cfg.secure_client_port_address)
     for key, value in (
         ("tickTime", cfg.tick_time_ms), ("maxClientCnxns", cfg.max_client_cnxns),
         ("minSessionTimeout", cfg.min_session_timeout_ms), ("maxSessionTimeout", cfg.max_session_timeout_ms),
@@ -1411,10 +1560,6 @@ def _describe_quorum(cfg: ServerConfig, put: Callable[[str, object], None], line
     else:
         for spec in cfg.servers:
             put(f"server.{spec.server_id}", spec.value())
-        for gid, members in cfg.groups.items():
-            put(f"group.{gid}", ":".join(str(m) for m in members))
-        for sid, weight in cfg.weights.items():
-            put(f"weight.{sid}", weight)
         if cfg.quorum_config_version:
             put("version", f"{cfg.quorum_config_version:x}")
     if cfg.myid_file is not None:
@@ -1427,11 +1572,14 @@ def _describe_properties(cfg: ServerConfig, put: Callable[[str, object], None]) 
         if spec.parse is parse_yes_no:
             value = "yes" if value else "no"
         put(spec.name, value)
+    for spec in _THROTTLE_SPECS:
+        put(spec.name, getattr(cfg.connection_throttle, spec.field))
     words = cfg.four_letter_words_enabled
     put("4lw.commands.whitelist", "*" if words == FOUR_LETTER_WORDS else ",".join(sorted(words)))
     if cfg.super_digest is not None:
         put("DigestAuthenticationProvider.superDigest", cfg.super_digest)
-    shown = {PROPERTY_PREFIX + s.name for s in _PROPERTY_SPECS} | {PROPERTY_PREFIX + k for k in _DIRECT_KEYS} | {
+    shown = {PROPERTY_PREFIX + s.name for s in (*_PROPERTY_SPECS, *_THROTTLE_SPECS)} | {
+        PROPERTY_PREFIX + k for k in _DIRECT_KEYS} | {
         "zookeeper.4lw.commands.whitelist", "zookeeper.DigestAuthenticationProvider.superDigest"}
     for name, value in sorted(cfg.system_properties.items()):
         if name.startswith(PROPERTY_PREFIX) and name not in shown and not name.startswith("zookeeper.log."):

@@ -38,6 +38,10 @@ GLOBAL_OUTSTANDING_BYTES_LIMIT = 64 * MIB  # their request bodies; no Apache equ
 
 # -- connections that never become sessions (Apache's nio.sessionlessCnxnTimeout default)
 DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS = 10_000
+# TLS handshakes in progress at once on secureClientPort, unless netty.server.outstandingHandshake.limit
+# says otherwise (Apache: no limit by default). Each also counts against maxClientCnxns and maxCnxns and
+# must finish within the sessionless timeout.
+MAX_PENDING_TLS_HANDSHAKES = 1000
 
 # -- four-letter words and admin commands: their answers are produced in slices between request
 # batches and written through a buffer of at most this many bytes

@@ -19,6 +19,15 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 PREFIX = "zookeeper.ssl."
+# the zookeeper.ssl.* keys server_context reads (config.py refuses ssl.crl, ssl.ocsp and the other keys
+# that zkfast cannot honour and must not ignore)
+PROPERTY_NAMES = frozenset({
+    "keyStore.location", "keyStore.password", "keyStore.passwordPath", "keyStore.type",
+    "trustStore.location", "trustStore.password", "trustStore.passwordPath", "trustStore.type",
+    "protocol", "enabledProtocols", "ciphersuites", "clientAuth",
+})
+_TLS_VERSIONS = {"TLSV1": ssl.TLSVersion.TLSv1, "TLSV1.1": ssl.TLSVersion.TLSv1_1,
+                 "TLSV1.2": ssl.TLSVersion.TLSv1_2, "TLSV1.3": ssl.TLSVersion.TLSv1_3}
 
 
 class TlsConfigError(Exception):
@@ -125,12 +134,11 @@ def server_context(props: Mapping[str, str]) -> ssl.SSLContext:
     key_loc = get("keyStore.location")
     if not key_loc:
         raise TlsConfigError("ssl.keyStore.location: required when secureClientPort is set")
-    keystore = read_store("keyStore", Path(key_loc), get("keyStore.password"), get("keyStore.type"))
+    keystore = read_store("keyStore", Path(key_loc), _password(props, "keyStore"), get("keyStore.type"))
     if keystore.key_pem is None or not keystore.certs_pem:
         raise TlsConfigError(f"ssl.keyStore.location: {key_loc} holds no private key with a certificate")
-    protocol = (get("protocol") or "TLSv1.2").upper()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3 if protocol == "TLSV1.3" else ssl.TLSVersion.TLSv1_2
+    _set_versions(ctx, get("protocol"), get("enabledProtocols"))
     with tempfile.TemporaryDirectory(prefix="zkfast-tls-") as tmp:
         cert_file = Path(tmp) / "cert.pem"
         key_file = Path(tmp) / "key.pem"
@@ -141,7 +149,7 @@ def server_context(props: Mapping[str, str]) -> ssl.SSLContext:
         ctx.load_cert_chain(str(cert_file), str(key_file))
     trust_loc = get("trustStore.location")
     if trust_loc:
-        truststore = read_store("trustStore", Path(trust_loc), get("trustStore.password"),
+        truststore = read_store("trustStore", Path(trust_loc), _password(props, "trustStore"),
                                 get("trustStore.type"))
         if truststore.certs_pem:
             ctx.load_verify_locations(cadata=b"".join(truststore.certs_pem).decode())
@@ -161,6 +169,34 @@ def server_context(props: Mapping[str, str]) -> ssl.SSLContext:
         except ssl.SSLError:
             log.warning("ssl.ciphersuites: none of %s is known to OpenSSL; using its defaults", ciphers)
     return ctx
+
+
+def _password(props: Mapping[str, str], store: str) -> str | None:
+    """X509Util.getPasswordFromConfigPropertyOrFile: `passwordPath` (a file) wins over `password`;
+    SecretUtils drops one trailing line separator."""
+    path = props.get(f"{PREFIX}{store}.passwordPath")
+    if not path:
+        return props.get(f"{PREFIX}{store}.password")
+    try:
+        secret = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise TlsConfigError(f"ssl.{store}.passwordPath: cannot read {path}: {e}") from e
+    return secret.removesuffix("\n")
+
+
+def _set_versions(ctx: ssl.SSLContext, protocol: str | None, enabled: str | None) -> None:
+    """Apache enables `ssl.enabledProtocols` (a comma list), or else only `ssl.protocol` (TLSv1.2 by
+    default). zkfast allows the range the list spans; without one, `ssl.protocol` and anything newer."""
+    if not enabled:
+        newest_only = (protocol or "").upper() == "TLSV1.3"
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3 if newest_only else ssl.TLSVersion.TLSv1_2
+        return
+    names = [n.strip().upper() for n in enabled.split(",") if n.strip()]
+    unknown = [n for n in names if n not in _TLS_VERSIONS]
+    if unknown or not names:
+        raise TlsConfigError(f"ssl.enabledProtocols: {enabled!r} must list TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3")
+    versions = sorted(_TLS_VERSIONS[n] for n in names)
+    ctx.minimum_version, ctx.maximum_version = versions[0], versions[-1]
 
 
 def client_cert_id(ssl_object: ssl.SSLObject | None) -> str | None:

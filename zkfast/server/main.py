@@ -6,13 +6,16 @@ import asyncio
 import gc
 import logging
 import signal
+import ssl
 import sys
 from typing import TYPE_CHECKING, Any
 
 from zkfast._datatree import DataTree
+from zkfast.limits import MAX_PENDING_TLS_HANDSHAKES
 from zkfast.net.admin import start_admin_server
 from zkfast.net.listener import ClientListener
 from zkfast.net.metrics import start_metrics_server
+from zkfast.net.throttle import ConnectionThrottle
 from zkfast.server.containers import run_container_manager
 from zkfast.server.sasl import SaslConfigError, build_sasl_server
 from zkfast.server.zkserver import ZooKeeperServer
@@ -94,6 +97,26 @@ class ClientSide:
             await self.secure.close()
 
 
+def connection_throttle(config: ServerConfig) -> ConnectionThrottle | None:
+    """One bucket for both client ports, as Apache's lives in its ZooKeeperServer (None: no throttle)."""
+    settings = config.connection_throttle
+    if not settings.enabled:
+        return None
+    return ConnectionThrottle(settings, local_sessions=config.local_sessions_enabled)
+
+
+def client_listener(server: ZooKeeperServer, config: ServerConfig, host: str | None, port: int,
+                    throttle: ConnectionThrottle | None, tls: ssl.SSLContext | None = None,
+                    x509_super_user: str | None = None) -> ClientListener:
+    handshakes = config.outstanding_handshake_limit
+    return ClientListener(server, host, port, max_client_cnxns=config.max_client_cnxns, max_cnxns=config.max_cnxns,
+                          backlog=config.client_port_listen_backlog, max_frame_bytes=config.jute_max_buffer_bytes,
+                          tls=tls, x509_super_user=x509_super_user,
+                          sessionless_timeout_ms=config.sessionless_cnxn_timeout_ms,
+                          max_pending_handshakes=handshakes if handshakes > 0 else MAX_PENDING_TLS_HANDSHAKES,
+                          throttle=throttle)
+
+
 async def open_client_side(server: ZooKeeperServer, config: ServerConfig) -> tuple[ClientSide, int]:
     """Listen for clients and operators; (side, 0) or (side, exit code) after closing what opened."""
     side = ClientSide()
@@ -101,10 +124,8 @@ async def open_client_side(server: ZooKeeperServer, config: ServerConfig) -> tup
     side.metrics = await start_metrics_server(server, config)
     side.admin = await start_admin_server(server, config)
     assert config.client_port is not None
-    listener = ClientListener(server, config.client_port_address, config.client_port,
-                              max_client_cnxns=config.max_client_cnxns, max_cnxns=config.max_cnxns,
-                              backlog=config.client_port_listen_backlog,
-                              max_frame_bytes=config.jute_max_buffer_bytes)
+    throttle = connection_throttle(config)
+    listener = client_listener(server, config, config.client_port_address, config.client_port, throttle)
     try:
         await listener.start()
     except OSError as e:
@@ -124,11 +145,9 @@ async def open_client_side(server: ZooKeeperServer, config: ServerConfig) -> tup
             await side.close()
             return side, 2
         server.auth.add_x509(config.property("zookeeper.X509AuthenticationProvider.superUser"))
-        secure = ClientListener(server, config.secure_client_port_address or config.client_port_address,
-                                config.secure_client_port, max_client_cnxns=config.max_client_cnxns,
-                                max_cnxns=config.max_cnxns, backlog=config.client_port_listen_backlog,
-                                max_frame_bytes=config.jute_max_buffer_bytes, tls=ctx,
-                                x509_super_user=config.property("zookeeper.X509AuthenticationProvider.superUser"))
+        secure = client_listener(server, config, config.secure_client_port_address or config.client_port_address,
+                                 config.secure_client_port, throttle, tls=ctx,
+                                 x509_super_user=config.property("zookeeper.X509AuthenticationProvider.superUser"))
         try:
             await secure.start()
         except OSError as e:

@@ -189,6 +189,9 @@ class ZooKeeperServer(PipelineCore):
             log.info("refusing session request from %s: not serving", conn.remote)
             conn.close()
             return
+        if not conn.listener.admit_session(conn, session_id):
+            conn.close()  # Apache's ClientCnxnLimitException: closed without an answer
+            return
         if self.read_only and not read_only:
             log.info("refusing session request for not-read-only client %s", conn.remote)
             conn.close()
