@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import ssl
+import struct
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,55 @@ def test_client_without_certificate_is_refused(pki: dict[str, Path]) -> None:
                     s.sendall(b"\0\0\0\0")
                     if not s.recv(1):
                         raise ConnectionResetError("closed")
+
+
+def tls_outcome(port: int, pki: dict[str, Path], version: ssl.TLSVersion, cipher: str | None = None) -> str:
+    """What a client limited to `version` (and to `cipher`, an OpenSSL TLS 1.2 suite) gets on the secure
+    port: the protocol and whether its ConnectRequest was answered, or "refused"."""
+    d = pki["dir"]
+    ctx = ssl.create_default_context(cafile=str(d / "ca.pem"))
+    ctx.load_cert_chain(str(d / "client.pem"), str(d / "client.key"))
+    ctx.minimum_version = ctx.maximum_version = version
+    if cipher:
+        ctx.set_ciphers(cipher)
+    import socket
+
+    try:
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                             server_hostname="localhost") as s:
+            s.sendall(struct.pack(">i", 45) + struct.pack(">iqiqi", 0, 0, 10000, 0, 16) + b"\0" * 17)
+            answer = s.recv(4)
+            return f"{s.version()}, {'answered' if answer else 'closed'}"
+    except (ssl.SSLError, OSError):
+        return "refused"
+
+
+TLS12, TLS13 = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3
+PROTOCOL_CASES = {
+    # Apache needs TLS 1.3 suites in ssl.ciphersuites for TLS 1.3 (its default list has none)
+    "tls13_only": ({"ssl.enabledProtocols": "TLSv1.3", "ssl.ciphersuites": "TLS_AES_128_GCM_SHA256,TLS_AES_256_GCM_SHA384"},
+                   [(TLS12, None, "refused"), (TLS13, None, "TLSv1.3, answered")]),
+    # Java's names for TLS 1.2 suites; no TLS 1.3 suite listed, so no TLS 1.3
+    "one_suite": ({"ssl.enabledProtocols": "TLSv1.2,TLSv1.3", "ssl.ciphersuites": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"},
+                  [(TLS12, "ECDHE-RSA-AES128-GCM-SHA256", "TLSv1.2, answered"),
+                   (TLS12, "ECDHE-RSA-AES256-GCM-SHA384", "refused"), (TLS13, None, "refused")]),
+}
+
+
+@pytest.mark.parametrize("case", PROTOCOL_CASES)
+@pytest.mark.parametrize("kind", ["zkfast", "apache"])
+def test_protocols_suites_and_a_password_file_as_apache(pki: dict[str, Path], tmp_path: Path, kind: str,
+                                                        case: str) -> None:
+    if kind == "apache" and not apache_available():
+        pytest.skip("Apache ZooKeeper (Debian package) is not installed")
+    settings, expected = PROTOCOL_CASES[case]
+    secret = tmp_path / "keystore.pass"
+    secret.write_text(PASSWORD + "\n")  # SecretUtils drops one trailing line separator
+    port = free_port()
+    cfg = tls_cfg(pki, port)
+    cfg.pop("ssl.keyStore.password")
+    cfg.update({"ssl.keyStore.passwordPath": str(secret), **settings})
+    server_class: type[ServerProcess] = ZkfastProcess if kind == "zkfast" else ApacheZkProcess
+    with server_class(cfg=cfg):
+        outcomes = [tls_outcome(port, pki, version, cipher) for version, cipher, _ in expected]
+    assert outcomes == [outcome for _, _, outcome in expected]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import ssl
 import tempfile
 from collections.abc import Mapping
@@ -164,10 +165,7 @@ def server_context(props: Mapping[str, str]) -> ssl.SSLContext:
         raise TlsConfigError(f"ssl.clientAuth: {client_auth!r} is not need, want or none")
     ciphers = get("ciphersuites")
     if ciphers:
-        try:
-            ctx.set_ciphers(":".join(c.strip() for c in ciphers.split(",")))
-        except ssl.SSLError:
-            log.warning("ssl.ciphersuites: none of %s is known to OpenSSL; using its defaults", ciphers)
+        _set_cipher_suites(ctx, [c.strip() for c in ciphers.split(",") if c.strip()])
     return ctx
 
 
@@ -197,6 +195,52 @@ def _set_versions(ctx: ssl.SSLContext, protocol: str | None, enabled: str | None
         raise TlsConfigError(f"ssl.enabledProtocols: {enabled!r} must list TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3")
     versions = sorted(_TLS_VERSIONS[n] for n in names)
     ctx.minimum_version, ctx.maximum_version = versions[0], versions[-1]
+
+
+_TLS13_SUITES = frozenset({"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"})
+_KEY_EXCHANGES = {"ECDHE_ECDSA": "ECDHE-ECDSA-", "ECDHE_RSA": "ECDHE-RSA-", "DHE_RSA": "DHE-RSA-", "RSA": ""}
+_IANA_SUITE = re.compile(r"TLS_(ECDHE_ECDSA|ECDHE_RSA|DHE_RSA|RSA)_WITH_"
+                         r"(?:AES_(128|256)_(GCM|CBC)_(SHA384|SHA256|SHA)|(CHACHA20_POLY1305)_SHA256)")
+
+
+def openssl_suite_name(name: str) -> str:
+    """A TLS 1.2 suite as OpenSSL spells it: Apache's ssl.ciphersuites uses the IANA names Java knows
+    (TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 is OpenSSL's ECDHE-RSA-AES128-GCM-SHA256); other names
+    pass unchanged."""
+    match = _IANA_SUITE.fullmatch(name)
+    if match is None:
+        return name
+    exchange, bits, mode, mac, chacha = match.groups()
+    prefix = _KEY_EXCHANGES[exchange]
+    if chacha:
+        return f"{prefix}CHACHA20-POLY1305"
+    return f"{prefix}AES{bits}-GCM-{mac}" if mode == "GCM" else f"{prefix}AES{bits}-{mac}"
+
+
+def _set_cipher_suites(ctx: ssl.SSLContext, names: list[str]) -> None:
+    """ssl.ciphersuites, as Netty applies it: unknown suites are left out; a list without TLS 1.3
+    suites means no TLS 1.3 (so Apache's default-era lists behave there as in Apache); a list that
+    allows nothing stops start-up rather than fall back to OpenSSL's defaults."""
+    older = [n for n in names if n not in _TLS13_SUITES]
+    known = []
+    for name in older:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(openssl_suite_name(name))
+            known.append(openssl_suite_name(name))
+        except ssl.SSLError:
+            log.warning("ssl.ciphersuites: %s is not known to OpenSSL; left out", name)
+    newer = _TLS13_SUITES.intersection(names)
+    if known:
+        ctx.set_ciphers(":".join(known))
+    elif ctx.minimum_version < ssl.TLSVersion.TLSv1_3:
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3  # no TLS 1.2 suite left: TLS 1.2 cannot be offered
+    if not newer:
+        if not known:
+            raise TlsConfigError(f"ssl.ciphersuites: none of {', '.join(names)} is known to OpenSSL")
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    elif newer != _TLS13_SUITES:
+        # Python's ssl module cannot choose among TLS 1.3 suites (all three are AEAD suites)
+        log.warning("ssl.ciphersuites: TLS 1.3 connections may also use %s", ", ".join(sorted(_TLS13_SUITES - newer)))
 
 
 def client_cert_id(ssl_object: ssl.SSLObject | None) -> str | None:
