@@ -36,6 +36,7 @@ CONFIGS: dict[str, dict[str, str]] = {
     "cnxns": {"maxClientCnxns": str(MAX_CNXNS)},
     "buffer": {"jute.maxbuffer": str(MAX_BUFFER), "globalOutstandingLimit": str(OUTSTANDING)},
     "plain": {},
+    "short-sessions": {"tickTime": "500"},  # sessions of 1 s at least
 }
 
 ServerFor = Callable[[str, str], ServerProcess]
@@ -453,3 +454,54 @@ def test_a_multi_read_too_big_to_answer_closes_its_connection(server_for: Server
     finally:
         s.close()
     assert ping(session(server))  # the server goes on
+
+
+ADD_WATCH, PERSISTENT_RECURSIVE = 106, 1
+
+
+def connections_from(server: ServerProcess, port: int) -> int:
+    """How many of the server's connections `cons` lists with this client port."""
+    return four_letter(server.host, server.port, "cons").count(f":{port}[")
+
+
+def test_clients_that_never_read_are_dropped_after_the_grace_period(server_for: ServerFor) -> None:
+    """Output a client is owed but never reads: watch events past the output hard limit (the
+    connection is aborted after CONNECTION_OUTPUT_GRACE_MS), and replies left unsent when its session
+    expires (dropped CLOSING_CONNECTION_LINGER_MS after the close)."""
+    from zkfast.limits import (
+        CLOSING_CONNECTION_LINGER_MS,
+        CONNECTION_OUTPUT_GRACE_MS,
+        CONNECTION_OUTPUT_HARD_LIMIT_BYTES,
+    )
+
+    server = server_for("zkfast", "short-sessions")
+    root = "/never-reads"
+    writer = session(server)
+    watcher = small_window_session(server)
+    expiring = RawSession(server.host, server.port)
+    try:
+        writer.call(1, CREATE, create_body(root, b"d" * BIG_BYTES))
+        watcher.call(1, ADD_WATCH, u_str(root) + i32(PERSISTENT_RECURSIVE))
+        expiring.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        expiring.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        expiring.sock.connect((server.host, server.port))
+        expiring.send(frame(connect_request(timeout_ms=1000)))
+        assert expiring.read_frame() is not None
+        expiring.send(b"".join(frame(request(1 + i, GET_DATA, u_str(root) + b"\0")) for i in range(20)))
+        # each event carries its path: long names make the watcher's events pass the hard limit
+        name_bytes = 400_000
+        kernel_bytes = 8 * 1024 * 1024  # what the sockets' kernel buffers may take off the server's hands
+        names = (CONNECTION_OUTPUT_HARD_LIMIT_BYTES + kernel_bytes) // name_bytes + 1
+        for i in range(names):
+            path = f"{root}/{i:03d}" + "n" * name_bytes
+            assert header(writer.call(10 + i, CREATE, create_body(path))[-1])[2] == OK
+        ports = [watcher.sock.getsockname()[1], expiring.sock.getsockname()[1]]
+        assert all(connections_from(server, port) == 1 for port in ports)
+        limit_s = (max(CONNECTION_OUTPUT_GRACE_MS, CLOSING_CONNECTION_LINGER_MS) + 8000) / 1000
+        wait_until(lambda: all(connections_from(server, port) == 0 for port in ports), timeout_s=limit_s,
+                   what=f"the server to drop both connections {ports}: "
+                        f"{four_letter(server.host, server.port, 'cons')}", interval_s=0.2)
+        assert ping(session(server))  # others go on
+    finally:
+        for s in (writer, watcher, expiring):
+            s.close()

@@ -257,10 +257,14 @@ class ClientConnection(asyncio.Protocol):
             out.clear()
         if self.closing and not self.closed:
             self.closed = True
-            transport.close()
-            if transport.get_write_buffer_size():
-                # the last reply goes out unless the client never reads it
-                asyncio.get_event_loop().call_later(CLOSING_CONNECTION_LINGER_MS / 1000, transport.abort)
+            unsent = transport.get_write_buffer_size()
+            if unsent >= CONNECTION_OUTPUT_HARD_LIMIT_BYTES:
+                transport.abort()
+            else:
+                transport.close()
+                if unsent:
+                    # the last reply goes out unless the client never reads it
+                    asyncio.get_event_loop().call_later(CLOSING_CONNECTION_LINGER_MS / 1000, transport.abort)
             return
         core.backlog = transport.get_write_buffer_size()
         if core.backlog >= core.out_limit:
