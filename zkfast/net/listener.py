@@ -125,7 +125,7 @@ class ClientListener:
         return True
 
     def release(self, conn: ClientConnection) -> None:
-        self.session_established(conn)
+        self._cancel_deadline(conn)
         if conn in self.live:
             self.live.discard(conn)
             self._forget_ip(conn.remote_ip)
@@ -134,6 +134,9 @@ class ClientListener:
 
     def session_established(self, conn: ClientConnection) -> None:
         """The ConnectResponse is out: the connection now lives as long as its session."""
+        self._cancel_deadline(conn)
+
+    def _cancel_deadline(self, conn: ClientConnection) -> None:
         deadline = self._deadlines.pop(conn, None)
         if deadline is not None:
             deadline.cancel()
