@@ -19,6 +19,13 @@ required key that is missing; the myid file for myid problems), `$JVMFLAGS`/`$SE
 `command line -D` for properties that came from there. zkfast is stricter than Apache on purpose: a value
 that Apache would silently replace by a default (`snapCount=abc`, `forceSync=NO`) is an error, so what an
 operator wrote never silently means something else. Keys that nobody reads are logged as warnings (typos).
+
+A setting is honoured or refused, never silently ignored. Apache keys that zkfast accepts without acting
+on them are named at INFO ("accepted; it has no effect in zkfast"): ignoring them weakens nothing. Those
+whose absence would weaken security, durability or quorum safety (`_UNSUPPORTED`: quorum SASL and TLS,
+enforceQuota, audit logging, certificate revocation, hierarchical quorums...) stop start-up with a
+ConfigError that names the key, where it was set and what ignoring it would cost; their harmless values
+(`sslQuorum=false`) are accepted.
 """
 
 from __future__ import annotations
