@@ -56,6 +56,8 @@ class Membership:
                 continue
             if key.startswith("server."):
                 servers.append(parse_server_entry(key, value, "/zookeeper/config"))
+            elif key.startswith(HIERARCHICAL_KEYS):
+                raise ConfigError("/zookeeper/config", None, key, HIERARCHICAL_REFUSAL)
             elif key == "version":
                 try:
                     version = int(value, 16)
@@ -80,7 +82,9 @@ class Membership:
                     if key.strip().startswith("server."):
                         spec = parse_server_entry(key, value)
                         servers[spec.server_id] = spec
-                    # group.N / weight.N (hierarchical quorums) are not supported: other keys are ignored
+                    elif key.strip().startswith(HIERARCHICAL_KEYS):
+                        # running plain majorities instead would change who makes a quorum
+                        raise BadReconfig(f"{key.strip()}: {HIERARCHICAL_REFUSAL}")
             else:
                 servers = dict(self.servers)
                 for sid in _split(leaving):
@@ -104,6 +108,10 @@ class Membership:
             raise BadReconfig(f"Reconfig failed - new configuration must include at least {min_voters} "
                               f"follower{'s' if min_voters > 1 else ''}")
         return new
+
+
+HIERARCHICAL_KEYS = ("group.", "weight.")
+HIERARCHICAL_REFUSAL = "hierarchical quorums (group.N/weight.N) are not implemented by zkfast"
 
 
 def _server_id(text: str) -> int:
