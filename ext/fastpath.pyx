@@ -59,6 +59,7 @@ cdef class ConnCore(Watcher):
         self.state = S_HANDSHAKE
         self.queued = 0
         self.queued_bytes = 0
+        self.queued_reply_estimate = 0
         self.out_limit = 0
         self.backlog = 0
         self.blocked = False

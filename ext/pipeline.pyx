@@ -94,6 +94,7 @@ cdef class Request:
     cdef public int64_t create_ms
     cdef public dict extra
     cdef public object owner         # a leader's: the learner connection it came through; None: this server
+    cdef public int64_t reply_estimate  # a read queued behind writes: the bytes its reply may take
 
     def __init__(self, int64_t session_id, int32_t cxid, int32_t type, bytes body, auth_ids, conn=None,
                  txn=None, error=None, int64_t create_ms=0, extra=None, owner=None):
@@ -730,7 +731,7 @@ cdef int32_t multi_sub_type(int32_t op, tuple args) except? -99:
 
 from libc.time cimport time_t
 
-from zkfast._jute cimport WriteBuffer, wb_i32, wb_i64, wb_bool, Stat
+from zkfast._jute cimport WriteBuffer, load_u32, wb_i32, wb_i64, wb_bool, Stat
 from zkfast._fastpath cimport ConnCore
 
 cdef extern from "<time.h>" nogil:
@@ -741,7 +742,10 @@ cdef extern from "<time.h>" nogil:
     int CLOCK_REALTIME
 
 from zkfast.server import reads
-from zkfast.limits import GLOBAL_OUTSTANDING_BYTES_LIMIT, QUEUED_REQUEST_OVERHEAD_BYTES
+from zkfast.limits import (CONNECTION_OUTPUT_HARD_LIMIT_BYTES, GLOBAL_OUTSTANDING_BYTES_LIMIT,
+                           QUEUED_REQUEST_OVERHEAD_BYTES)
+
+cdef Py_ssize_t OUTPUT_HARD_LIMIT = CONNECTION_OUTPUT_HARD_LIMIT_BYTES
 
 cdef enum:
     C_AUTH = 100
@@ -752,9 +756,10 @@ cdef enum:
 # stands in for the txn of a request a learner forwarded to its leader, until the leader's commit
 # brings the real one: reads of the same connection queue behind it as behind any write
 FORWARDED = Txn(0, 0, 0, 0, -1)
-# stands in for the txn of a write that waits, unprepared, behind reads of its connection not yet
-# answered: it is prepared when they are, so their replies never have to be forced out (past the
-# connection's output limit) to keep the order of replies
+# stands in for the txn of a write that waits, unprepared, behind reads of its connection whose
+# replies may not fit under the connection's output limit: it is prepared once they are answered.
+# Behind reads with small replies a write is prepared at once (pipelining), and those reads are
+# answered before it is applied whatever the output (answer_reads_ahead).
 DEFERRED = Txn(0, 0, 0, 0, -1)
 
 
@@ -857,7 +862,9 @@ cdef class PipelineCore:
         elif is_txn_op(op) or (op == C_SYNC_OP and self.forward is not None):
             if self.write_failure is not None:
                 req.error = ZkError(Code.SYSTEMERROR)  # answered in its turn, like a read
-            elif waits_for_reads(conn.queue):
+            elif waits_for_reads(conn.queue) and (
+                    (<Request>conn.queue[len(conn.queue) - 1]).txn is DEFERRED
+                    or core.queued_reply_estimate + len(core.out) + core.backlog >= core.out_limit):
                 req.txn = DEFERRED
                 self.enqueue(conn, req)
                 return
@@ -865,9 +872,42 @@ cdef class PipelineCore:
                 self.submit(req)
                 return
         if conn.queue:
+            req.reply_estimate = self.reply_estimate(req, core.max_frame_bytes)
             self.enqueue(conn, req)
         else:
             self.run_read(conn, req)
+
+    cdef int64_t reply_estimate(self, Request req, int64_t unknown) except -1:
+        """What the reply to a read may take, judged by the tree now (a write queued ahead of it may
+        still change that: answer_reads_ahead bounds the difference)."""
+        cdef Node* node
+        cdef Node* child
+        cdef int64_t size = 128
+        cdef const char* p
+        cdef Py_ssize_t n
+        cdef uint32_t path_len
+        op = req.type
+        if op == 3 or op == 11 or op == 9 or op == 101 or op == 17 or op == 18 or op == 106 or req.error is not None:
+            return size
+        if op != 4 and op != 8 and op != 12:
+            return unknown
+        p = PyBytes_AS_STRING(req.body)
+        n = PyBytes_GET_SIZE(req.body)
+        if n < 4:
+            return size
+        path_len = load_u32(<const uint8_t*>p)
+        if path_len > <uint32_t>(n - 4):
+            return size
+        node = self.tree.lookup(p + 4, path_len)
+        if node is NULL:
+            return size
+        if op == 4:
+            return size + (node.data_len if node.data_len > 0 else 0)
+        child = node.first_child
+        while child is not NULL:
+            size += 4 + child.path_len - child.name_off
+            child = child.next_sibling
+        return size
 
     cpdef enqueue(self, conn, Request req):
         """req joins its connection's queue of requests read and not yet answered."""
@@ -875,6 +915,7 @@ cdef class PipelineCore:
         conn.queue.append(req)
         core.queued += 1
         core.queued_bytes += body_bytes(req) + QUEUED_REQUEST_OVERHEAD_BYTES
+        core.queued_reply_estimate += req.reply_estimate
 
     cpdef bint dequeue(self, conn, Request req):
         """req leaves the head of its connection's queue; False if it is not the head."""
@@ -885,7 +926,29 @@ cdef class PipelineCore:
         queue.popleft()
         core.queued -= 1
         core.queued_bytes -= body_bytes(req) + QUEUED_REQUEST_OVERHEAD_BYTES
+        core.queued_reply_estimate -= req.reply_estimate
         return True
+
+    cpdef bint answer_reads_ahead(self, conn, Request req):
+        """Answer the reads the connection queued ahead of req, a write about to be applied (or
+        failed), whatever its output: they must see the tree as it is before req's txn. False if
+        that took the output past the hard limit: a client that sent more replies' worth of reads
+        ahead of a write than it can hold, without reading them, is aborted."""
+        cdef ConnCore core = conn.core
+        cdef Request head
+        queue = conn.queue
+        while not conn.closed and queue and queue[0] is not req:
+            head = queue[0]
+            assert head.txn is None, "only reads wait ahead of a write in flight"
+            if len(core.out) + core.backlog > OUTPUT_HARD_LIMIT:
+                log.warning("aborting %s: the reads it sent ahead of a write would take more than %d bytes "
+                            "of replies, unread", conn.remote, OUTPUT_HARD_LIMIT)
+                conn.abort()
+                return False
+            self.dequeue(conn, head)
+            self.run_read(conn, head)
+        self.mark_dirty(conn)
+        return not conn.closed
 
     cpdef submit(self, Request req, bint queued=False):
         """Prepare req (or forward it to the leader) and hand its txn to the commit stage; `queued`:
@@ -969,6 +1032,9 @@ cdef class PipelineCore:
                 break
             in_flight.popleft()
             self.in_flight_bytes -= body_bytes(req)
+            conn = req.conn
+            if conn is not None and conn.queue and conn.queue[0] is not req:
+                self.answer_reads_ahead(conn, req)
             self.apply(req.type, req.txn)
             self.finish(req)
         self.resume_if_below_half()
@@ -994,11 +1060,12 @@ cdef class PipelineCore:
                 if other is not None:
                     other.close_after_flush()
             return
-        popped = self.dequeue(conn, req)
-        assert popped, "writes finish in the order their connection sent them"
         core = conn.core
         if conn.closed:
+            self.dequeue(conn, req)
             return
+        popped = self.dequeue(conn, req)
+        assert popped, "writes finish in the order their connection sent them"
         if req.type == C_CREATE_SESSION:
             self.finish_session_init(conn, True)
         elif session_moved(txn):

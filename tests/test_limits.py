@@ -371,15 +371,26 @@ def small_window_session(server: ServerProcess) -> RawSession:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_pipeline_past_the_output_limit_is_answered_in_order(server_for: ServerFor, kind: str) -> None:
+@pytest.mark.parametrize("big_already", [False, True], ids=["grows-in-pipeline", "big-already"])
+def test_a_pipeline_past_the_output_limit_is_answered_in_order(server_for: ServerFor, kind: str,
+                                                                 big_already: bool) -> None:
     """Reads of a big node pipelined around writes of it, by a client that reads nothing for a while:
     once it reads, every reply is there, in order, each read seeing exactly the writes sent before
-    it (zkfast stops answering at its output limit, and the write behind the stalled reads waits)."""
+    it. zkfast stops answering at its output limit; a write behind reads whose replies will not fit
+    waits for them (big-already), one behind reads that looked small when they came is prepared at
+    once and the reads are answered before it applies (grows-in-pipeline)."""
     server = server_for(kind, "plain")
-    p = f"/output-order-{kind}"
+    p = f"/output-order-{kind}-{big_already}"
     old, new = b"a" * BIG_BYTES, b"b" * BIG_BYTES
     reads = 12
     script: list[tuple[int, bytes]] = [(CREATE, create_body(p, b"")), (SET_DATA, set_body(p, old))]
+    if big_already:
+        setup = session(server)
+        try:
+            setup.call(1, CREATE, create_body(p, old))
+        finally:
+            setup.close()
+        script[0] = (SET_DATA, set_body(p, old))
     script += [(GET_DATA, u_str(p) + b"\0")] * reads
     script += [(SET_DATA, set_body(p, new))]
     script += [(GET_DATA, u_str(p) + b"\0")] * reads
@@ -505,3 +516,32 @@ def test_clients_that_never_read_are_dropped_after_the_grace_period(server_for: 
     finally:
         for s in (writer, watcher, expiring):
             s.close()
+
+
+def test_reads_past_the_hard_limit_ahead_of_a_write_abort_the_connection(server_for: ServerFor) -> None:
+    """Reads that looked small when they came, made big by a write ahead of them, then a write
+    behind them, from a client that reads nothing: they must be answered before that write applies,
+    and more than CONNECTION_OUTPUT_HARD_LIMIT_BYTES of them aborts the connection (Apache answers
+    them all: a deliberate difference)."""
+    from zkfast.limits import CONNECTION_OUTPUT_HARD_LIMIT_BYTES
+
+    server = server_for("zkfast", "plain")
+    p = "/reads-past-hard"
+    reads = CONNECTION_OUTPUT_HARD_LIMIT_BYTES // BIG_BYTES + 4
+    script = [(CREATE, create_body(p, b"")), (SET_DATA, set_body(p, b"g" * BIG_BYTES))]
+    script += [(GET_DATA, u_str(p) + b"\0")] * reads + [(SET_DATA, set_body(p, b"after"))]
+    s = small_window_session(server)
+    try:
+        s.send(b"".join(frame(request(1 + i, op, body)) for i, (op, body) in enumerate(script)))
+        wait_until(lambda: s.sock is not None and s.sock.getsockname()[1] not in
+                   [int(line.split(":")[1].split("[")[0]) for line in
+                    four_letter(server.host, server.port, "cons").splitlines() if "[" in line],
+                   timeout_s=5, what="the connection to be aborted (sooner than the hard limit's grace)")
+    finally:
+        s.close()
+    check = session(server)
+    try:
+        reply = check.call(1, GET_DATA, u_str(p) + b"\0")[-1]
+        assert header(reply)[2] == OK and reply[16:].startswith(u_str(b"after"))  # the write applied
+    finally:
+        check.close()

@@ -12,6 +12,7 @@ cdef class ConnCore(Watcher):
     cdef public int state
     cdef public int queued          # requests read and not yet answered (the connection's queue)
     cdef public Py_ssize_t queued_bytes  # their bodies, plus QUEUED_REQUEST_OVERHEAD_BYTES each
+    cdef public Py_ssize_t queued_reply_estimate  # what the replies of the queued reads may take
     cdef public Py_ssize_t out_limit     # the output soft limit; 0: none
     cdef public Py_ssize_t backlog       # bytes the transport held at the last flush
     cdef public bint blocked        # the frame loop stopped on a frame it may not take yet

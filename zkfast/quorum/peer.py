@@ -959,6 +959,9 @@ class QuorumPeer:
             log.debug("applying %s of session 0x%x at zxid 0x%x",
                       "createSession" if txn.type == OP_CREATE_SESSION else "closeSession",
                       txn.session_id & 0xFFFFFFFFFFFFFFFF, txn.zxid)
+        req = era.forwarded.pop((txn.session_id, txn.cxid), None)
+        if req is not None and req.conn.queue and req.conn.queue[0] is not req:
+            server.answer_reads_ahead(req.conn, req)  # before the txn: they must not see it
         if txn.type == OP_CREATE_SESSION:
             server.sessions.track(txn.session_id, txn.timeout)
         server.apply(txn.type, txn)
@@ -967,7 +970,6 @@ class QuorumPeer:
                 self._activate(Membership.parse(txn.data))
             except ConfigError as e:
                 log.error("reconfig 0x%x carries a config we cannot read: %s", txn.zxid, e)
-        req = era.forwarded.pop((txn.session_id, txn.cxid), None)
         if req is not None:
             server.forwarded_done(req)
             req.txn = txn
@@ -987,6 +989,7 @@ class QuorumPeer:
             return
         server = era.server
         server.forwarded_done(req)
+        server.answer_reads_ahead(conn, req)
         server.dequeue(conn, req)
         req.txn = None
         if not conn.closed:

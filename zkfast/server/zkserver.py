@@ -304,6 +304,8 @@ class ZooKeeperServer(PipelineCore):
             self.sessions.remove(req.session_id)
         if conn is None:
             return
+        if not self.answer_reads_ahead(conn, req):
+            return
         self.dequeue(conn, req)
         if conn.closed:
             return
