@@ -88,6 +88,7 @@ class Budget:
         self.hard = lim.CONNECTION_OUTPUT_HARD_LIMIT_BYTES
         self.slice = lim.ANSWER_SLICE_BYTES
         self.sessionless_default_ms = lim.DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS
+        self.max_pending_tls = lim.MAX_PENDING_TLS_HANDSHAKES
         self._lim = lim
 
     def unread_output(self, largest_reply: int) -> int:

@@ -373,7 +373,8 @@ def flood(t: Target, ips: list[str], attempts_per_ip: int) -> Outcome:
     if max_cnxns:
         checks[f"at most maxCnxns={max_cnxns} connections, the probe's 2 included"] = len(held) + 2 <= max_cnxns
     return Outcome(f"{len(ips) * attempts_per_ip} tries from {len(ips)} address(es): {len(held)} admitted "
-                   f"(max {max(counts.values())}/address, {per_cnxn / 1024:.0f} KiB each), {alive} alive "
+                   f"(max {max(counts.values())}/address, {per_cnxn / 1024:.0f} KiB per connection and session), "
+                   f"{alive} alive "
                    f"after {t.sizes.hold_s:.1f}s",
                    Bound().connections(len(held)), checks)
 
@@ -675,14 +676,15 @@ def tls_half_open(t: Target, _: Any) -> Outcome:
     admission = wait_admitted(t.server.host, t.secure_port, ips[0], time.monotonic() + window,
                               ADMISSION_RETRY_S, client_tls_context())
     after = f"{admission.admitted_after_s:.1f}s" if admission.admitted_after_s is not None else "never"
-    max_cnxns = int(t.server.cfg["maxCnxns"])
+    # at most maxCnxns (when set) and MAX_PENDING_TLS_HANDSHAKES may wait in their handshake at once
+    allowed = min(int(t.server.cfg["maxCnxns"]) or n, t.budget.max_pending_tls)
     checks = {f"half-open TLS connections closed within 2 x nio.sessionlessCnxnTimeout ({closed}/{n})": closed == n,
-              "a real TLS client got a session afterwards": admission.admitted_after_s is not None}
-    if max_cnxns:
-        checks[f"at most maxCnxns={max_cnxns} half-open TLS connections kept ({kept})"] = kept <= max_cnxns
+              "a real TLS client got a session afterwards": admission.admitted_after_s is not None,
+              f"at most {allowed} half-open TLS connections kept (maxCnxns, MAX_PENDING_TLS_HANDSHAKES): {kept}":
+                  kept <= allowed}
     return Outcome(f"{n} half-open TLS connections from {len(ips)} addresses: {kept} kept, {closed}/{n} closed "
                    f"within {window:.1f}s; a TLS client then got a session after {after}",
-                   Bound().connections(min(kept, max_cnxns or kept)), checks)
+                   Bound().connections(min(kept, allowed)), checks)
 
 
 def prepare_admin(t: Target) -> WatchState:
