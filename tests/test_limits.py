@@ -545,3 +545,27 @@ def test_reads_past_the_hard_limit_ahead_of_a_write_abort_the_connection(server_
         assert header(reply)[2] == OK and reply[16:].startswith(u_str(b"after"))  # the write applied
     finally:
         check.close()
+
+
+AUTH, AUTHFAILED = 100, -115
+
+
+def test_a_connection_holds_at_most_max_auth_ids(server_for: ServerFor) -> None:
+    """Every ACL check walks the connection's auth ids: past MAX_AUTH_IDS_PER_CONNECTION an addauth
+    fails as a bad one does (AUTHFAILED, closed); Apache keeps adding them (a deliberate difference)."""
+    from zkfast.limits import MAX_AUTH_IDS_PER_CONNECTION
+
+    server = server_for("zkfast", "plain")
+    s = session(server)
+    try:
+        # the connection starts with its ip id; then digests, one new id each
+        for i in range(MAX_AUTH_IDS_PER_CONNECTION - 1):
+            reply = s.call(-4, AUTH, i32(0) + u_str("digest") + u_str(f"user{i}:pw"))[-1]
+            assert header(reply)[2] == OK, i
+        again = s.call(-4, AUTH, i32(0) + u_str("digest") + u_str("user0:pw"))[-1]
+        assert header(again)[2] == OK  # an id it holds already adds nothing
+        refused = s.call(-4, AUTH, i32(0) + u_str("digest") + u_str("one-too-many:pw"))[-1]
+        assert header(refused)[2] == AUTHFAILED
+        assert s.read_frame() is None  # closed after it
+    finally:
+        s.close()

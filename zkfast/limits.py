@@ -43,6 +43,11 @@ DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS = 10_000
 # must finish within the sessionless timeout.
 MAX_PENDING_TLS_HANDSHAKES = 1000
 
+# -- authentication: distinct ids (addauth, SASL, x509) one connection may hold; each ACL check of
+# its requests walks them. Past it, the addauth fails as a bad one does (AUTHFAILED, connection
+# closed). Apache has no such limit.
+MAX_AUTH_IDS_PER_CONNECTION = 64
+
 # -- four-letter words and admin commands: their answers are produced in slices between request
 # batches and written through a buffer of at most this many bytes
 ANSWER_SLICE_BYTES = 64 * KIB

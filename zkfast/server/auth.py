@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from zkfast.limits import MAX_AUTH_IDS_PER_CONNECTION
+from zkfast.server import javaorder
 from zkfast.server.codes import Code, Perm, ZkError
 
 Acl = list[tuple[int, str, str]]
@@ -295,3 +297,13 @@ def mask_digest_ids(acl: Acl) -> Acl:
 
 
 ALL_PERMS = int(Perm.ALL)
+
+
+def joined_auth_ids(current: Sequence[tuple[str, str]],
+                    added: Sequence[tuple[str, str]]) -> list[tuple[str, str]] | None:
+    """A connection's auth ids once `added` join them, in Apache's order; None past
+    MAX_AUTH_IDS_PER_CONNECTION (every ACL check of the connection walks them)."""
+    joined = list(dict.fromkeys([*current, *added]))
+    if len(joined) > MAX_AUTH_IDS_PER_CONNECTION:
+        return None
+    return javaorder.auth_set_order(joined)

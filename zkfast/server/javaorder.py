@@ -82,10 +82,7 @@ def id_hash(scheme: str, ident: str) -> int:
 def auth_set_order(ids_in_insertion_order: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     """A connection's auth ids as Apache keeps them: a ConcurrentHashMap-backed set (no duplicates,
     iterated bin by bin). That order shows in whoAmI and in the ACLs an `auth` id expands to."""
-    uniq: list[tuple[str, str]] = []
-    for ident in ids_in_insertion_order:
-        if ident not in uniq:
-            uniq.append(ident)
+    uniq = list(dict.fromkeys(ids_in_insertion_order))
     cap = 16
     while len(uniq) >= cap * 3 // 4:
         cap <<= 1

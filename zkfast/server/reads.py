@@ -33,9 +33,8 @@ from zkfast._jute import (
     decode_request,
     jstr,
 )
-from zkfast.limits import CONNECTION_OUTPUT_HARD_LIMIT_BYTES
-from zkfast.server import javaorder
-from zkfast.server.auth import mask_digest_ids
+from zkfast.limits import CONNECTION_OUTPUT_HARD_LIMIT_BYTES, MAX_AUTH_IDS_PER_CONNECTION
+from zkfast.server.auth import joined_auth_ids, mask_digest_ids
 from zkfast.server.codes import Code, EventType, Perm, ZkError
 
 
@@ -401,8 +400,10 @@ def handle_auth(server: ZooKeeperServer, conn: ClientConnection, xid: int, body:
     ids = None
     if provider is not None:
         ids = provider.handle(auth or b"", conn.remote_ip)
-    if ids is None:
-        log.warning("authentication failed for scheme: %s from %s", scheme, conn.remote)
+    joined = None if ids is None else joined_auth_ids(core.auth_ids, ids)
+    if joined is None:
+        log.warning("authentication failed for scheme: %s from %s%s", scheme, conn.remote,
+                    "" if ids is None else f": more than {MAX_AUTH_IDS_PER_CONNECTION} auth ids")
         core.out.reply(xid, 0, int(Code.AUTHFAILED))
         core.packets_sent += 1
         server.auth_failed_count += 1
@@ -410,7 +411,7 @@ def handle_auth(server: ZooKeeperServer, conn: ClientConnection, xid: int, body:
         return
     log.info("session 0x%x: auth success for scheme %s and address %s",
              core.session_id & 0xFFFFFFFFFFFFFFFF, scheme, conn.remote)
-    core.auth_ids = javaorder.auth_set_order([*core.auth_ids, *ids])
+    core.auth_ids = joined
     if any(scheme == "super" for scheme, _ in ids):
         core.is_super = True
     if server.enforcer is not None:

@@ -46,8 +46,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zkfast._jute import JuteError, decode_request
-from zkfast.server import javaorder
-from zkfast.server.auth import java_parse_int, java_split
+from zkfast.limits import MAX_AUTH_IDS_PER_CONNECTION
+from zkfast.server.auth import java_parse_int, java_split, joined_auth_ids
 from zkfast.server.codes import Code
 from zkfast.server.jaas import JAAS_CONF_KEY, JaasConfig, JaasError, default_jaas_spec, load_jaas
 
@@ -658,7 +658,13 @@ class SaslServer:
             core.is_super = True
             log.info("Session 0x%x: Authenticated Id '%s' as super user",
                      core.session_id & 0xFFFFFFFFFFFFFFFF, ident)
-        core.auth_ids = javaorder.auth_set_order([*core.auth_ids, *ids])
+        joined = joined_auth_ids(core.auth_ids, ids)
+        if joined is None:
+            log.warning("Session 0x%x: more than %d auth ids: the SASL identity %s is not added",
+                        core.session_id & 0xFFFFFFFFFFFFFFFF, MAX_AUTH_IDS_PER_CONNECTION, ident)
+            conn.close_after_flush()
+            return
+        core.auth_ids = joined
         self.enforcer.refresh(core)
 
     @staticmethod
