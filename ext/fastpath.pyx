@@ -24,6 +24,10 @@ from zkfast.limits import MAX_QUEUED_BYTES_PER_CONNECTION, MAX_QUEUED_PER_CONNEC
 
 cdef Py_ssize_t MAX_QUEUED = MAX_QUEUED_PER_CONNECTION
 cdef Py_ssize_t MAX_QUEUED_BYTES = MAX_QUEUED_BYTES_PER_CONNECTION
+# output handed to the transport as soon as it is this big, not once per input chunk: a batch of big
+# replies is then never held twice (our buffer and the bytes the transport keeps)
+FLUSH_AT_BYTES = 256 * 1024
+cdef Py_ssize_t FLUSH_AT = FLUSH_AT_BYTES
 
 # connection states
 STATE_HANDSHAKE = 0     # the first frame is a ConnectRequest or a four-letter word
@@ -146,6 +150,8 @@ cdef class ConnCore(Watcher):
             if self.may_not_take():
                 self.blocked = True
                 break
+            if out.len >= FLUSH_AT:
+                self.handler.flush()
             length = <int32_t>load_u32(<const uint8_t*>p + pos)
             if self.state == S_HANDSHAKE and length in FOUR_LETTER_CODES:
                 self.state = S_CLOSED

@@ -733,6 +733,7 @@ from libc.time cimport time_t
 
 from zkfast._jute cimport WriteBuffer, load_u32, wb_i32, wb_i64, wb_bool, Stat
 from zkfast._fastpath cimport ConnCore
+from zkfast._fastpath import FLUSH_AT_BYTES
 
 cdef extern from "<time.h>" nogil:
     cdef struct timespec:
@@ -945,6 +946,8 @@ cdef class PipelineCore:
                             "of replies, unread", conn.remote, OUTPUT_HARD_LIMIT)
                 conn.abort()
                 return False
+            if len(core.out) >= FLUSH_AT_BYTES:
+                conn.flush()
             self.dequeue(conn, head)
             self.run_read(conn, head)
         self.mark_dirty(conn)
@@ -1100,6 +1103,10 @@ cdef class PipelineCore:
             if core.output_full():
                 core.stalled = True
                 break
+            if len(core.out) >= FLUSH_AT_BYTES:
+                conn.flush()
+                if conn.closed:
+                    return
             self.dequeue(conn, req)
             self.run_read(conn, req)
         self.mark_dirty(conn)

@@ -475,15 +475,11 @@ def connections_from(server: ServerProcess, port: int) -> int:
     return four_letter(server.host, server.port, "cons").count(f":{port}[")
 
 
-def test_clients_that_never_read_are_dropped_after_the_grace_period(server_for: ServerFor) -> None:
+def test_clients_that_never_read_are_dropped_at_the_hard_limit_or_after_the_linger_time(server_for: ServerFor) -> None:
     """Output a client is owed but never reads: watch events past the output hard limit (the
-    connection is aborted after CONNECTION_OUTPUT_GRACE_MS), and replies left unsent when its session
-    expires (dropped CLOSING_CONNECTION_LINGER_MS after the close)."""
-    from zkfast.limits import (
-        CLOSING_CONNECTION_LINGER_MS,
-        CONNECTION_OUTPUT_GRACE_MS,
-        CONNECTION_OUTPUT_HARD_LIMIT_BYTES,
-    )
+    connection is aborted at once), and replies left unsent when its session expires (dropped
+    CLOSING_CONNECTION_LINGER_MS after the close)."""
+    from zkfast.limits import CLOSING_CONNECTION_LINGER_MS, CONNECTION_OUTPUT_HARD_LIMIT_BYTES
 
     server = server_for("zkfast", "short-sessions")
     root = "/never-reads"
@@ -507,8 +503,9 @@ def test_clients_that_never_read_are_dropped_after_the_grace_period(server_for: 
             path = f"{root}/{i:03d}" + "n" * name_bytes
             assert header(writer.call(10 + i, CREATE, create_body(path))[-1])[2] == OK
         ports = [watcher.sock.getsockname()[1], expiring.sock.getsockname()[1]]
-        assert all(connections_from(server, port) == 1 for port in ports)
-        limit_s = (max(CONNECTION_OUTPUT_GRACE_MS, CLOSING_CONNECTION_LINGER_MS) + 8000) / 1000
+        assert connections_from(server, ports[0]) == 0  # aborted as its events passed the limit
+        assert connections_from(server, ports[1]) == 1
+        limit_s = (CLOSING_CONNECTION_LINGER_MS + 8000) / 1000
         wait_until(lambda: all(connections_from(server, port) == 0 for port in ports), timeout_s=limit_s,
                    what=f"the server to drop both connections {ports}: "
                         f"{four_letter(server.host, server.port, 'cons')}", interval_s=0.2)

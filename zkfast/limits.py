@@ -18,11 +18,10 @@ DEFAULT_JUTE_MAXBUFFER_BYTES = 0xFFFFF
 # one maximum-size reply (see connection_output_soft_limit_bytes).
 CONNECTION_OUTPUT_SOFT_LIMIT_BYTES = 4 * MIB
 # Output can pass the soft limit only through what a client cannot be refused once it is owed:
-# watch events, the reads that must precede a write already committed, one large reply. A connection
-# still above this after CONNECTION_OUTPUT_GRACE_MS is aborted and its buffers dropped. It is also
-# the largest single reply (a multiRead that would exceed it closes the connection instead).
+# watch events, the reads that must precede a write already prepared, one large reply. A connection
+# whose unsent output passes this is aborted at once and its buffers dropped, so it is also the
+# largest reply a client can get (a multiRead that would pass it closes its connection unbuilt).
 CONNECTION_OUTPUT_HARD_LIMIT_BYTES = 32 * MIB
-CONNECTION_OUTPUT_GRACE_MS = 10_000
 # A connection closed after its last reply (closeSession, a four-letter word) is aborted if the
 # client has not read that reply within this long.
 CLOSING_CONNECTION_LINGER_MS = 10_000

@@ -22,7 +22,6 @@ from zkfast._fastpath import STATE_CLOSED, STATE_OPEN, ConnCore
 from zkfast.limits import (
     ANSWER_SLICE_BYTES,
     CLOSING_CONNECTION_LINGER_MS,
-    CONNECTION_OUTPUT_GRACE_MS,
     CONNECTION_OUTPUT_HARD_LIMIT_BYTES,
     connection_output_soft_limit_bytes,
 )
@@ -73,7 +72,6 @@ class ClientConnection(asyncio.Protocol):
         self.core.out_limit = connection_output_soft_limit_bytes(listener.max_frame_bytes)
         self._wake_scheduled = False
         self._watchdog: asyncio.TimerHandle | None = None
-        self._over_hard_since_ms = 0.0
         self._watched_backlog = 0
 
     # -- asyncio.Protocol
@@ -267,6 +265,11 @@ class ClientConnection(asyncio.Protocol):
                     asyncio.get_event_loop().call_later(CLOSING_CONNECTION_LINGER_MS / 1000, transport.abort)
             return
         core.backlog = transport.get_write_buffer_size()
+        if core.backlog >= CONNECTION_OUTPUT_HARD_LIMIT_BYTES:
+            log.warning("aborting %s: %d bytes of replies and events wait for it to read them (limit %d)",
+                        self.remote, core.backlog, CONNECTION_OUTPUT_HARD_LIMIT_BYTES)
+            self.abort()
+            return
         if core.backlog >= core.out_limit:
             self._watch_output()
         elif (core.blocked or core.stalled) and not self.write_paused:
@@ -330,26 +333,13 @@ class ClientConnection(asyncio.Protocol):
 
     def _check_output(self) -> None:
         """While the output is above the soft limit: a client that reads keeps its session alive
-        (its pings wait unread behind its replies); one above the hard limit for the grace period
-        is aborted."""
+        (its pings wait unread behind its replies), and one whose output drained is woken."""
         self._watchdog = None
         if self.closed:
             return
         backlog = self.output_backlog_bytes() + len(self.core.out)
         if backlog < self._watched_backlog and self.core.state == STATE_OPEN:
             self.server.sessions.touch(self.core.session_id, self.session_timeout_ms)
-        if backlog >= CONNECTION_OUTPUT_HARD_LIMIT_BYTES:
-            now_ms = time.monotonic() * 1000
-            if not self._over_hard_since_ms:
-                self._over_hard_since_ms = now_ms
-            elif now_ms - self._over_hard_since_ms >= CONNECTION_OUTPUT_GRACE_MS:
-                log.warning("aborting %s: %d bytes of replies and events have waited more than %d ms for it "
-                            "to read them (limit %d bytes)", self.remote, backlog, CONNECTION_OUTPUT_GRACE_MS,
-                            CONNECTION_OUTPUT_HARD_LIMIT_BYTES)
-                self.abort()
-                return
-        else:
-            self._over_hard_since_ms = 0.0
         if backlog >= self.core.out_limit:
             self._watch_output()
         elif self.core.blocked or self.core.stalled:
