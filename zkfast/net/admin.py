@@ -21,10 +21,11 @@ import sys
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from zkfast.net import serverdata
-from zkfast.net.fourletter import NOT_SERVING, environment, java_double, mntr_values
+from zkfast.net.fourletter import NOT_SERVING, environment, java_double, mntr_values, monitor_values
 from zkfast.net.serverdata import Vanished
 from zkfast.version import version_line
 
@@ -81,7 +82,15 @@ class LazyObject:
         self.entries = entries
 
 
+_PLAIN = frozenset({int, str, float, bool, type(None)})  # scalars, told apart from containers fast
+
+
 def _scalar(v: Any) -> str:
+    t = type(v)
+    if t is int:
+        return str(v)
+    if t is str:
+        return _json_string(v)
     if v is None:
         return "null"
     if v is True:
@@ -89,7 +98,7 @@ def _scalar(v: Any) -> str:
     if v is False:
         return "false"
     if isinstance(v, int):
-        return str(v)
+        return str(int(v))
     if isinstance(v, float):
         if v != v or v in (float("inf"), float("-inf")):
             return '"NaN"' if v != v else ('"Infinity"' if v > 0 else '"-Infinity"')  # WRITE_NAN_AS_STRINGS
@@ -98,6 +107,8 @@ def _scalar(v: Any) -> str:
 
 
 def _is_container(v: Any) -> bool:
+    if type(v) in _PLAIN:
+        return False
     return isinstance(v, Mapping | LazyObject) or (isinstance(v, Iterable) and not isinstance(v, str))
 
 
@@ -122,10 +133,12 @@ def _fragments(v: Any, level: int) -> Iterator[str]:
     elif _is_container(v):
         sep = "[ "  # Jackson's arrays stay on the line, at the same level; an empty one is `[ ]`
         for x in v:
-            if isinstance(x, Vanished):
+            if type(x) in _PLAIN:
+                yield sep + _scalar(x)
+            elif isinstance(x, Vanished):
                 yield ""
                 continue
-            if _is_container(x):
+            elif _is_container(x):
                 yield sep
                 yield from _fragments(x, level)
             else:
@@ -422,7 +435,8 @@ class CommandContext:
         return dict(mntr_values(self.server, self.server.listener))
 
 
-Run = Callable[[CommandContext, Mapping[str, str]], dict[str, Any]]
+# a command's data: a dict, or a LazyObject whose entries are produced while the answer is sent
+Run = Callable[[CommandContext, Mapping[str, str]], dict[str, Any] | LazyObject]
 
 
 @dataclass(frozen=True)
@@ -528,8 +542,8 @@ def _lead(ctx: CommandContext, kw: Mapping[str, str]) -> dict[str, Any]:
     return {"error": "server is not initialized"}  # a standalone server is no QuorumZooKeeperServer
 
 
-def _mntr(ctx: CommandContext, kw: Mapping[str, str]) -> dict[str, Any]:
-    return ctx.mntr()
+def _mntr(ctx: CommandContext, kw: Mapping[str, str]) -> LazyObject:
+    return LazyObject(monitor_values(ctx.server, ctx.server.listener))
 
 
 def _orst(ctx: CommandContext, kw: Mapping[str, str]) -> dict[str, Any]:
@@ -610,16 +624,18 @@ COMMANDS: tuple[Command, ...] = (
 BY_NAME: dict[str, Command] = {name: cmd for cmd in COMMANDS for name in cmd.names}
 
 
-def response_map(command: str, error: str | None, data: Mapping[str, Any]) -> dict[str, Any]:
+def response_map(command: str, error: str | None, data: Mapping[str, Any] | LazyObject) -> dict[str, Any] | LazyObject:
     """CommandResponse.toMap: the data's keys first, then command and error (a data "error" wins,
-    keeping its place)."""
+    keeping its place; lazy data has neither key)."""
+    if isinstance(data, LazyObject):
+        return LazyObject(chain(data.entries, (("command", command), ("error", error))))
     out = dict(data)
     out.setdefault("command", command)
     out.setdefault("error", error)
     return out
 
 
-def run_command(name: str, ctx: CommandContext, kwargs: Mapping[str, str]) -> dict[str, Any]:
+def run_command(name: str, ctx: CommandContext, kwargs: Mapping[str, str]) -> dict[str, Any] | LazyObject:
     """Commands.runCommand."""
     cmd = BY_NAME.get(name)
     if cmd is None:

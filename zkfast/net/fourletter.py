@@ -279,60 +279,63 @@ def _watches(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: 
     yield "\n"
 
 
-def mntr_values(server: ZooKeeperServer, listener: ClientListener) -> list[tuple[str, object]]:
-    """The monitor values in Apache's order (`mntr`, and the admin server's `monitor`)."""
+def monitor_values(server: ZooKeeperServer, listener: ClientListener) -> Iterator[tuple[str, object]]:
+    """The monitor values in Apache's order (`mntr`, the admin server's `monitor`, the Prometheus
+    scrape), each computed when its turn comes: the passes over the connections (latencies, packets,
+    watches) and the count of open files are steps of their own, so that a caller producing its
+    answer in slices (serverdata.slices) serves clients between them."""
+    tree = server.tree
+    yield "version", version_line()
+    yield "server_state", server.mode
+    yield "ephemerals_count", tree.ephemerals_count()
+    yield "num_alive_connections", len(server.connections)
     low, avg, high = server.latency()
+    yield "avg_latency", float(round(avg, 4))
+    yield "outstanding_requests", server.outstanding()
+    yield "znode_count", server.node_count()
+    yield "global_sessions", len(server.sessions)
+    yield "non_mtls_remote_conn_count", 0
+    yield "last_client_response_size", -1
     received, sent = server.packets()
+    yield "packets_sent", sent
+    yield "packets_received", received
+    yield "max_client_response_size", -1
+    yield "connection_drop_probability", 0.0
+    yield "watch_count", serverdata.watch_count(server)
+    yield "auth_failed_count", server.auth_failed_count
+    yield "min_latency", low
+    yield "max_file_descriptor_count", resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    yield "approximate_data_size", tree.approximate_data_size()
     try:
         open_fds = len(os.listdir("/proc/self/fd"))
     except OSError:
         open_fds = 0
-    max_fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    tree = server.tree
-    values: list[tuple[str, object]] = [
-        ("version", version_line()),
-        ("server_state", server.mode),
-        ("ephemerals_count", tree.ephemerals_count()),
-        ("num_alive_connections", len(server.connections)),
-        ("avg_latency", float(round(avg, 4))),
-        ("outstanding_requests", server.outstanding()),
-        ("znode_count", server.node_count()),
-        ("global_sessions", len(server.sessions)),
-        ("non_mtls_remote_conn_count", 0),
-        ("last_client_response_size", -1),
-        ("packets_sent", sent),
-        ("packets_received", received),
-        ("max_client_response_size", -1),
-        ("connection_drop_probability", 0.0),
-        ("watch_count", serverdata.watch_count(server)),
-        ("auth_failed_count", server.auth_failed_count),
-        ("min_latency", low),
-        ("max_file_descriptor_count", max_fds),
-        ("approximate_data_size", tree.approximate_data_size()),
-        ("open_file_descriptor_count", open_fds),
-        ("local_sessions", 0),
-        ("uptime", int(time.time() * 1000) - server.stats.started_ms),
-        ("max_latency", high),
-        ("outstanding_tls_handshake", 0),
-        ("min_client_response_size", -1),
-        ("non_mtls_local_conn_count", 0),
-        ("proposal_count", 0),
-        ("watch_bytes", 0),
-        ("outstanding_changes_removed", 0),
-        ("throttled_ops", 0),
-        ("stale_requests_dropped", 0),
-        ("large_requests_rejected", 0),
-        ("connection_rejected", listener.rejected),
-        ("unrecoverable_error_count", 0),
-    ]
-    values.extend(server.quorum_values())
-    values.extend(server.extra_metrics())
-    return values
+    yield "open_file_descriptor_count", open_fds
+    yield "local_sessions", 0
+    yield "uptime", int(time.time() * 1000) - server.stats.started_ms
+    yield "max_latency", high
+    yield "outstanding_tls_handshake", 0
+    yield "min_client_response_size", -1
+    yield "non_mtls_local_conn_count", 0
+    yield "proposal_count", 0
+    yield "watch_bytes", 0
+    yield "outstanding_changes_removed", 0
+    yield "throttled_ops", 0
+    yield "stale_requests_dropped", 0
+    yield "large_requests_rejected", 0
+    yield "connection_rejected", listener.rejected
+    yield "unrecoverable_error_count", 0
+    yield from server.quorum_values()
+    yield from server.extra_metrics()
 
 
-def _mntr(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
-    out = []
-    for key, value in mntr_values(server, listener):
+def mntr_values(server: ZooKeeperServer, listener: ClientListener) -> list[tuple[str, object]]:
+    """monitor_values at once."""
+    return list(monitor_values(server, listener))
+
+
+def _mntr(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> Iterator[str]:
+    for key, value in monitor_values(server, listener):
         if isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, int):
@@ -341,8 +344,7 @@ def _mntr(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: byt
             text = java_double(value)
         else:
             text = str(value)
-        out.append(f"zk_{key}\t{text}\n")
-    return "".join(out)
+        yield f"zk_{key}\t{text}\n"
 
 
 # a handler answers with its text, or with the fragments of a long answer (serverdata.slices)

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from zkfast.net.admin import HttpRequest, HttpResponse, HttpServer, error_page
-from zkfast.net.fourletter import mntr_values
+from zkfast.net.fourletter import monitor_values
 from zkfast.net.serverdata import slices
 
 if TYPE_CHECKING:
@@ -38,8 +38,6 @@ PROMETHEUS_PROVIDER = "org.apache.zookeeper.metrics.prometheus.PrometheusMetrics
 DEFAULT_PROVIDER = "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # simpleclient 0.9's TextFormat.CONTENT_TYPE_004
 IDLE_TIMEOUT_S = 30.0  # Jetty's default
-# families rendered per slice of a scrape: a family costs about what 20 lines of `wchp` do
-SCRAPE_SLICE_FAMILIES = 50
 
 # ZooKeeperServer/LeaderZooKeeperServer.registerMetrics: gauges read by callback
 APACHE_GAUGES = frozenset("""
@@ -195,13 +193,17 @@ class ZooKeeperCollector:
         self.histograms = histograms
         self.snapshots = snapshots
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[Metric | None]:
+        """The families; before them a None per monitor value: the values are computed one step at
+        a time (fourletter.monitor_values), and the scrape serves clients between steps."""
         from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 
         server = self.server
         values: list[tuple[str, object]] = []
         if server.listener is not None:
-            values = mntr_values(server, server.listener)
+            for item in monitor_values(server, server.listener):
+                values.append(item)
+                yield None
         gauges, counters, summaries = classify(values)
         if "snapshottime" not in summaries and server.store is not None:
             summaries["snapshottime"] = (float(self.snapshots.count), self.snapshots.total)
@@ -243,13 +245,17 @@ def _label_value(v: str) -> str:
     return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def render_fragments(metrics: Iterable[Metric]) -> Iterator[str]:
-    """Text format 0.0.4, a family per fragment (serverdata.slices cuts a scrape into pieces). Unlike
-    prometheus-client's generate_latest, a counter's TYPE line names what its samples are called, so
-    Apache's bare counter names (`proposal_count`) stay as they were."""
+def render_fragments(metrics: Iterable[Metric | None]) -> Iterator[str]:
+    """Text format 0.0.4, a family per fragment (serverdata.slices cuts a scrape into pieces; a None
+    is a step of the collection that shows nothing). Unlike prometheus-client's generate_latest, a
+    counter's TYPE line names what its samples are called, so Apache's bare counter names
+    (`proposal_count`) stay as they were."""
     from prometheus_client.utils import floatToGoString
 
     for m in metrics:
+        if m is None:
+            yield ""
+            continue
         name, typ = m.name, m.type
         samples = [s for s in m.samples if s.name not in (name + "_created", name + "_gsum", name + "_gcount")]
         if typ == "counter" and any(s.name == name + "_total" for s in samples):
@@ -272,7 +278,7 @@ def render_fragments(metrics: Iterable[Metric]) -> Iterator[str]:
         yield "".join(out)
 
 
-def render_text(metrics: Iterable[Metric]) -> bytes:
+def render_text(metrics: Iterable[Metric | None]) -> bytes:
     """The whole exposition at once (render_fragments)."""
     return "".join(render_fragments(metrics)).encode("utf-8")
 
@@ -332,13 +338,13 @@ class MetricsServer:
         if stats is not None:
             self.snapshots.add(stats.seconds * 1000.0)  # Apache's snapshottime is in ms
 
-    def families(self, names: Sequence[str] = ()) -> Iterable[Metric]:
-        """The metric families, produced as they are read; with `names` (`?name[]=...`), only the
-        families with a sample of such a name."""
-        families: Iterable[Metric] = self.registry.collect()
+    def families(self, names: Sequence[str] = ()) -> Iterable[Metric | None]:
+        """The metric families (and the collection's steps, ZooKeeperCollector.collect), produced as
+        they are read; with `names` (`?name[]=...`), only the families with a sample of such a name."""
+        families: Iterable[Metric | None] = self.registry.collect()
         if names:
             wanted = set(names)
-            families = (m for m in families if any(s.name in wanted for s in m.samples))
+            families = (m for m in families if m is None or any(s.name in wanted for s in m.samples))
         return families
 
     def scrape(self, names: Sequence[str] = ()) -> bytes:
@@ -351,7 +357,7 @@ class MetricsServer:
         if req.method not in ("GET", "HEAD", "POST"):
             return error_page(405, req.path, f"HTTP method {req.method} is not supported by this URL")
         fragments = render_fragments(self.families(req.query.get("name[]", [])))
-        return HttpResponse(200, content_type=CONTENT_TYPE, pieces=slices(fragments, steps=SCRAPE_SLICE_FAMILIES))
+        return HttpResponse(200, content_type=CONTENT_TYPE, pieces=slices(fragments))
 
 
 def _java_int(text: str, what: str) -> int:

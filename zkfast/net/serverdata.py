@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zkfast.limits import ANSWER_SLICE_BYTES
 
 if TYPE_CHECKING:
-    from zkfast._datatree import Watcher
     from zkfast.net.connection import ClientConnection
     from zkfast.server.zkserver import ZooKeeperServer
 
@@ -176,37 +174,36 @@ def server_conf(server: ZooKeeperServer) -> dict[str, Any]:
 #
 # Every Watcher in the tree's tables is the ConnCore of a connection in server.connections (a closed
 # connection's watches go with it), and each Watcher keeps the paths it watches (data_paths): what
-# concerns watchers is counted from there, in O(connections) rather than O(watched paths).
-
-def _watchers(server: ZooKeeperServer) -> list[Watcher]:
-    return [conn.core for conn in list(server.connections)]
-
+# concerns watchers is counted from there, in O(connections) rather than O(watched paths). A
+# Watcher's session_id is a C int64: signed already, as Java prints it.
 
 def watch_summary(server: ZooKeeperServer) -> dict[str, int]:
     """WatchesSummary.toMap: watching connections, watched paths, watches."""
-    sizes = [len(w.data_paths) for w in _watchers(server)]
-    return {"num_connections": sum(1 for n in sizes if n), "num_paths": len(server.tree.data_watches),
-            "num_total_watches": sum(sizes)}
+    connections = watches = 0
+    for conn in list(server.connections):
+        n = len(conn.core.data_paths)
+        connections += n > 0
+        watches += n
+    return {"num_connections": connections, "num_paths": len(server.tree.data_watches),
+            "num_total_watches": watches}
 
 
 def watch_count(server: ZooKeeperServer) -> int:
     """zk_watch_count: data and child watches."""
-    return sum(len(w.data_paths) + len(w.child_paths) for w in _watchers(server))
+    return sum(len(c.core.data_paths) + len(c.core.child_paths) for c in list(server.connections))
 
 
 def watches_by_session(server: ZooKeeperServer) -> Iterator[tuple[int, Iterator[str]]]:
-    """WatchesReport.toMap: session id → watched paths, lazily: one step per session, then per path.
-
-    The sessions are those connected when it started; each one's paths are copied when its turn
-    comes (a C-speed copy of the references, a few ns per path), so a watch that fires meanwhile
-    neither breaks the walk nor is missed."""
-    by_session: dict[int, list[Watcher]] = {}
-    for w in _watchers(server):
-        if w.data_paths:
-            by_session.setdefault(w.session_id, []).append(w)
-    for sid, watchers in by_session.items():
-        paths = list(chain.from_iterable(w.data_paths for w in watchers))
-        yield _signed64(sid), (p.decode("utf-8", "replace") for p in paths)
+    """WatchesReport.toMap: session id → watched paths, lazily: one step per connection, then per
+    path. Each connection's paths are copied when its turn comes (a C-speed copy of references), so a
+    watch that fires meanwhile neither breaks the walk nor is missed. A session on two connections
+    for a moment (moving from one to the other) is listed once, with the paths of the first."""
+    listed: set[int] = set()
+    for conn in live_connections(server):
+        w = conn.core
+        if w.data_paths and w.session_id not in listed:
+            listed.add(w.session_id)
+            yield w.session_id, (p.decode("utf-8", "replace") for p in list(w.data_paths))
 
 
 def watches_by_path(server: ZooKeeperServer) -> Iterator[tuple[str, list[int]] | Vanished]:
@@ -220,7 +217,7 @@ def watches_by_path(server: ZooKeeperServer) -> Iterator[tuple[str, list[int]] |
         if not d:
             yield VANISHED
             continue
-        yield path.decode("utf-8", "replace"), [_signed64(w.session_id) for w in d]
+        yield path.decode("utf-8", "replace"), [w.session_id for w in d]
 
 
 # -- sessions
@@ -256,7 +253,8 @@ def ephemerals(server: ZooKeeperServer) -> tuple[int, Iterator[tuple[int, Iterat
 # AdminServer (admin.py) render them as fragments of text, one per entry, and `slices` joins the
 # fragments into pieces of bounded work. Between pieces the event loop serves the clients.
 
-SLICE_STEPS = 1000  # fragments (watches, paths, sessions, connection fields) rendered per piece
+SLICE_STEPS = 1000  # fragments (watches, paths, sessions, connection fields) rendered per piece, at most
+SLICE_SECONDS = 0.001  # and about this much work
 
 
 class Vanished:
@@ -269,18 +267,23 @@ class Vanished:
 VANISHED = Vanished()
 
 
-def slices(fragments: Iterable[str], steps: int = SLICE_STEPS, max_bytes: int = ANSWER_SLICE_BYTES) -> Iterator[bytes]:
-    """The fragments joined into pieces of at most `steps` fragments or about max_bytes, UTF-8
-    encoded; an empty fragment is a step that wrote nothing."""
+def slices(fragments: Iterable[str], steps: int = SLICE_STEPS, max_bytes: int = ANSWER_SLICE_BYTES,
+           seconds: float = SLICE_SECONDS) -> Iterator[bytes]:
+    """The fragments joined into pieces, UTF-8 encoded; a piece ends after `steps` fragments, about
+    max_bytes of text, or the fragment that made it take `seconds` (a step may cost more than
+    others: a pass over the connections). An empty fragment is a step that wrote nothing."""
     part: list[str] = []
     size = 0
+    clock = time.perf_counter
+    deadline = clock() + seconds
     for fragment in fragments:
         part.append(fragment)
         size += len(fragment)
-        if len(part) >= steps or size >= max_bytes:
+        if len(part) >= steps or size >= max_bytes or clock() >= deadline:
             yield "".join(part).encode("utf-8")
             part = []
             size = 0
+            deadline = clock() + seconds
     if part:
         yield "".join(part).encode("utf-8")
 
