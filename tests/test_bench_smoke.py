@@ -1,7 +1,7 @@
 """The benchmark scripts under bench/ run end to end on tiny counts, so they cannot rot.
 
 Not a measurement: compare.py runs one round of tiny phases, zk_latencies.py a few dozen znodes,
-the micro benchmarks once each (--benchmark-disable).
+admin_stall.py a few hundred watches, the micro benchmarks once each (--benchmark-disable).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_admin import admin_available
 from testbase.process import ZkfastProcess, apache_available
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -117,6 +118,24 @@ def test_ensemble_bench(tmp_path: Path) -> None:
     [js] = tmp_path.glob("ensemble-*.json")
     doc = json.loads(js.read_text())
     assert doc["failover"]["zkfast"]["rounds"], doc["failover"]
+
+
+def test_admin_stall(tmp_path: Path) -> None:
+    servers = "apache,zkfast" if admin_available() else "zkfast"
+    out = run([str(BENCH / "admin_stall.py"), "--servers", servers, "--sessions", "20", "--watches", "400",
+               "--rounds", "1", "--idle", "0.1", "--json", str(tmp_path / "stall.json")], timeout_s=60)
+    for row in ("1 idle", "1 operator", "all operator", "4lw wchp", "http watches_by_path"):
+        assert re.search(rf"^{row} ", out, re.M), (row, out)
+    doc = json.loads((tmp_path / "stall.json").read_text())
+    for kind in servers.split(","):
+        r = doc["servers"][kind]
+        assert r["total_watches"] == 400
+        assert r["phases"]["all operator"]["requests"] > 0 and r["phases"]["all operator"]["worst_ms"] > 0
+        assert r["commands"]["4lw wchp"]["bytes"] > 400 * 10 and r["commands"]["http watches"]["bytes"] > 400 * 10
+    if servers == "zkfast":
+        return
+    ours, theirs = doc["servers"]["zkfast"]["commands"], doc["servers"]["apache"]["commands"]
+    assert ours["4lw wchc"]["bytes"] == theirs["4lw wchc"]["bytes"]  # the same watches, the same text
 
 
 def test_micro_benchmarks() -> None:
