@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Do an operator's admin commands stall the clients? zkfast and Apache ZooKeeper 3.8 side by side:
 
-    python bench/admin_stall.py            # 1M watches, 10k sessions, 3 rounds (about 10 minutes)
+    python bench/admin_stall.py            # 1M watches, 10k sessions, 3 rounds (about 3 minutes)
     python bench/admin_stall.py --watches 100000 --sessions 1000 --rounds 1
 
-Each server in turn (same zoo.cfg: 4lw whitelist *, the AdminServer on a free port, maxClientCnxns=0)
-gets `--sessions` sessions, each holding one ephemeral znode and `--watches`/`--sessions` exists-watches
+Each server in turn (the same zoo.cfg: 4lw whitelist *, the AdminServer on a free port,
+maxClientCnxns=0; zkfast also serves Prometheus metrics) gets `--sessions` sessions, each holding one ephemeral znode and `--watches`/`--sessions` exists-watches
 on paths that `--watchers-per-path` sessions share (set up through the raw protocol, pipelined; the
 sessions stay connected and ping). A probe client (its own process, one request at a time) then calls
 exists() continuously while, each round, it first runs alone for `--idle` seconds and then an

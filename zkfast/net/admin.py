@@ -7,7 +7,10 @@ and `"error"` (null on success), pretty-printed as Jackson does. Unknown names a
 
 The HTTP side is a small HTTP/1.1 server on the server's own event loop (commands read the live tree
 and sessions without locks): requests are bounded (8 KiB of request line and headers, 64 KiB of
-body), a connection idle for `admin.idleTimeout` ms is closed, and keep-alive is honoured.
+body), a connection idle for `admin.idleTimeout` ms is closed, and keep-alive is honoured. A long
+answer (wchp, wchc, dump, cons, stat, monitor) is produced in slices of bounded work while it is
+sent, the event loop serving clients between slices, and written with flow control: never built
+whole: what waits for the client is at most a slice, Jetty's 32 KiB buffer and the transport's 64 KiB.
 """
 
 from __future__ import annotations
