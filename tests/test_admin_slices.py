@@ -16,6 +16,7 @@ import socket
 import struct
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,7 +96,17 @@ def served() -> Iterator[tuple[ZkfastProcess, int, Watching]]:
         proc.cleanup()
 
 
+def _send_buffer_max() -> int:
+    """The most the kernel buffers for one socket's sending (tcp_wmem's maximum; 4 MiB by default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    except (OSError, IndexError, ValueError):
+        return 4 << 20
+
+
 def _slow_socket(port: int) -> socket.socket:
+    if _send_buffer_max() > 6 << 20:
+        pytest.skip("the kernel buffers more than these answers hold: nothing would wait for the reader")
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RCVBUF)  # before connecting: the window stays small
     s.settimeout(30)
