@@ -20,10 +20,12 @@ from libc.string cimport memcpy, memmove
 from zkfast._jute cimport WriteBuffer, load_u32, wb_i32, wb_i64
 from zkfast._datatree cimport DataTree, Watcher
 
-from zkfast.limits import MAX_QUEUED_BYTES_PER_CONNECTION, MAX_QUEUED_PER_CONNECTION
+from zkfast.limits import (CONNECTION_OUTPUT_HARD_LIMIT_BYTES, MAX_QUEUED_BYTES_PER_CONNECTION,
+                           MAX_QUEUED_PER_CONNECTION)
 
 cdef Py_ssize_t MAX_QUEUED = MAX_QUEUED_PER_CONNECTION
 cdef Py_ssize_t MAX_QUEUED_BYTES = MAX_QUEUED_BYTES_PER_CONNECTION
+cdef Py_ssize_t OUTPUT_HARD_LIMIT = CONNECTION_OUTPUT_HARD_LIMIT_BYTES
 # output handed to the transport as soon as it is this big, not once per input chunk: a batch of big
 # replies is then never held twice (our buffer and the bytes the transport keeps)
 FLUSH_AT_BYTES = 256 * 1024
@@ -68,6 +70,7 @@ cdef class ConnCore(Watcher):
         self.backlog = 0
         self.blocked = False
         self.stalled = False
+        self.overflowed = False
         self.slow_only = False
         self.paused = False
         self.inbuf = NULL
@@ -129,6 +132,18 @@ cdef class ConnCore(Watcher):
         """Handle frames left buffered while the session was being set up or throttled."""
         if self.inlen > 0 and self.state != S_CLOSED:
             self.run(self.inbuf, self.inlen)
+
+    cdef int deliver(self, int32_t event_type, bytes path) except -1:
+        # events owed to a client that does not read them stop at the output hard limit: the
+        # connection is aborted at its next flush, and would drop them then anyway
+        if self.overflowed:
+            return 0
+        if self.out.len + self.backlog >= OUTPUT_HARD_LIMIT:
+            self.backlog = self.handler.output_backlog_bytes()  # the client may have read since
+            if self.out.len + self.backlog >= OUTPUT_HARD_LIMIT:
+                self.overflowed = True
+                return 0
+        return Watcher.deliver(self, event_type, path)
 
     cpdef bint output_full(self):
         """The unsent output (ours and the transport's) has reached the soft limit."""

@@ -10,6 +10,7 @@ string into a Java String and back.
 cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
+from cpython.buffer cimport PyBuffer_FillInfo
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint8_t
 from libc.string cimport memcpy, memchr
 
@@ -110,6 +111,31 @@ def jstr(bytes b):
 
 # what an emptied WriteBuffer keeps of its capacity
 cdef Py_ssize_t KEEP_CAPACITY_BYTES = 256 * 1024
+# take_view hands its memory over from this much output on, and starts again with this capacity
+cdef Py_ssize_t HAND_OVER_BYTES = 64 * 1024
+cdef Py_ssize_t FRESH_CAPACITY_BYTES = 4096
+
+
+cdef class HandedOver:
+    """Memory a WriteBuffer handed over (take_view): read-only bytes, freed with this object."""
+
+    cdef char* buf
+    cdef Py_ssize_t len
+
+    def __cinit__(self):
+        self.buf = NULL
+        self.len = 0
+
+    def __dealloc__(self):
+        if self.buf is not NULL:
+            PyMem_Free(self.buf)
+            self.buf = NULL
+
+    def __getbuffer__(self, Py_buffer* view, int flags):
+        PyBuffer_FillInfo(view, self, self.buf, self.len, 1, flags)
+
+    def __releasebuffer__(self, Py_buffer* view):
+        pass
 
 
 cdef class WriteBuffer:
@@ -206,6 +232,25 @@ cdef class WriteBuffer:
                 self.buf = nb
                 self.cap = KEEP_CAPACITY_BYTES
         return out
+
+    def take_view(self):
+        """The bytes written so far, for a transport to send: many of them are handed over without
+        a copy (a memoryview of this buffer's memory, freed once the view is gone); the buffer
+        starts afresh. A burst of big replies is so never held twice."""
+        cdef HandedOver owner
+        cdef char* fresh
+        if self.len < HAND_OVER_BYTES:
+            return self.take()
+        fresh = <char*>PyMem_Malloc(FRESH_CAPACITY_BYTES)
+        if fresh is NULL:
+            raise MemoryError()
+        owner = HandedOver.__new__(HandedOver)
+        owner.buf = self.buf
+        owner.len = self.len
+        self.buf = fresh
+        self.cap = FRESH_CAPACITY_BYTES
+        self.len = 0
+        return memoryview(owner)
 
     def clear(self):
         self.len = 0

@@ -744,7 +744,9 @@ cdef extern from "<time.h>" nogil:
 
 from zkfast.server import reads
 from zkfast.limits import (CONNECTION_OUTPUT_HARD_LIMIT_BYTES, GLOBAL_OUTSTANDING_BYTES_LIMIT,
-                           QUEUED_REQUEST_OVERHEAD_BYTES)
+                           QUEUED_REQUEST_OVERHEAD_BYTES, WRITE_HELD_COPIES)
+
+cdef Py_ssize_t WRITE_COPIES = WRITE_HELD_COPIES
 
 cdef Py_ssize_t OUTPUT_HARD_LIMIT = CONNECTION_OUTPUT_HARD_LIMIT_BYTES
 
@@ -915,7 +917,7 @@ cdef class PipelineCore:
         cdef ConnCore core = conn.core
         conn.queue.append(req)
         core.queued += 1
-        core.queued_bytes += body_bytes(req) + QUEUED_REQUEST_OVERHEAD_BYTES
+        core.queued_bytes += held_bytes(req) + QUEUED_REQUEST_OVERHEAD_BYTES
         core.queued_reply_estimate += req.reply_estimate
 
     cpdef bint dequeue(self, conn, Request req):
@@ -926,7 +928,7 @@ cdef class PipelineCore:
             return False
         queue.popleft()
         core.queued -= 1
-        core.queued_bytes -= body_bytes(req) + QUEUED_REQUEST_OVERHEAD_BYTES
+        core.queued_bytes -= held_bytes(req) + QUEUED_REQUEST_OVERHEAD_BYTES
         core.queued_reply_estimate -= req.reply_estimate
         return True
 
@@ -964,7 +966,7 @@ cdef class PipelineCore:
                 if not queued:
                     self.enqueue(conn, req)
                 self.forwarded_count += 1  # until forwarded_done (only a client's are answered)
-                self.in_flight_bytes += body_bytes(req)
+                self.in_flight_bytes += held_bytes(req)
             self.forward(req)
             if conn is not None:
                 self.throttle(conn)
@@ -981,7 +983,7 @@ cdef class PipelineCore:
         if conn is not None and not queued:
             self.enqueue(conn, req)
         self.in_flight.append(req)
-        self.in_flight_bytes += body_bytes(req)
+        self.in_flight_bytes += held_bytes(req)
         self.commit.append(txn)
         if conn is not None:
             self.throttle(conn)
@@ -1000,7 +1002,7 @@ cdef class PipelineCore:
     def forwarded_done(self, Request req):
         """The leader has answered a request this learner forwarded (its commit or its sync)."""
         self.forwarded_count -= 1
-        self.in_flight_bytes -= body_bytes(req)
+        self.in_flight_bytes -= held_bytes(req)
         self.resume_if_below_half()
 
     def run_read(self, conn, Request req):
@@ -1034,7 +1036,7 @@ cdef class PipelineCore:
             if req.txn.zxid > zxid:
                 break
             in_flight.popleft()
-            self.in_flight_bytes -= body_bytes(req)
+            self.in_flight_bytes -= held_bytes(req)
             conn = req.conn
             if conn is not None and conn.queue and conn.queue[0] is not req:
                 self.answer_reads_ahead(conn, req)
@@ -1204,8 +1206,11 @@ cdef class PipelineCore:
         out.end_frame(start)
 
 
-cdef inline Py_ssize_t body_bytes(Request req) noexcept:
-    return 0 if req.body is None else PyBytes_GET_SIZE(req.body)
+cdef inline Py_ssize_t held_bytes(Request req) noexcept:
+    # what the server holds for a request until it is answered: its body, and a write's several
+    # times (the decoded txn, the log batch, the log writer's copy)
+    cdef Py_ssize_t n = 0 if req.body is None else PyBytes_GET_SIZE(req.body)
+    return n * WRITE_COPIES if is_txn_op(req.type) else n
 
 
 cdef inline bint waits_for_reads(object queue):

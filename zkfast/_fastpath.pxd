@@ -17,6 +17,7 @@ cdef class ConnCore(Watcher):
     cdef public Py_ssize_t backlog       # bytes the transport held at the last flush
     cdef public bint blocked        # the frame loop stopped on a frame it may not take yet
     cdef public bint stalled        # the queue's reads wait for the output to drain
+    cdef public bint overflowed     # events were dropped past the output hard limit: abort it
     cdef public bint slow_only  # every frame to handler.on_request (auth enforcement)
     cdef public bint paused
     cdef public int32_t max_frame_bytes
@@ -31,5 +32,6 @@ cdef class ConnCore(Watcher):
     cdef int keep(self, const char* p, Py_ssize_t n) except -1
     cdef int run(self, const char* p, Py_ssize_t n) except -1
     cpdef bint output_full(self)
+    cdef int deliver(self, int32_t event_type, bytes path) except -1
     cdef bint may_not_take(self) noexcept
     cdef void note_reply(self, int32_t xid, int op) noexcept

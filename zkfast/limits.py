@@ -27,13 +27,18 @@ CONNECTION_OUTPUT_HARD_LIMIT_BYTES = 32 * MIB
 CLOSING_CONNECTION_LINGER_MS = 10_000
 
 # -- requests read from a connection and not yet answered (reads behind its writes, writes in flight)
+# Bytes count what the server holds: a read's body, a write's WRITE_HELD_COPIES times (the request,
+# the decoded txn, its change record, the txn log's batch and its writer's copy: about 5x for a write
+# whose body is mostly its path, 2.5-3.4x for 1 MB setData frames and 5,000-op multis, measured by
+# tests/test_abuse.py), plus QUEUED_REQUEST_OVERHEAD_BYTES each.
 MAX_QUEUED_PER_CONNECTION = 10_000
-MAX_QUEUED_BYTES_PER_CONNECTION = 8 * MIB  # request bodies plus QUEUED_REQUEST_OVERHEAD_BYTES each
+MAX_QUEUED_BYTES_PER_CONNECTION = 16 * MIB
 QUEUED_REQUEST_OVERHEAD_BYTES = 256  # a Request, its bytes header and its queue slot: 180-250 (tracemalloc)
+WRITE_HELD_COPIES = 6
 
-# -- writes in flight between prep and commit, across the server
+# -- writes in flight between prep and commit, across the server (on a learner: forwarded)
 DEFAULT_GLOBAL_OUTSTANDING_LIMIT = 1000  # Apache's globalOutstandingLimit default (requests)
-GLOBAL_OUTSTANDING_BYTES_LIMIT = 64 * MIB  # their request bodies; no Apache equivalent
+GLOBAL_OUTSTANDING_BYTES_LIMIT = 64 * MIB  # what they hold, counted as above; no Apache equivalent
 
 # -- connections that never become sessions (Apache's nio.sessionlessCnxnTimeout default)
 DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS = 10_000

@@ -9,11 +9,12 @@ How each limit is filled, as zkfast.limits describes them:
                  reaches the soft limit, so it holds at most the soft limit plus the one reply that
                  crossed it (the check comes before answering);
   unrefusable    output owed whatever the client does (watch events): up to the hard limit, plus the
-                 one event that crossed it;
+                 one event that crossed it (past it the connection is aborted at once);
   queued         requests read and not yet answered: at most MAX_QUEUED_PER_CONNECTION of them and
-                 MAX_QUEUED_BYTES_PER_CONNECTION (their bodies plus QUEUED_REQUEST_OVERHEAD_BYTES
-                 each), plus the request that crossed it and the next one still arriving (a partial
-                 frame, at most jute.maxbuffer); never more than the attacker sent;
+                 MAX_QUEUED_BYTES_PER_CONNECTION (their bodies, a write's WRITE_HELD_COPIES times,
+                 plus QUEUED_REQUEST_OVERHEAD_BYTES each), plus the request that crossed it and the
+                 next one still arriving (a partial frame, at most jute.maxbuffer); never more than
+                 the attacker sent;
   partial frame  a frame still arriving: at most jute.maxbuffer per connection;
   answer stream  a four-letter answer is produced in ANSWER_SLICE_BYTES slices and stops at the soft
                  limit like any output.
@@ -97,8 +98,9 @@ class Budget:
     def unrefusable_output(self, largest_event: int) -> int:
         return self.hard + largest_event
 
-    def queued(self, n_requests: int, request_bytes: int) -> int:
-        each = request_bytes + self._lim.QUEUED_REQUEST_OVERHEAD_BYTES
+    def queued(self, n_requests: int, request_bytes: int, writes: bool = False) -> int:
+        copies = self._lim.WRITE_HELD_COPIES if writes else 1
+        each = request_bytes * copies + self._lim.QUEUED_REQUEST_OVERHEAD_BYTES
         by_count = min(n_requests, self._lim.MAX_QUEUED_PER_CONNECTION) * each
         arriving = min(request_bytes, self.max_frame) if n_requests > 1 else 0
         return min(by_count, self._lim.MAX_QUEUED_BYTES_PER_CONNECTION + each + arriving)
@@ -106,7 +108,7 @@ class Budget:
     def answer_stream(self) -> int:
         return self.soft + self.slice
 
-    def reading_client(self, n_requests: int, request_bytes: int, reply_bytes: int) -> int:
+    def reading_client(self, n_requests: int, request_bytes: int, reply_bytes: int, writes: bool = False) -> int:
         """A client that reads its replies but pipelines: its queue, and output up to the soft
         limit when it reads slower than the server answers."""
-        return self.queued(n_requests, request_bytes) + self.unread_output(reply_bytes)
+        return self.queued(n_requests, request_bytes, writes) + self.unread_output(reply_bytes)

@@ -232,7 +232,7 @@ def unread_attack(t: Target, ips: list[str], frames_each: bytes, n_requests: int
 
 
 def pipelining_clients(t: Target, first_ip: int, frame_sets: list[list[bytes]],
-                       reply_bytes: int) -> tuple[int, Bound]:
+                       reply_bytes: int, writes: bool = False) -> tuple[int, Bound]:
     """Clients that read their replies, each pipelining one frame set (until answered or a deadline);
     the replies they got, and the bound: each may fill its queue and its output."""
     conns = open_attackers(t.server, spread(len(frame_sets), first_ip, t.sizes.per_ip))
@@ -246,7 +246,7 @@ def pipelining_clients(t: Target, first_ip: int, frame_sets: list[list[bytes]],
     longest = max(frame_sets, key=len)
     largest = max(len(f) for fs in frame_sets for f in fs) - 4
     bound = Bound().connections(len(conns)).add("pipelining client (queue + output)", len(conns),
-                        t.budget.reading_client(len(longest), largest, reply_bytes))
+                        t.budget.reading_client(len(longest), largest, reply_bytes, writes))
     return answered, bound
 
 
@@ -500,7 +500,7 @@ def multi_flood(t: Target, path: str) -> Outcome:
 
     frames = [multi(x + 1) for x in range(s.multis_per_conn)]
     reply = REPLY_HEADER_BYTES + s.multi_ops * (12 + STAT_BYTES)
-    answered, bound = pipelining_clients(t, 130, [frames] * s.multi_conns, reply)
+    answered, bound = pipelining_clients(t, 130, [frames] * s.multi_conns, reply, writes=True)
     return Outcome(f"{s.multi_conns}x{len(frames)} multis of {s.multi_ops} ops ({len(frames[0]) / MIB:.2f} MiB "
                    f"each), {answered} answered", bound)
 
@@ -528,7 +528,8 @@ def max_frames(t: Target, path: str) -> Outcome:
     """Connections pipelining setData frames of exactly jute.maxbuffer bytes."""
     s = t.sizes
     frames = [frame_of_length(t.budget.max_frame, i + 1, path) for i in range(s.max_frames_per_conn)]
-    answered, bound = pipelining_clients(t, 140, [frames] * s.max_frame_conns, REPLY_HEADER_BYTES + STAT_BYTES)
+    answered, bound = pipelining_clients(t, 140, [frames] * s.max_frame_conns, REPLY_HEADER_BYTES + STAT_BYTES,
+                                         writes=True)
     return Outcome(f"{s.max_frame_conns}x{len(frames)} setData frames of {t.budget.max_frame} B, "
                    f"{answered} answered", bound)
 

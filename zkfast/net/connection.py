@@ -250,7 +250,7 @@ class ClientConnection(asyncio.Protocol):
         if transport is None:
             return
         if len(out) and not self.closed:
-            transport.write(out.take())
+            transport.write(out.take_view())
         elif len(out):
             out.clear()
         if self.closing and not self.closed:
@@ -265,7 +265,7 @@ class ClientConnection(asyncio.Protocol):
                     asyncio.get_event_loop().call_later(CLOSING_CONNECTION_LINGER_MS / 1000, transport.abort)
             return
         core.backlog = transport.get_write_buffer_size()
-        if core.backlog >= CONNECTION_OUTPUT_HARD_LIMIT_BYTES:
+        if core.backlog >= CONNECTION_OUTPUT_HARD_LIMIT_BYTES or core.overflowed:
             log.warning("aborting %s: %d bytes of replies and events wait for it to read them (limit %d)",
                         self.remote, core.backlog, CONNECTION_OUTPUT_HARD_LIMIT_BYTES)
             self.abort()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import logging
 import signal
@@ -296,4 +297,24 @@ def serve(config: ServerConfig, truncate_log_at: tuple[str, int] | None = None) 
     # that wants it back waits up to 5 ms, which is what a request waited behind a snapshot's LMDB
     # writes. 0.5 ms bounds that wait for a few more switches.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    _return_big_buffers_to_the_system()
     return uvloop.run(run(config, truncate_log_at=truncate_log_at))
+
+
+# glibc's M_MMAP_THRESHOLD
+_M_MMAP_THRESHOLD = -3
+BIG_BUFFER_BYTES = 128 * 1024
+
+
+def _return_big_buffers_to_the_system() -> None:
+    """Buffers of big replies, events and log batches are mapped on their own and unmapped when
+    freed. By default glibc raises that threshold to the largest buffer freed so far, after which
+    such buffers come from the heap, whose holes it keeps: a burst of 1 MB replies then left the
+    process tens of MiB bigger than its output limits allow. Elsewhere than glibc, nothing to do."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    if not mallopt(_M_MMAP_THRESHOLD, BIG_BUFFER_BYTES):
+        log.warning("mallopt(M_MMAP_THRESHOLD) failed: big buffers may stay in the heap once freed")
