@@ -33,8 +33,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# how often a connection above its output soft limit is looked at (session touch, hard limit)
+# how often a connection above its output soft limit is looked at (session touch, wake-up)
 OUTPUT_WATCH_INTERVAL_S = 0.2
+# the longest a four-letter answer runs in one turn of the event loop
+ANSWER_SLICE_S = 0.001
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -174,8 +176,9 @@ class ClientConnection(asyncio.Protocol):
 
     def stream_answer(self, pieces: Iterator[bytes]) -> None:
         """Send an answer that `pieces` produces bit by bit, then close: each turn of the event loop
-        takes pieces until ANSWER_SLICE_BYTES are out or the transport holds that much (then
-        resume_writing continues), so a big answer neither stalls other clients nor piles up here."""
+        takes pieces until ANSWER_SLICE_BYTES are out, the transport holds that much (then
+        resume_writing continues) or ANSWER_SLICE_S has passed (pieces that write little but
+        walk much), so a big answer neither stalls other clients nor piles up here."""
         self._answer = pieces
         self._pump_answer()
 
@@ -186,10 +189,12 @@ class ClientConnection(asyncio.Protocol):
             self._answer = None
             return
         produced = 0
+        until = time.perf_counter() + ANSWER_SLICE_S
         for piece in pieces:
             transport.write(piece)
             produced += len(piece)
-            if produced >= ANSWER_SLICE_BYTES or transport.get_write_buffer_size() >= ANSWER_SLICE_BYTES:
+            if produced >= ANSWER_SLICE_BYTES or transport.get_write_buffer_size() >= ANSWER_SLICE_BYTES \
+                    or time.perf_counter() >= until:
                 break
         else:
             self._answer = None

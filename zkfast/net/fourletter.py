@@ -300,7 +300,7 @@ def monitor_values(server: ZooKeeperServer, listener: ClientListener) -> Iterato
     yield "packets_sent", sent
     yield "packets_received", received
     yield "max_client_response_size", -1
-    yield "connection_drop_probability", 0.0
+    yield "connection_drop_probability", listener.throttle.drop_chance if listener.throttle is not None else 0.0
     yield "watch_count", serverdata.watch_count(server)
     yield "auth_failed_count", server.auth_failed_count
     yield "min_latency", low
@@ -314,7 +314,8 @@ def monitor_values(server: ZooKeeperServer, listener: ClientListener) -> Iterato
     yield "local_sessions", 0
     yield "uptime", int(time.time() * 1000) - server.stats.started_ms
     yield "max_latency", high
-    yield "outstanding_tls_handshake", 0
+    secure = server.secure_listener
+    yield "outstanding_tls_handshake", len(secure.handshaking) if secure is not None else 0
     yield "min_client_response_size", -1
     yield "non_mtls_local_conn_count", 0
     yield "proposal_count", 0

@@ -10,7 +10,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from zkfast._datatree import MODE_PERSISTENT, MODE_PERSISTENT_RECURSIVE, MODE_STANDARD
+from zkfast._datatree import MODE_PERSISTENT, MODE_PERSISTENT_RECURSIVE, MODE_STANDARD, DataTree
 from zkfast._jute import (
     OP_ADD_WATCH,
     OP_CHECK_WATCHES,
@@ -195,8 +195,14 @@ def _multi_read(server: ZooKeeperServer, conn: ClientConnection, req: Request) -
         return
     tree = server.tree
     ids = conn.core.auth_ids
+    if _multi_read_bytes(tree, ops) > CONNECTION_OUTPUT_HARD_LIMIT_BYTES:
+        # one small frame naming the same big node many times would otherwise make the server
+        # build a reply many times its size
+        log.warning("closing %s: its multiRead (cxid %d) would need a reply of more than %d bytes",
+                    conn.remote, req.cxid, CONNECTION_OUTPUT_HARD_LIMIT_BYTES)
+        conn.close()
+        return
     results: list[tuple[int, object]] = []
-    reply_bytes = 0
     for op, (path, _watch) in ops:
         if path is None:
             raise TypeError("null path")
@@ -208,20 +214,9 @@ def _multi_read(server: ZooKeeperServer, conn: ClientConnection, req: Request) -
             results.append((-1, int(Code.NOAUTH)))
             continue
         if op == OP_GET_CHILDREN:
-            children = tree.get_children(path)
-            results.append((op, children))
-            reply_bytes += 13 + sum(4 + len(c) for c in children)
+            results.append((op, tree.get_children(path)))
         else:
-            data = tree.get_data(path)
-            results.append((op, (data, tree.stat(path))))
-            reply_bytes += 13 + 4 + len(data or b"") + 68
-        if reply_bytes > CONNECTION_OUTPUT_HARD_LIMIT_BYTES:
-            # one small frame naming the same big node many times would otherwise make the server
-            # build a reply many times its size
-            log.warning("closing %s: its multiRead (cxid %d) would need a reply of more than %d bytes",
-                        conn.remote, req.cxid, CONNECTION_OUTPUT_HARD_LIMIT_BYTES)
-            conn.close()
-            return
+            results.append((op, (tree.get_data(path), tree.stat(path))))
     out, start = _begin(server, conn, req)
     for op, value in results:
         if op == -1:
@@ -245,6 +240,23 @@ def _multi_read(server: ZooKeeperServer, conn: ClientConnection, req: Request) -
     out.write_bool(True)
     out.write_int(-1)
     out.frame_end(start)
+
+
+def _multi_read_bytes(tree: DataTree, ops: list[tuple[int, tuple[bytes | None, bool]]]) -> int:
+    """What a multiRead's reply takes at most (every node readable), judged before building it;
+    counting stops past the output hard limit."""
+    total = 0
+    for op, (path, _watch) in ops:
+        stat = tree.stat(path) if path is not None else None
+        if stat is None:
+            total += 13
+        elif op == OP_GET_CHILDREN:
+            total += 17 + sum(4 + len(c) for c in tree.get_children(path))
+        else:
+            total += 17 + max(stat[8], 0) + 68
+        if total > CONNECTION_OUTPUT_HARD_LIMIT_BYTES:
+            break  # too big already: no need to look further
+    return total
 
 
 def _patch_err(out: WriteBuffer, frame_start: int, err: int) -> None:

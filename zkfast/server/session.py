@@ -187,6 +187,3 @@ class SessionTracker:
 
     def __len__(self) -> int:
         return len(self.sessions)
-
-    def dump_buckets(self) -> list[tuple[int, list[int]]]:
-        return [(t, sorted(self.buckets[t])) for t in sorted(self.buckets)]
