@@ -147,3 +147,10 @@ def test_micro_benchmarks() -> None:
 def test_tree_memory() -> None:
     r = json.loads(run([str(BENCH / "tree_memory.py"), "--znodes", "2000", "--json"]))
     assert r["znodes"] == 2000 and r["bytes_per_znode"] > 0
+
+
+def test_abuse_bench() -> None:
+    out = run([str(BENCH / "abuse.py"), "--servers", "zkfast", "--scale", "0.05", "--cases", "idle,slowloris",
+               "--hold", "0.2"], timeout_s=120)
+    for case in ("idle", "slowloris"):
+        assert re.search(rf"^{case} +zkfast ", out, re.M), (case, out)
