@@ -28,19 +28,16 @@ import shutil
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, runtime_checkable
 
 import lmdb
 
-from zkfast._datatree import load_chunk, serialize_chunk
+from zkfast._datatree import DataTree, load_chunk, serialize_chunk
 from zkfast._jute import Reader, WriteBuffer, adler32_of, encode_acl_list
 from zkfast.storage.txnlog import fsync_dir, zxid_of_name
-
-if TYPE_CHECKING:
-    from zkfast.server.zkserver import ZooKeeperServer
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +104,28 @@ def _open_env(path: Path, map_size: int, readonly: bool) -> lmdb.Environment:
 _DONE = object()
 
 
+@runtime_checkable  # so that a test can tell whether the server's sessions still fit
+class TimedSession(Protocol):
+    @property
+    def timeout_ms(self) -> int: ...
+
+
+class SessionTable(Protocol):
+    @property
+    def sessions(self) -> Mapping[int, TimedSession]: ...
+
+
+class SnapshotSource(Protocol):
+    """The live state a snapshot walks. Read again at every slice, not kept: a TRUNC or a SNAP from
+    the leader swaps the tree under a running snapshot."""
+
+    @property
+    def tree(self) -> DataTree: ...
+
+    @property
+    def sessions(self) -> SessionTable: ...
+
+
 @dataclass
 class SnapshotStats:
     zxid: int = 0
@@ -120,9 +139,9 @@ class SnapshotStats:
 class SnapshotWriter:
     """One fuzzy snapshot in progress."""
 
-    def __init__(self, server: ZooKeeperServer, snap_dir: Path,
+    def __init__(self, source: SnapshotSource, snap_dir: Path,
                  on_done: Callable[[SnapshotStats | None, BaseException | None], None]) -> None:
-        self.server = server
+        self.source = source
         self.snap_dir = snap_dir
         self.on_done = on_done
         self.stats = SnapshotStats()
@@ -138,9 +157,9 @@ class SnapshotWriter:
         self.seq = 0
 
     def start(self) -> None:
-        tree = self.server.tree
+        tree = self.source.tree
         self.stats.zxid = tree.last_processed_zxid
-        sessions = [(sid, s.timeout_ms) for sid, s in self.server.sessions.sessions.items()]
+        sessions = [(sid, s.timeout_ms) for sid, s in self.source.sessions.sessions.items()]
         self.snap_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_path = self.snap_dir / (snap_name(self.stats.zxid) + TMP_SUFFIX)
         if self.tmp_path.exists():
@@ -162,7 +181,7 @@ class SnapshotWriter:
             self.loop.call_later(0.001, self._step)  # LMDB is behind: let it catch up
             return
         out = WriteBuffer(256 * 1024)
-        n = serialize_chunk(self.server.tree, self.stack, CHUNK_NODES, out, self.acl_map, self.acl_out)
+        n = serialize_chunk(self.source.tree, self.stack, CHUNK_NODES, out, self.acl_map, self.acl_out)
         if n:
             self.stats.nodes += n
             self.queue.put_nowait((self.seq, out.take()))

@@ -8,20 +8,27 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import lmdb
 
 from zkfast.storage.durable import DurableCommit
 from zkfast.storage.recovery import Recovered, recover
-from zkfast.storage.snapshot import SnapshotStats, SnapshotWriter, snapshot_dirs
+from zkfast.storage.snapshot import SnapshotSource, SnapshotStats, SnapshotWriter, snapshot_dirs
 from zkfast.storage.txnlog import fsync_dir, log_files, logs_needed
 
 if TYPE_CHECKING:
     from zkfast.config import ServerConfig
-    from zkfast.server.zkserver import ZooKeeperServer
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable  # so that a test can tell whether the server still fits
+class StoreOwner(SnapshotSource, Protocol):
+    """The server whose state the store makes durable, as the store sees it: what to snapshot, and
+    whom to tell when the txn log cannot take a batch."""
+
+    def on_commit_failed(self, exc: BaseException, first_zxid: int, permanent: bool) -> None: ...
 
 
 class Store:
@@ -33,7 +40,7 @@ class Store:
         self.snap_dir = snap_dir
         self.log_dir = log_dir
         self.snap_retain_count = max(3, snap_retain_count)
-        self.server: ZooKeeperServer | None = None
+        self.owner: StoreOwner | None = None
         self.snapshot: SnapshotWriter | None = None
         self.snapshots_taken = 0
         self.last_snapshot: SnapshotStats | None = None
@@ -63,26 +70,26 @@ class Store:
                 shutil.rmtree(entry.path, ignore_errors=True)
         return recover(self.snap_dir, self.log_dir, new_tree, truncate_log_at, progress)
 
-    def attach(self, server: ZooKeeperServer) -> None:
-        self.server = server
+    def attach(self, owner: StoreOwner) -> None:
+        self.owner = owner
 
     def _failed(self, exc: BaseException, first_zxid: int, permanent: bool) -> None:
-        if self.server is not None:
-            self.server.on_commit_failed(exc, first_zxid, permanent)
+        if self.owner is not None:
+            self.owner.on_commit_failed(exc, first_zxid, permanent)
 
     # -- snapshots
 
     def take_snapshot(self, roll: bool = False) -> bool:
         """Start a fuzzy snapshot unless one is running. The log thread rolls the log itself when
         it asks for a snapshot; `roll` asks for a roll here too (a snapshot on demand)."""
-        if self.server is None:
+        if self.owner is None:
             return False
         if self.snapshot is not None:
             log.warning("too busy to snap, skipping")
             return False
         if roll:
             self.commit.roll()
-        self.snapshot = SnapshotWriter(self.server, self.snap_dir, self._snapshot_done)
+        self.snapshot = SnapshotWriter(self.owner, self.snap_dir, self._snapshot_done)
         try:
             self.snapshot.start()
         except (OSError, lmdb.Error) as e:
