@@ -338,7 +338,7 @@ class Loader:
     def _props_under(self, prefix: str, strip: bool) -> Mapping[str, str]:
         full = PROPERTY_PREFIX + prefix
         return frozen_map({(k[len(full):] if strip else k): s.value
-                            for k, s in sorted(self.props.items()) if k.startswith(full)})
+                           for k, s in sorted(self.props.items()) if k.startswith(full)})
 
     def _four_letter_words(self) -> frozenset[str]:
         """FourLetterCommands.isEnabled: comma list, '*' = all; srvr always; isro with read-only mode."""

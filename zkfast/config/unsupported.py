@@ -41,35 +41,35 @@ _UNSUPPORTED: dict[str, Unsupported] = {
     "quorum.auth.learnerRequireSasl": Unsupported(_is_true, *_QUORUM_SASL),
     "quorum.auth.serverRequireSasl": Unsupported(_is_true, *_QUORUM_SASL),
     "sslQuorum": Unsupported(_is_true, "TLS between servers", "security",
-                              "quorum and election traffic would travel unencrypted and unauthenticated"),
+                             "quorum and election traffic would travel unencrypted and unauthenticated"),
     # system properties (names without "zookeeper.")
     "enforceQuota": Unsupported(_is_true, "quota enforcement", "security",
-                                 "a client could write past a znode quota instead of getting QUOTAEXCEEDED"),
+                                "a client could write past a znode quota instead of getting QUOTAEXCEEDED"),
     "audit.enable": Unsupported(_is_true, "audit logging", "security",
-                                 "no audit log of who changed what would be written"),
+                                "no audit log of who changed what would be written"),
     "requireKerberosConfig": Unsupported(_is_true, "Kerberos", "security",
-                                          "the server would start without the Kerberos configuration this "
-                                          "setting demands"),
+                                         "the server would start without the Kerberos configuration this "
+                                         "setting demands"),
     "DigestAuthenticationProvider.digestAlg": Unsupported(
         lambda v: java_trim(v).upper() not in ("SHA1", "SHA-1", "SHA"), "digest algorithms other than SHA1",
         "security", "digest ids and the superDigest would be computed with SHA1, so who may do what would "
                     "no longer be what the ACLs say"),
     "admin.forceHttps": Unsupported(_is_true, "HTTPS on the AdminServer", "security",
-                                     "the AdminServer would answer over plain HTTP"),
+                                    "the AdminServer would answer over plain HTTP"),
     "ssl.crl": Unsupported(_is_true, "certificate revocation lists", *_REVOCATION),
     "ssl.ocsp": Unsupported(_is_true, "OCSP", *_REVOCATION),
     "ssl.context.supplier.class": Unsupported(lambda v: bool(java_trim(v)), "SSLContext supplier classes",
-                                               "security", "TLS would run with the ssl.* keys instead of the "
-                                                           "context that class builds"),
+                                              "security", "TLS would run with the ssl.* keys instead of the "
+                                                          "context that class builds"),
     "ssl.authProvider": Unsupported(lambda v: java_trim(v) != "x509", "x509 authentication providers other "
-                                     "than x509", "security", "client certificates would be checked and "
-                                                              "named by the x509 scheme instead"),
+                                    "than x509", "security", "client certificates would be checked and "
+                                                             "named by the x509 scheme instead"),
     "authProvider.": Unsupported(lambda v: java_trim(v) not in _AUTH_PROVIDERS, "Java authentication "
-                                  "providers other than SASL, digest, ip and x509", "security",
-                                  "what that provider checks would go unchecked"),
+                                 "providers other than SASL, digest, ip and x509", "security",
+                                 "what that provider checks would go unchecked"),
     "group.": Unsupported(lambda v: True, "hierarchical quorums (group.N, weight.N)", "quorum safety",
-                           "the ensemble would decide by a plain majority of servers instead of a majority "
-                           "of groups"),
+                          "the ensemble would decide by a plain majority of servers instead of a majority "
+                          "of groups"),
 }
 _UNSUPPORTED["weight."] = _UNSUPPORTED["group."]
 
