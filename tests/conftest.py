@@ -8,8 +8,6 @@ of session expiry and of the `super` scheme need no server of their own.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import itertools
 import re
 import time
@@ -24,15 +22,11 @@ from kazoo.protocol.states import WatchedEvent, ZnodeStat
 from kazoo.retry import KazooRetry
 from testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess, apache_available
 
+from zkfast.testing import digest
+
 SUPER_USER = "super"
 SUPER_PASSWORD = "super-secret"
-
-
-def digest_id(user: str, password: str) -> str:
-    """`user:base64(sha1(user:password))`, the id DigestAuthenticationProvider stores."""
-    raw = hashlib.sha1(f"{user}:{password}".encode()).digest()
-    return f"{user}:{base64.b64encode(raw).decode()}"
-
+digest_id = digest  # the name the tests import
 
 SHARED_CFG = {
     "tickTime": "500",  # min/max session timeout 1 s / 10 s
@@ -52,32 +46,18 @@ def wait_until(cond: Callable[[], object], timeout_s: float = 10.0, what: str = 
         time.sleep(interval_s)
 
 
-def _start(server: ServerProcess) -> ServerProcess:
-    try:
-        return server.start()
-    except BaseException:
-        server.cleanup()
-        raise
-
-
 @pytest.fixture(scope="session")
 def zkfast_server() -> Iterator[ZkfastProcess]:
-    server = ZkfastProcess(cfg=SHARED_CFG)
-    _start(server)
-    yield server
-    server.stop()
-    server.cleanup()
+    with ZkfastProcess(cfg=SHARED_CFG) as server:  # a start that fails kills it; exit reaps the rest
+        yield server
 
 
 @pytest.fixture(scope="session")
 def apache_server() -> Iterator[ApacheZkProcess]:
     if not apache_available():
         pytest.skip("Apache ZooKeeper (Debian package) is not installed")
-    server = ApacheZkProcess(cfg=SHARED_CFG)
-    _start(server)
-    yield server
-    server.stop()
-    server.cleanup()
+    with ApacheZkProcess(cfg=SHARED_CFG) as server:
+        yield server
 
 
 @pytest.fixture(params=["zkfast", "apache"])

@@ -1,23 +1,34 @@
-"""Ensembles of real server processes (zkfast or Apache ZooKeeper 3.8) on 127.0.0.x, for tests and
-benchmarks: each member has its own address, dataDir, myid and zoo.cfg, as an operator would set them up."""
+"""Ensembles of real server processes (zkfast or Apache ZooKeeper 3.8) on 127.0.0.x, started through
+zkfast.testing's ZkCluster, with what only this suite needs on top: members of mixed kinds, a member
+replaced by another kind on the same dataDir (a migration), and members named by their server id."""
 
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from testbase.process import (
-    START_TIMEOUT_S,
-    ApacheZkProcess,
-    ServerProcess,
-    ZkfastProcess,
-    four_letter,
-    free_port,
-)
+from testbase.process import START_TIMEOUT_S, ApacheZkProcess, ServerProcess, ZkfastProcess
+from zkfast.testing import ZkCluster, ZkServer
 
 KINDS: dict[str, type[ServerProcess]] = {"zkfast": ZkfastProcess, "apache": ApacheZkProcess}
+
+
+class _MixedCluster(ZkCluster):
+    """A ZkCluster whose members are the suite's ServerProcess classes, each of its own kind."""
+
+    def __init__(self, kinds: Mapping[int, str], **options: Any) -> None:
+        self.kinds = dict(kinds)  # make_member runs inside ZkCluster.__init__
+        super().__init__(**options)
+
+    def make_member(self, server_id: int, **options: Any) -> ZkServer:
+        kind = self.kinds[server_id]
+        props = options.pop("jvm_flags") or {}
+        options.pop("kind")
+        return KINDS[kind](cfg=options.pop("config"), host=options.pop("host"),
+                           workdir=options.pop("workdir"), jvm_flags=tuple(f"-D{k}={v}" for k, v in props.items()),
+                           env=None, server_id=server_id, **{k: v for k, v in options.items() if k != "env"})
 
 
 class Ensemble:
@@ -29,37 +40,24 @@ class Ensemble:
                  tick_ms: int = 200, init_limit: int = 10, sync_limit: int = 5,
                  cfg: Mapping[str, str] | None = None, system_properties: Mapping[str, str] | None = None,
                  workdir: Path | None = None, kinds: Mapping[int, str] | None = None) -> None:
-        """kinds: members of another kind than `kind` (a mixed ensemble), e.g. {3: "apache"}."""
+        """kinds: members of another kind than `kind` (a mixed ensemble), e.g. {3: "apache"}.
+        system_properties: Java system properties of every member (-D flags on either command line)."""
         self.kind = kind
-        self.kinds = {i: (kinds or {}).get(i, kind) for i in range(1, voters + observers + 1)}
+        total = voters + observers
+        self.kinds = {i: (kinds or {}).get(i, kind) for i in range(1, total + 1)}
         self.tick_ms = tick_ms
         self.init_limit = init_limit
         self.sync_limit = sync_limit
-        total = voters + observers
-        self.ids = list(range(1, total + 1))
-        self.observer_ids = set(range(voters + 1, total + 1))
-        hosts = {i: f"127.0.0.{first_host + i - 1}" for i in self.ids}
-        ports = {i: (free_port(hosts[i]), free_port(hosts[i])) for i in self.ids}
-        lines = {}
-        for i in self.ids:
-            role = ":observer" if i in self.observer_ids else ""
-            lines[f"server.{i}"] = f"{hosts[i]}:{ports[i][0]}:{ports[i][1]}{role}"
-        self.members: dict[int, ServerProcess] = {}
-        for i in self.ids:
-            member_cfg = {"tickTime": str(tick_ms), "initLimit": str(init_limit), "syncLimit": str(sync_limit),
-                          **lines, **(cfg or {})}
-            if i in self.observer_ids:
-                member_cfg["peerType"] = "observer"
-            # Java system properties (-D...): the JVM's flags for Apache, $SERVER_JVMFLAGS for zkfast
-            flags = tuple(f"-D{k}={v}" for k, v in (system_properties or {}).items())
-            member_kind = self.kinds[i]
-            proc = KINDS[member_kind](member_cfg, host=hosts[i], jvm_flags=flags,
-                                      workdir=workdir / f"server{i}" if workdir is not None else None,
-                                      env={"SERVER_JVMFLAGS": " ".join(flags)} if flags and member_kind == "zkfast"
-                                      else None)
-            (proc.data_dir / "myid").write_text(f"{i}\n")
-            self.members[i] = proc
-        self.ports = ports  # member → (quorum port, election port)
+        self.cluster = _MixedCluster(self.kinds, n=voters, observers=observers, kind=kind, first_host=first_host,
+                                     tick_time_ms=tick_ms, init_limit=init_limit, sync_limit=sync_limit,
+                                     config=cfg, jvm_flags=system_properties, workdir=workdir)
+        self.ids = self.cluster.ids
+        self.observer_ids = set(self.cluster.observer_ids)
+        self.ports = self.cluster.peer_ports  # member → (quorum port, election port)
+
+    @property
+    def members(self) -> dict[int, ServerProcess]:
+        return self.cluster.members  # type: ignore[return-value]
 
     # -- lifecycle
 
@@ -83,16 +81,15 @@ class Ensemble:
         and, unless fresh_data, the same dataDir: a node-by-node migration. Not started."""
         old = self.members[i]
         old.stop()
-        flags = old.jvm_flags
-        new = KINDS[kind](dict(old.cfg), host=old.host, port=old.port, jvm_flags=flags, workdir=old.workdir,
-                          env={"SERVER_JVMFLAGS": " ".join(flags)} if flags and kind == "zkfast" else None)
+        new = KINDS[kind](dict(old.cfg), host=old.host, port=old.port, jvm_flags=old.jvm_flags,
+                          workdir=old.workdir, server_id=i, tick_time_ms=self.tick_ms)
         if fresh_data:
             shutil.rmtree(new.data_dir, ignore_errors=True)
             new.data_dir.mkdir(parents=True)
-            (new.data_dir / "myid").write_text(f"{i}\n")
-        new._own_workdir, old._own_workdir = old._own_workdir, False
-        self.members[i] = new
+        new.owns_workdir, old.owns_workdir = old.owns_workdir, False
+        self.cluster.members[i] = new
         self.kinds[i] = kind
+        self.cluster.kinds[i] = kind
 
     def kill9(self, i: int) -> None:
         self.members[i].kill9()
@@ -101,10 +98,7 @@ class Ensemble:
         self.members[i].stop()
 
     def cleanup(self) -> None:
-        for m in self.members.values():
-            m.stop()
-        for m in self.members.values():
-            m.cleanup()
+        self.cluster.close()
 
     def __enter__(self) -> Ensemble:
         return self
@@ -115,34 +109,19 @@ class Ensemble:
     # -- looking at it
 
     def running(self) -> list[int]:
-        return [i for i, m in self.members.items() if m.proc is not None and m.proc.poll() is None]
+        return [i for i, m in self.members.items() if m.running]
 
     def mode(self, i: int) -> str | None:
-        m = self.members[i]
-        try:
-            text = four_letter(m.host, m.port, "srvr", timeout_s=1.0)
-        except OSError:
-            return None
-        for line in text.splitlines():
-            if line.startswith("Mode: "):
-                return line[6:].strip()
-        return None
+        return self.members[i].mode
 
     def leader(self) -> int | None:
-        for i in self.running():
-            if self.mode(i) == "leader":
-                return i
-        return None
+        leader = self.cluster.leader
+        return None if leader is None else leader.server_id
 
     def wait_leader(self, timeout_s: float = 30.0, exclude: int | None = None) -> int:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            leader = self.leader()
-            if leader is not None and leader != exclude:
-                return leader
-            time.sleep(0.02)
-        raise TimeoutError(f"no leader within {timeout_s}s: " + ", ".join(
-            f"{i}={self.mode(i)}" for i in self.running()))
+        leader = self.cluster.wait_leader(timeout_s, other_than=exclude)
+        assert leader.server_id is not None
+        return leader.server_id
 
     def wait_serving(self, ids: list[int] | None = None, timeout_s: float = 30.0) -> None:
         for i in ids or self.running():
@@ -160,19 +139,14 @@ class Ensemble:
 
     def pids(self, ids: list[int] | None = None) -> list[int]:
         """The process ids of the running members among `ids` (default: all)."""
-        out = []
-        for i in ids or self.ids:
-            proc = self.members[i].proc
-            if proc is not None and proc.poll() is None:
-                out.append(proc.pid)
-        return out
+        return [pid for i in (ids or self.ids) if (pid := self.members[i].pid) is not None]
 
     def peer_ports(self, i: int) -> list[int]:
         """Member i's quorum and election ports."""
         return list(self.ports[i])
 
     def log_of(self, i: int) -> str:
-        return self.members[i].log_path.read_text(errors="replace")
+        return self.members[i].log_text()
 
     def data_dir(self, i: int) -> Path:
         return self.members[i].data_dir
