@@ -438,8 +438,10 @@ class PacketConnection(_Stream):
     def send(self, p: QuorumPacket) -> None:
         p.encode_into(self.out)
 
-    def send_raw(self, data: bytes) -> None:
-        self.out.write_raw(data)
+    def send_snapshot(self, stream: bytes) -> None:
+        """A SNAP's tree stream, after the SNAP packet, and the signature that ends it."""
+        self.out.write_raw(stream)
+        self.out.write_ustring(SNAP_SIGNATURE)
 
     def flush(self) -> None:
         if self.closed or self.transport is None or len(self.out) == 0:
