@@ -63,6 +63,22 @@ def test_layer_imports_nothing_above_it(folder: str) -> None:
     assert not wrong, "\n".join(wrong)
 
 
+# a module → what it may not import: the quorum driver does no I/O of its own, its ports do
+# (zkfast.quorum.peer over sockets and files)
+NO_IO: dict[str, tuple[str, ...]] = {
+    "zkfast/quorum/driver.py": ("asyncio", "socket", "selectors", "threading", "os", "pathlib", "time",
+                                "zkfast.storage", "zkfast.net", "zkfast.quorum.transport",
+                                "zkfast.quorum.peer"),
+}
+
+
+@pytest.mark.parametrize("source", sorted(NO_IO))
+def test_the_quorum_driver_does_no_io(source: str) -> None:
+    wrong = sorted(module for module in imported_modules(ROOT / source)
+                   for banned in NO_IO[source] if _under(module, banned))
+    assert not wrong, f"{source} imports {wrong}"
+
+
 def test_the_check_sees_every_kind_of_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
     module = tmp_path / "zkfast" / "storage" / "probe.py"

@@ -44,8 +44,6 @@ from zkfast.quorum.wire import (
 from zkfast.quorum.zab import COMMITTED_LOG_MAX, Actions
 from zkfast.server.codes import Code, ZkError
 from zkfast.server.zkserver import ZooKeeperServer
-from zkfast.storage.apache import encode_tree_stream
-from zkfast.storage.recovery import RecoveryError
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +88,17 @@ class Recovered:
     sessions: dict[int, int]
     last_zxid: int
     tail: list[tuple[int, bytes]]  # the newest logged txns (zxid, bytes), for DIFFs
+    had_snapshot: bool = True  # False: the disk held no snapshot to start from
+
+
+class DiskError(Exception):
+    """The disk cannot give an era a consistent start (a port's recovery failed, or the epochs and
+    the log disagree)."""
 
 
 class DiskPort(Protocol):
+    """DiskError (or OSError) when the disk cannot be read back."""
+
     def recover(self) -> Recovered: ...
     def truncate(self, store: EraStore, zxid: int) -> Recovered: ...
     def install_snapshot(self, store: EraStore, zxid: int, tree: DataTree, sessions: dict[int, int]) -> Recovered: ...
@@ -110,7 +116,7 @@ class Link(Protocol):
     closed: bool
 
     def send(self, p: QuorumPacket) -> None: ...
-    def send_snapshot(self, stream: bytes) -> None: ...
+    def send_snapshot(self, tree: DataTree, sessions: dict[int, int]) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
 
@@ -391,9 +397,9 @@ class QuorumDriver:
             log.info("%s not found: creating it with epoch %d", ACCEPTED_EPOCH, accepted)
             self.disk.write_epoch(ACCEPTED_EPOCH, accepted)
         if current > accepted:
-            raise RecoveryError(f"the current epoch, {current}, is after the accepted epoch, {accepted}")
+            raise DiskError(f"the current epoch, {current}, is after the accepted epoch, {accepted}")
         if zxid_epoch(last) > current:
-            raise RecoveryError(f"the current epoch, {current}, is older than the last zxid, 0x{last:x}")
+            raise DiskError(f"the current epoch, {current}, is older than the last zxid, 0x{last:x}")
         return Disk(accepted, current, last, list(recovered.tail)[-COMMITTED_LOG_MAX:])
 
     def prepare(self) -> ZooKeeperServer:
@@ -535,7 +541,7 @@ class QuorumDriver:
             server = era.server
             assert server.tree.last_processed_zxid >= p.zxid, "the tree holds everything committed"
             sessions = {sid_: s.timeout_ms for sid_, s in server.sessions.sessions.items()}
-            conn.send_snapshot(encode_tree_stream(server.tree, sessions))
+            conn.send_snapshot(server.tree, sessions)
             log.info("sent a snapshot at 0x%x to server %d", p.zxid, sid)
 
     def _touches(self, era: Era) -> bytes:
@@ -644,7 +650,7 @@ class QuorumDriver:
         self.mode = "looking"
         try:
             disk = self._load()
-        except (RecoveryError, OSError) as e:
+        except (DiskError, OSError) as e:
             log.error("cannot reload from disk: %s; stopping", e)
             self._fail(str(e))
             return

@@ -21,7 +21,7 @@ from typing import Any
 
 from zkfast._datatree import DataTree
 from zkfast.config import ServerConfig, ServerSpec
-from zkfast.quorum.driver import Cancel, Era, EraStore, QuorumDriver, Recovered, Settings
+from zkfast.quorum.driver import Cancel, DiskError, Era, EraStore, QuorumDriver, Recovered, Settings
 from zkfast.quorum.membership import Membership
 from zkfast.quorum.transport import ElectionTransport, PacketConnection
 from zkfast.server.zkserver import ZooKeeperServer
@@ -34,6 +34,7 @@ from zkfast.storage.quorumdisk import (
     write_atomically,
     write_epoch,
 )
+from zkfast.storage.recovery import RecoveryError
 from zkfast.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -66,17 +67,20 @@ class FileDisk:
         config = self.config
         for d in (config.data_dir, config.data_log_dir):
             (d / "version-2").mkdir(parents=True, exist_ok=True)
-        store = Store.from_config(config)
-        recovered = store.recover(self.new_tree)
-        if recovered.snapshot is None:
+        recovered = self._reopen()
+        if not recovered.had_snapshot:
             # as Apache's loadData: a snapshot to start from, so logs of later epochs never lack a base
-            write_apache_snapshot(recovered.tree, recovered.sessions, store.snap_dir)
-        return Recovered(store, recovered.tree, recovered.sessions, recovered.last_zxid, list(recovered.tail))
+            assert isinstance(recovered.store, Store)
+            write_apache_snapshot(recovered.tree, recovered.sessions, recovered.store.snap_dir)
+        return recovered
 
     def _reopen(self) -> Recovered:
         store = Store.from_config(self.config)
-        recovered = store.recover(self.new_tree)
-        return Recovered(store, recovered.tree, recovered.sessions, recovered.last_zxid, list(recovered.tail))
+        try:
+            r = store.recover(self.new_tree)
+        except RecoveryError as e:
+            raise DiskError(str(e)) from e
+        return Recovered(store, r.tree, r.sessions, r.last_zxid, list(r.tail), r.snapshot is not None)
 
     def truncate(self, store: EraStore, zxid: int) -> Recovered:
         assert isinstance(store, Store)

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from zkfast._datatree import DataTree
 from zkfast._jute import JuteError, Reader, WriteBuffer
 from zkfast.net.connection import set_nodelay
 from zkfast.quorum.wire import (
@@ -32,6 +33,7 @@ from zkfast.quorum.wire import (
     QuorumPacket,
     decode_packet,
 )
+from zkfast.storage.apache import encode_tree_stream
 
 log = logging.getLogger(__name__)
 
@@ -438,9 +440,9 @@ class PacketConnection(_Stream):
     def send(self, p: QuorumPacket) -> None:
         p.encode_into(self.out)
 
-    def send_snapshot(self, stream: bytes) -> None:
+    def send_snapshot(self, tree: DataTree, sessions: dict[int, int]) -> None:
         """A SNAP's tree stream, after the SNAP packet, and the signature that ends it."""
-        self.out.write_raw(stream)
+        self.out.write_raw(encode_tree_stream(tree, sessions))
         self.out.write_ustring(SNAP_SIGNATURE)
 
     def flush(self) -> None:

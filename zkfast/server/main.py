@@ -239,6 +239,7 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None,
 
 async def run_quorum(config: ServerConfig, stop: asyncio.Event) -> int:
     """An ensemble member: QuorumPeer runs the roles, the client side follows its current server."""
+    from zkfast.quorum.driver import DiskError
     from zkfast.quorum.peer import QuorumPeer
 
     log.info("zkfast %s starting as server %d of an ensemble", version_line(), config.server_id)
@@ -248,7 +249,7 @@ async def run_quorum(config: ServerConfig, stop: asyncio.Event) -> int:
     except SaslConfigError as e:
         log.error("cannot start: %s", e)
         return 2
-    except (RecoveryError, OSError) as e:
+    except (RecoveryError, DiskError, OSError) as e:
         log.error("cannot start: %s", e)
         return 3
     side, code = await open_client_side(first, config)
