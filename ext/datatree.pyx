@@ -45,7 +45,7 @@ cdef uint64_t TTL_RESERVED_MASK = 0x00ffff0000000000
 cdef uint64_t TTL_VALUE_MASK = 0x000000ffffffffff
 
 
-# event types (protocol.md §1.9)
+# event types (Apache's zookeeper-server/src/main/java/org/apache/zookeeper/Watcher.java)
 EVENT_NODE_CREATED = 1
 EVENT_NODE_DELETED = 2
 EVENT_NODE_DATA_CHANGED = 3
@@ -171,7 +171,8 @@ def ephemeral_kind(int64_t owner, bint extended_types):
 
 
 def ttl_owner(int64_t ttl):
-    """The ephemeralOwner a TTL node is stored with (protocol.md §1.7)."""
+    """The ephemeralOwner a TTL node is stored with
+    (zookeeper-server/src/main/java/org/apache/zookeeper/server/EphemeralType.java)."""
     return <int64_t>(TTL_MASK | <uint64_t>ttl)
 
 
@@ -1139,7 +1140,8 @@ def parent_paths(bytes path):
 
 
 # ------------------------------------------------------------------------------------------------
-# snapshots: node records in Apache's snapshot layout (protocol.md §4.3 item 4):
+# snapshots: node records in Apache's snapshot layout (DataTree.serializeNodeData and DataNode.serialize in
+# zookeeper-server/src/main/java/org/apache/zookeeper/server/):
 #   ustring path ("" for the root), buffer data, long aclRef, StatPersisted (60 bytes)
 
 cdef int put_stat_persisted(WriteBuffer out, Node* node) except -1:

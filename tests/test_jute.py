@@ -1,4 +1,7 @@
-"""The jute codec against byte strings spelled out by hand from protocol.md (§1.2–§1.6, §4.1–§4.2)."""
+"""The jute codec against byte strings spelled out by hand from Apache's records and encoders:
+zookeeper-jute/src/main/resources/zookeeper.jute,
+zookeeper-jute/src/main/java/org/apache/jute/BinaryOutputArchive.java, and for log entries
+zookeeper-server/src/main/java/org/apache/zookeeper/server/persistence/FileTxnLog.java and Util.java."""
 
 from __future__ import annotations
 

@@ -19,7 +19,8 @@ cdef struct Node:
     int64_t pzxid
     int64_t ephemeral_owner
     int32_t version
-    int32_t cversion          # stored form: counts creates only (protocol.md §1.7)
+    int32_t cversion          # stored form: counts creates only; copyStat gives clients creates + deletes
+                              # (zookeeper-server/src/main/java/org/apache/zookeeper/server/DataNode.java)
     int32_t aversion
     int32_t num_children
     int32_t acl               # index into the tree's ACL table

@@ -1,4 +1,5 @@
-"""Four-letter words with Apache ZooKeeper 3.8's text formats (protocol.md §1.12; server/command/*)."""
+"""Four-letter words with Apache ZooKeeper 3.8's text formats
+(zookeeper-server/src/main/java/org/apache/zookeeper/server/command/*.java)."""
 
 from __future__ import annotations
 

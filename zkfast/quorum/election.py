@@ -1,4 +1,5 @@
-"""FastLeaderElection as a pure state machine (protocol.md §3.2; Apache's FastLeaderElection.java).
+"""FastLeaderElection as a pure state machine
+(Apache's zookeeper-server/src/main/java/org/apache/zookeeper/server/quorum/FastLeaderElection.java).
 
 No sockets, no clock: `start(now_ms)`, `receive(sid, notification, now_ms)` and `tick(now_ms)` return
 the notifications to send; `decided` holds the outcome once the election ends. The transport (the

@@ -1,4 +1,6 @@
-"""Quorum wire formats (protocol.md §3): election messages and Zab's QuorumPacket.
+"""Quorum wire formats: election messages and Zab's QuorumPacket (Apache's QuorumCnxManager.java and
+FastLeaderElection.java in zookeeper-server/src/main/java/org/apache/zookeeper/server/quorum/; QuorumPacket
+in zookeeper-jute/src/main/resources/zookeeper.jute).
 
 Election port: the connecting side sends an initial message (long protocol version -65536, long sid,
 int length + "host:port"), then each message is int length + payload; a notification payload is

@@ -1,4 +1,5 @@
-"""Zab as pure state machines (protocol.md §3.3; Apache's Leader, LearnerHandler, Learner, Follower).
+"""Zab as pure state machines (Apache's Leader.java, LearnerHandler.java, Learner.java, Follower.java and
+Observer.java in zookeeper-server/src/main/java/org/apache/zookeeper/server/quorum/).
 
 `LeaderCore` and `LearnerCore` take packets, ticks and "durable up to zxid" notices, and return
 `Actions`: packets to send, txns to persist (with or without fsync), txns to apply, epochs to write,

@@ -1,4 +1,9 @@
-"""Authentication providers and ACL checks (protocol.md §1.10; Apache's auth/*.java, checkACL, fixupACL).
+"""Authentication providers and ACL checks.
+
+From Apache's zookeeper-server/src/main/java/org/apache/zookeeper/server/auth/*.java, checkACL in
+zookeeper-server/src/main/java/org/apache/zookeeper/server/ZooKeeperServer.java, fixupACL in
+zookeeper-server/src/main/java/org/apache/zookeeper/server/PrepRequestProcessor.java, Perms and Ids in
+zookeeper-server/src/main/java/org/apache/zookeeper/ZooDefs.java.
 
 An ACL is a list of (perms, scheme, id) tuples; a connection's auth ids a list of (scheme, id).
 """
