@@ -17,7 +17,8 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint8_t
 from libc.stdlib cimport malloc, free, realloc
 from libc.string cimport memcpy, memmove
 
-from zkfast._jute cimport WriteBuffer, load_u32, wb_i32, wb_i64
+from zkfast._jute cimport (WriteBuffer, load_u32, OP_EXISTS, OP_GET_CHILDREN, OP_GET_CHILDREN2, OP_GET_DATA,
+                           OP_PING, XID_PING)
 from zkfast._datatree cimport DataTree, Watcher
 
 from zkfast.limits import (CONNECTION_OUTPUT_HARD_LIMIT_BYTES, MAX_QUEUED_BYTES_PER_CONNECTION,
@@ -50,8 +51,10 @@ for _cmd in ("conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "st
     FOUR_LETTER_CODES[int.from_bytes(_cmd.encode(), "big", signed=True)] = _cmd
 FOUR_LETTER_CODES[int.from_bytes(b"\xff\xf4\xff\xfd", "big", signed=True)] = "telnetclose"
 
-# what a connection's last reply was, for `cons` (Apache's lastOp strings)
-LAST_OP_NAMES = {3: "EXIS", 4: "GETD", 8: "GETC", 12: "GETC", 11: "PING"}
+
+cdef inline bint answered_from_tree(int32_t op) noexcept:
+    # the reads DataTree.fast_read answers
+    return op == OP_EXISTS or op == OP_GET_DATA or op == OP_GET_CHILDREN or op == OP_GET_CHILDREN2
 
 
 cdef class ConnCore(Watcher):
@@ -159,7 +162,6 @@ cdef class ConnCore(Watcher):
         cdef Py_ssize_t pos = 0
         cdef DataTree tree = self.tree
         cdef WriteBuffer out = self.out
-        cdef Py_ssize_t start
         self.blocked = False
         while n - pos >= 4 and self.state != S_CLOSED:
             if self.may_not_take():
@@ -199,16 +201,13 @@ cdef class ConnCore(Watcher):
             xid = <int32_t>load_u32(<const uint8_t*>p + pos)
             op = <int32_t>load_u32(<const uint8_t*>p + pos + 4)
             if self.queued == 0 and not self.slow_only:
-                if op == 3 or op == 4 or op == 8 or op == 12:
+                if answered_from_tree(op):
                     if tree.fast_read(op, xid, <const uint8_t*>p + pos + 8, length - 8, self, out):
                         self.note_reply(xid, op)
                         pos += length
                         continue
-                elif op == 11:
-                    start = out.begin_frame()
-                    out.put_reply_header(-2, tree.last_processed_zxid, 0)
-                    out.end_frame(start)
-                    self.note_reply(xid, op)
+                elif op == OP_PING:
+                    self.answer_ping(xid)
                     pos += length
                     continue
             self.handler.on_request(xid, op, PyBytes_FromStringAndSize(p + pos + 8, length - 8))
@@ -217,6 +216,13 @@ cdef class ConnCore(Watcher):
             self.inlen = 0
         else:
             self.keep(p + pos, n - pos)
+        return 0
+
+    cdef int answer_ping(self, int32_t xid) except -1:
+        cdef Py_ssize_t start = self.out.begin_frame()
+        self.out.put_reply_header(XID_PING, self.tree.last_processed_zxid, 0)
+        self.out.end_frame(start)
+        self.note_reply(xid, OP_PING)
         return 0
 
     cdef void note_reply(self, int32_t xid, int op) noexcept:
@@ -234,11 +240,10 @@ cdef class ConnCore(Watcher):
 
     def execute_read(self, int32_t xid, int32_t op, bytes body):
         """Run a queued read through the fast path; False if only the slow path can answer it."""
-        if op == 11:
-            self.out.reply(-2, self.tree.last_processed_zxid, 0)
-            self.note_reply(xid, op)
+        if op == OP_PING:
+            self.answer_ping(xid)
             return True
-        if op == 3 or op == 4 or op == 8 or op == 12:
+        if answered_from_tree(op):
             if self.tree.fast_read(op, xid, <const uint8_t*>PyBytes_AS_STRING(body),
                                    PyBytes_GET_SIZE(body), self, self.out):
                 self.note_reply(xid, op)

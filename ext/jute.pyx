@@ -1,5 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""zkfast._jute: the one jute codec (protocol.md §1.2, §1.6, §4.2).
+"""zkfast._jute: the one jute codec (Apache's
+zookeeper-jute/src/main/java/org/apache/jute/BinaryOutputArchive.java and BinaryInputArchive.java,
+the records of zookeeper-jute/src/main/resources/zookeeper.jute).
 
 Bytes live in two places: a WriteBuffer (growable, framed output) and a Cursor (a read position
 over bytes owned by someone else). Strings stay bytes inside the server; `jdecode`/`jencode` give
@@ -19,40 +21,20 @@ from zkfast._jute cimport (Cursor, Stat, cursor_init, rd_i32, rd_i64, rd_bool, r
                            load_u64)
 from libc.stdint cimport uint64_t
 
-# Opcodes (protocol.md §1.5)
-OP_NOTIFICATION = 0
-OP_CREATE = 1
-OP_DELETE = 2
-OP_EXISTS = 3
-OP_GET_DATA = 4
-OP_SET_DATA = 5
-OP_GET_ACL = 6
-OP_SET_ACL = 7
-OP_GET_CHILDREN = 8
-OP_SYNC = 9
-OP_PING = 11
-OP_GET_CHILDREN2 = 12
-OP_CHECK = 13
-OP_MULTI = 14
-OP_CREATE2 = 15
-OP_RECONFIG = 16
-OP_CHECK_WATCHES = 17
-OP_REMOVE_WATCHES = 18
-OP_CREATE_CONTAINER = 19
-OP_DELETE_CONTAINER = 20
-OP_CREATE_TTL = 21
-OP_MULTI_READ = 22
-OP_AUTH = 100
-OP_SET_WATCHES = 101
-OP_SASL = 102
-OP_GET_EPHEMERALS = 103
-OP_GET_ALL_CHILDREN_NUMBER = 104
-OP_SET_WATCHES2 = 105
-OP_ADD_WATCH = 106
-OP_WHO_AM_I = 107
-OP_CREATE_SESSION = -10
-OP_CLOSE_SESSION = -11
-OP_ERROR = -1
+# The opcodes, error codes and other protocol numbers are declared in zkfast/_jute.pxd.
+
+# what `cons` and the AdminServer show as a connection's last operation: Apache's lastOp strings
+# (zookeeper-server/src/main/java/org/apache/zookeeper/server/FinalRequestProcessor.java)
+LAST_OP_NAMES = {
+    OP_PING: "PING", OP_CREATE_SESSION: "SESS", OP_MULTI: "MULT", OP_MULTI_READ: "MLTR",
+    OP_CREATE: "CREA", OP_CREATE2: "CREA", OP_CREATE_TTL: "CREA", OP_CREATE_CONTAINER: "CREA",
+    OP_DELETE: "DELE", OP_DELETE_CONTAINER: "DELE", OP_SET_DATA: "SETD", OP_RECONFIG: "RECO",
+    OP_SET_ACL: "SETA", OP_CLOSE_SESSION: "CLOS", OP_SYNC: "SYNC", OP_CHECK: "CHEC", OP_EXISTS: "EXIS",
+    OP_GET_DATA: "GETD", OP_SET_WATCHES: "SETW", OP_SET_WATCHES2: "STW2", OP_ADD_WATCH: "ADDW",
+    OP_GET_ACL: "GETA", OP_GET_CHILDREN: "GETC", OP_GET_CHILDREN2: "GETC",
+    OP_GET_ALL_CHILDREN_NUMBER: "GETACN", OP_CHECK_WATCHES: "CHKW", OP_REMOVE_WATCHES: "REMW",
+    OP_WHO_AM_I: "HOMI", OP_GET_EPHEMERALS: "GETE",
+}
 
 FRAME_HEADER_BYTES = 4
 REPLY_HEADER_BYTES = 16
@@ -61,6 +43,15 @@ STAT_BYTES = 68
 
 class JuteError(ValueError):
     """A record could not be decoded: short, or a length out of range."""
+
+
+class ZkError(Exception):
+    """A KeeperException: the request fails with `code`."""
+
+    def __init__(self, code, path=None):
+        super().__init__(f"{code.name}{'' if path is None else ' ' + path.decode('utf-8', 'replace')}")
+        self.code = code
+        self.path = path
 
 
 # ----------------------------------------------------------------------------------------------
@@ -663,7 +654,8 @@ def decode_connect_request(bytes body):
     """ConnectRequest → (protocol, last_zxid, timeout_ms, session_id, passwd, read_only or None).
 
     read_only is None for clients that do not send the trailing byte (≤ 3.3): their answer
-    must leave it out too (protocol.md §1.3).
+    must leave it out too (processConnectRequest in
+    zookeeper-server/src/main/java/org/apache/zookeeper/server/ZooKeeperServer.java).
     """
     cdef Cursor c
     cursor_init(&c, <const uint8_t*>PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body))
@@ -707,7 +699,9 @@ def encode_notification(int32_t event_type, int32_t state, bytes path):
 
 
 # ----------------------------------------------------------------------------------------------
-# Transactions (protocol.md §4.2): the bytes that are logged are the bytes that are proposed.
+# Transactions (the records of zookeeper-jute/src/main/resources/zookeeper.jute, and
+# SerializeUtils.java in zookeeper-server/src/main/java/org/apache/zookeeper/server/util/):
+# the bytes that are logged are the bytes that are proposed.
 
 
 @cython.no_gc
@@ -905,7 +899,9 @@ def decode_txn(bytes payload):
 
 
 # ----------------------------------------------------------------------------------------------
-# Txn log entries (protocol.md §4.1): long Adler32(payload), int len, payload, byte 'B'
+# Txn log entries (FileTxnLog.java and Util.java in
+# zookeeper-server/src/main/java/org/apache/zookeeper/server/persistence/):
+# long Adler32(payload), int len, payload, byte 'B'
 
 cdef extern from "zlib.h":
     unsigned long adler32(unsigned long adler, const unsigned char* buf, unsigned int n) nogil

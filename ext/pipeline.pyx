@@ -13,19 +13,26 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, uint8_t
 from libc.string cimport memchr, memset
-
-from zkfast._jute cimport Txn
-from zkfast._datatree cimport DataTree, Node
-
-from zkfast._jute import (OP_CHECK, OP_CLOSE_SESSION, OP_CREATE, OP_CREATE2, OP_CREATE_CONTAINER,
-                          OP_CREATE_SESSION, OP_CREATE_TTL, OP_DELETE, OP_DELETE_CONTAINER, OP_ERROR,
-                          OP_MULTI, OP_RECONFIG, OP_SET_ACL, OP_SET_DATA, JuteError, decode_request)
-from zkfast.server import javaorder
-from zkfast.server.codes import Code, ZkError
-from zkfast.server.session import THIS_SERVER
-from zkfast.server.paths import validate_path as validate_path_py
-
 from libc.time cimport time_t
+
+from zkfast._jute cimport (Code, Perm, Stat, Txn, WriteBuffer, is_txn_op, is_valid_op, load_u32, wb_bool,
+                           wb_i32, FLAG_CONTAINER, FLAG_EPHEMERAL, FLAG_EPHEMERAL_SEQUENTIAL, FLAG_PERSISTENT,
+                           FLAG_PERSISTENT_SEQUENTIAL, FLAG_PERSISTENT_SEQUENTIAL_WITH_TTL,
+                           FLAG_PERSISTENT_WITH_TTL, OP_ADD_WATCH, OP_AUTH, OP_CHECK, OP_CHECK_WATCHES,
+                           OP_CLOSE_SESSION, OP_CREATE, OP_CREATE2, OP_CREATE_CONTAINER, OP_CREATE_SESSION,
+                           OP_CREATE_TTL, OP_DELETE, OP_DELETE_CONTAINER, OP_ERROR, OP_EXISTS,
+                           OP_GET_CHILDREN, OP_GET_CHILDREN2, OP_GET_DATA, OP_MULTI, OP_PING, OP_RECONFIG,
+                           OP_REMOVE_WATCHES, OP_SASL, OP_SET_ACL, OP_SET_DATA, OP_SET_WATCHES, OP_SYNC)
+from zkfast._datatree cimport DataTree, Node
+from zkfast._fastpath cimport ConnCore
+
+from zkfast._fastpath import FLUSH_AT_BYTES
+from zkfast._jute import JuteError, ZkError, decode_request
+from zkfast.server import javaorder, reads
+from zkfast.server.paths import validate_path as validate_path_py
+from zkfast.server.session import THIS_SERVER
+from zkfast.limits import (CONNECTION_OUTPUT_HARD_LIMIT_BYTES, GLOBAL_OUTSTANDING_BYTES_LIMIT,
+                           QUEUED_REQUEST_OVERHEAD_BYTES, WRITE_HELD_COPIES)
 
 cdef extern from "<time.h>" nogil:
     cdef struct timespec:
@@ -43,39 +50,14 @@ cdef inline int64_t wall_ms() noexcept nogil:
 
 log = logging.getLogger("zkfast.server.prep")
 
-cdef enum:
-    C_CREATE = 1
-    C_DELETE = 2
-    C_SET_DATA = 5
-    C_SET_ACL = 7
-    C_CHECK = 13
-    C_MULTI = 14
-    C_CREATE2 = 15
-    C_RECONFIG = 16
-    C_CREATE_CONTAINER = 19
-    C_DELETE_CONTAINER = 20
-    C_CREATE_TTL = 21
-    C_CREATE_SESSION = -10
-    C_CLOSE_SESSION = -11
-    C_ERROR = -1
-    C_SESSIONMOVED = -118
-    PERM_READ = 1
-    PERM_WRITE = 2
-    PERM_CREATE = 4
-    PERM_DELETE = 8
-    PERM_ADMIN = 16
-
 cdef int64_t CONTAINER_OWNER = <int64_t>0x8000000000000000
 cdef uint64_t TTL_MASK = 0xff00000000000000
 cdef uint64_t TTL_RESERVED = 0x00ffff0000000000
 cdef int64_t TTL_MAX = 0xFFFFFFFFFF
 
+
 SPECIAL_PATHS = frozenset((b"/", b"/zookeeper", b"/zookeeper/quota", b"/zookeeper/config"))
 CONFIG_NODE = b"/zookeeper/config"
-
-WRITE_OPS = frozenset((OP_CREATE, OP_CREATE2, OP_CREATE_CONTAINER, OP_CREATE_TTL, OP_DELETE,
-                       OP_DELETE_CONTAINER, OP_SET_DATA, OP_SET_ACL, OP_CHECK, OP_MULTI, OP_RECONFIG,
-                       OP_CREATE_SESSION, OP_CLOSE_SESSION))
 
 _MALFORMED = (JuteError, ValueError, TypeError, AttributeError, IndexError)
 
@@ -388,16 +370,16 @@ cdef class Prep:
         cdef int32_t typ = req.type
         cdef Txn txn
         try:
-            if typ == C_MULTI:
+            if typ == OP_MULTI:
                 return self.prep_multi(req)
-            if typ == C_RECONFIG:
+            if typ == OP_RECONFIG:
                 try:
                     decode_request(typ, req.body)
                 except JuteError:
                     # Apache decodes a reconfig before giving it a txn header: no zxid is spent
                     req.error = ZkError(Code.MARSHALLINGERROR)
                     return None
-            if typ in WRITE_OPS:
+            if is_txn_op(typ):
                 txn = Txn(req.session_id, req.cxid, self.next_zxid(), wall_ms(), typ)
                 req.txn = txn
                 try:
@@ -421,7 +403,7 @@ cdef class Prep:
         cdef int32_t op, sub_type
         try:
             ops = decode_request(OP_MULTI, req.body)
-            if any(o in (4, 8) for o, _ in ops):
+            if any(o == OP_GET_DATA or o == OP_GET_CHILDREN for o, _ in ops):
                 # mixed kinds fail to decode; an all-read multi fails on its first op (Apache:
                 # a null txn): either way MARSHALLINGERROR, and the zxid is spent
                 raise JuteError("read ops in a multi")
@@ -444,7 +426,7 @@ cdef class Prep:
                 else:
                     sub_type = multi_sub_type(op, args)
                     sub.type = sub_type
-                    if op == C_CREATE_TTL and sub_type != C_CREATE_TTL:
+                    if op == OP_CREATE_TTL and sub_type != OP_CREATE_TTL:
                         args = args[:4]  # Op.create without a TTL mode keeps a plain CreateRequest
                     try:
                         self.to_txn(sub_type, sub, req, args)
@@ -468,18 +450,18 @@ cdef class Prep:
         cdef ChangeRecord node, parent
         cdef bytes path, parent_path
         cdef int32_t version
-        if typ == C_CREATE or typ == C_CREATE2 or typ == C_CREATE_TTL or typ == C_CREATE_CONTAINER:
+        if typ == OP_CREATE or typ == OP_CREATE2 or typ == OP_CREATE_TTL or typ == OP_CREATE_CONTAINER:
             self.create(typ, txn, req, args if args is not None else decode_request(typ, req.body))
-        elif typ == C_DELETE_CONTAINER:
+        elif typ == OP_DELETE_CONTAINER:
             self.delete_container(txn, req.body, req.conn is not None)
-        elif typ == C_DELETE:
+        elif typ == OP_DELETE:
             self.check_session(req)
             path, version = args if args is not None else decode_request(typ, req.body)
             if path is None:
                 raise TypeError("null path")
             parent_path = parent_of_deletable(path)
             parent = self.record(parent_path)
-            self.require(parent.acl, PERM_DELETE, req.auth_ids)
+            self.require(parent.acl, Perm.DELETE, req.auth_ids)
             node = self.record(path)
             check_version(node.version, version, path)
             if node.child_count > 0:
@@ -490,12 +472,12 @@ cdef class Prep:
             parent.pzxid = txn.zxid
             self.add(parent)
             self.add(deleted_record(txn.zxid, path))
-        elif typ == C_SET_DATA:
+        elif typ == OP_SET_DATA:
             self.check_session(req)
             path, data, version = args if args is not None else decode_request(typ, req.body)
             validate(path)
             node = self.record(path)
-            self.require(node.acl, PERM_WRITE, req.auth_ids)
+            self.require(node.acl, Perm.WRITE, req.auth_ids)
             version = check_version(node.version, version, path)
             txn.path = path
             txn.data = data
@@ -505,13 +487,13 @@ cdef class Prep:
             node.mtime = txn.time
             node.mzxid = txn.zxid
             self.add(node)
-        elif typ == C_SET_ACL:
+        elif typ == OP_SET_ACL:
             self.check_session(req)
             path, acl, version = args if args is not None else decode_request(typ, req.body)
             validate(path)
             acl = self.auth.fixup_acl(path, req.auth_ids, acl)
             node = self.record(path)
-            self.auth.require(node.acl, PERM_ADMIN, req.auth_ids)
+            self.auth.require(node.acl, Perm.ADMIN, req.auth_ids)
             version = check_version(node.aversion, version, path)
             txn.path = path
             txn.acl = acl
@@ -520,15 +502,15 @@ cdef class Prep:
             node.aversion = version
             node.acl = acl
             self.add(node)
-        elif typ == C_CHECK:
+        elif typ == OP_CHECK:
             self.check_session(req)
             path, version = args if args is not None else decode_request(typ, req.body)
             validate(path)
             node = self.record(path)
-            self.require(node.acl, PERM_READ, req.auth_ids)
+            self.require(node.acl, Perm.READ, req.auth_ids)
             txn.path = path
             txn.version = check_version(node.version, version, path)
-        elif typ == C_RECONFIG:
+        elif typ == OP_RECONFIG:
             if not self.reconfig_enabled:
                 raise ZkError(Code.RECONFIGDISABLED)
             self.check_session(req)
@@ -539,7 +521,7 @@ cdef class Prep:
             # as in Apache's PrepRequestProcessor
             data = self.reconfig(args if args is not None else decode_request(typ, req.body), txn.zxid)
             node = self.record(b"/zookeeper/config")
-            self.require(node.acl, PERM_WRITE, req.auth_ids)
+            self.require(node.acl, Perm.WRITE, req.auth_ids)
             txn.path = b"/zookeeper/config"
             txn.data = data
             txn.version = -1
@@ -548,13 +530,13 @@ cdef class Prep:
             node.mtime = txn.time
             node.mzxid = txn.zxid
             self.add(node)
-        elif typ == C_CREATE_SESSION:
+        elif typ == OP_CREATE_SESSION:
             txn.timeout = req.extra["timeout_ms"]
             if self.track_owners:
                 s = self.sessions.sessions.get(req.session_id)
                 if s is not None:
                     s.owner = owner_of(req)
-        elif typ == C_CLOSE_SESSION:
+        elif typ == OP_CLOSE_SESSION:
             self.close_session(txn, req)
         else:
             raise ZkError(Code.UNIMPLEMENTED)
@@ -566,20 +548,20 @@ cdef class Prep:
         cdef Py_ssize_t cut
         cdef ChangeRecord parent, rec
         cdef bint sequential, ephemeral
-        if typ == C_CREATE_TTL:
+        if typ == OP_CREATE_TTL:
             path, data, acl, flags, ttl = args
         else:
             path, data, acl, flags = args
             ttl = -1
-        if flags < 0 or flags > 6:
+        if flags < FLAG_PERSISTENT or flags > FLAG_PERSISTENT_SEQUENTIAL_WITH_TTL:
             raise ZkError(Code.BADARGUMENTS, path)
         # validateCreateRequest
-        if flags == 5 or flags == 6:
+        if flags == FLAG_PERSISTENT_WITH_TTL or flags == FLAG_PERSISTENT_SEQUENTIAL_WITH_TTL:
             if not self.extended_types:
                 raise ZkError(Code.UNIMPLEMENTED)
             if not (0 < ttl <= TTL_MAX):
                 raise ZkError(Code.BADARGUMENTS, path)
-        elif ttl >= 0 or typ == C_CREATE_TTL:
+        elif ttl >= 0 or typ == OP_CREATE_TTL:
             # createTTL with a non-TTL mode: Apache fails this only when applying; refuse here
             raise ZkError(Code.BADARGUMENTS, path)
         self.check_session(req)
@@ -591,9 +573,10 @@ cdef class Prep:
         parent_path = path[:cut]
         acl = self.fixup(path, req.auth_ids, acl)
         parent = self.record(parent_path)
-        self.require(parent.acl, PERM_CREATE, req.auth_ids)
-        sequential = flags == 2 or flags == 3 or flags == 6
-        ephemeral = flags == 1 or flags == 3
+        self.require(parent.acl, Perm.CREATE, req.auth_ids)
+        sequential = flags == FLAG_PERSISTENT_SEQUENTIAL or flags == FLAG_EPHEMERAL_SEQUENTIAL \
+            or flags == FLAG_PERSISTENT_SEQUENTIAL_WITH_TTL
+        ephemeral = flags == FLAG_EPHEMERAL or flags == FLAG_EPHEMERAL_SEQUENTIAL
         if sequential:
             path = path + b"%010d" % parent.cversion
         validate(path)
@@ -606,13 +589,13 @@ cdef class Prep:
         txn.data = data
         txn.acl = acl
         txn.parent_cversion = new_cversion
-        if typ == C_CREATE_TTL:
+        if typ == OP_CREATE_TTL:
             txn.ttl = ttl
-        elif typ == C_CREATE or typ == C_CREATE2:
+        elif typ == OP_CREATE or typ == OP_CREATE2:
             txn.ephemeral = ephemeral
-        if flags == 4:
+        if flags == FLAG_CONTAINER:
             owner = CONTAINER_OWNER
-        elif flags == 5 or flags == 6:
+        elif flags == FLAG_PERSISTENT_WITH_TTL or flags == FLAG_PERSISTENT_SEQUENTIAL_WITH_TTL:
             owner = <int64_t>(TTL_MASK | <uint64_t>ttl)
         elif ephemeral:
             owner = req.session_id
@@ -682,7 +665,7 @@ cdef class Prep:
 
 
 cdef void fail(Txn txn, object code):
-    txn.type = C_ERROR
+    txn.type = OP_ERROR
     txn.err = int(code)
     txn.path = None
     txn.data = None
@@ -716,12 +699,12 @@ cdef int32_t check_version(int32_t current, int32_t expected, bytes path) except
 cdef int32_t multi_sub_type(int32_t op, tuple args) except? -99:
     """The opcode Apache's Op gives a multi entry: create kinds follow the flags, not the header."""
     cdef int32_t flags
-    if op == C_CREATE or op == C_CREATE2 or op == C_CREATE_CONTAINER or op == C_CREATE_TTL:
+    if op == OP_CREATE or op == OP_CREATE2 or op == OP_CREATE_CONTAINER or op == OP_CREATE_TTL:
         flags = args[3]
-        if flags == 5 or flags == 6:
+        if flags == FLAG_PERSISTENT_WITH_TTL or flags == FLAG_PERSISTENT_SEQUENTIAL_WITH_TTL:
             # from a create header this pairs a CreateRequest with createTTL: it fails as Apache's cast
-            return C_CREATE_TTL
-        return C_CREATE_CONTAINER if flags == 4 else C_CREATE
+            return OP_CREATE_TTL
+        return OP_CREATE_CONTAINER if flags == FLAG_CONTAINER else OP_CREATE
     return op
 
 
@@ -729,59 +712,22 @@ cdef int32_t multi_sub_type(int32_t op, tuple args) except? -99:
 # The pipeline's per-request path: a frame the read hot path did not take → prep → commit stage →
 # apply → reply in request order. ZooKeeperServer (Python) subclasses this and adds the rest.
 
-from libc.time cimport time_t
-
-from zkfast._jute cimport WriteBuffer, load_u32, wb_i32, wb_i64, wb_bool, Stat
-from zkfast._fastpath cimport ConnCore
-from zkfast._fastpath import FLUSH_AT_BYTES
-
-cdef extern from "<time.h>" nogil:
-    cdef struct timespec:
-        time_t tv_sec
-        long tv_nsec
-    int clock_gettime(int clk_id, timespec* tp)
-    int CLOCK_REALTIME
-
-from zkfast.server import reads
-from zkfast.limits import (CONNECTION_OUTPUT_HARD_LIMIT_BYTES, GLOBAL_OUTSTANDING_BYTES_LIMIT,
-                           QUEUED_REQUEST_OVERHEAD_BYTES, WRITE_HELD_COPIES)
-
 cdef Py_ssize_t WRITE_COPIES = WRITE_HELD_COPIES
 
 cdef Py_ssize_t OUTPUT_HARD_LIMIT = CONNECTION_OUTPUT_HARD_LIMIT_BYTES
 
-cdef enum:
-    C_AUTH = 100
-    C_SASL = 102
-    C_PING = 11
-    C_SYNC_OP = 9
-
 # stands in for the txn of a request a learner forwarded to its leader, until the leader's commit
 # brings the real one: reads of the same connection queue behind it as behind any write
-FORWARDED = Txn(0, 0, 0, 0, -1)
+FORWARDED = Txn(0, 0, 0, 0, OP_ERROR)
 # stands in for the txn of a write that waits, unprepared, behind reads of its connection whose
 # replies may not fit under the connection's output limit: it is prepared once they are answered.
 # Behind reads with small replies a write is prepared at once (pipelining), and those reads are
 # answered before it is applied whatever the output (answer_reads_ahead).
-DEFERRED = Txn(0, 0, 0, 0, -1)
+DEFERRED = Txn(0, 0, 0, 0, OP_ERROR)
 
 
 def now_ms():
     return wall_ms()
-
-
-# Apache's Request.isValid: anything else is answered UNIMPLEMENTED and the connection closed
-cdef inline bint is_valid_op(int32_t op) noexcept:
-    return (1 <= op <= 9) or (11 <= op <= 22) or op == C_CREATE_SESSION or op == C_CLOSE_SESSION \
-        or op == 101 or (103 <= op <= 107)
-
-
-# ops that take a zxid and go through the commit stage
-cdef inline bint is_txn_op(int32_t op) noexcept:
-    return op == C_CREATE or op == C_CREATE2 or op == C_CREATE_CONTAINER or op == C_CREATE_TTL \
-        or op == C_DELETE or op == C_DELETE_CONTAINER or op == C_SET_DATA or op == C_SET_ACL \
-        or op == C_CHECK or op == C_MULTI or op == C_RECONFIG or op == C_CLOSE_SESSION \
-        or op == C_CREATE_SESSION
 
 
 cdef class PipelineCore:
@@ -832,10 +778,10 @@ cdef class PipelineCore:
         """A frame the read hot path did not answer (Apache's processPacket)."""
         cdef ConnCore core = conn.core
         cdef Request req
-        if op == C_AUTH:
+        if op == OP_AUTH:
             reads.handle_auth(self, conn, xid, body)
             return
-        if op == C_SASL:
+        if op == OP_SASL:
             reads.handle_sasl(self, conn, xid, body)
             return
         session = self.sessions.sessions.get(core.session_id)
@@ -846,7 +792,7 @@ cdef class PipelineCore:
             return
         if not is_valid_op(op):
             log.warning("received packet of unknown type %d from %s", op, conn.remote)
-            core.out.reply(xid, -1, -6)
+            core.out.reply(xid, -1, Code.UNIMPLEMENTED)
             conn.close_after_flush()
             return
         req = Request.__new__(Request)
@@ -858,11 +804,11 @@ cdef class PipelineCore:
         req.conn = conn
         req.create_ms = wall_ms()
         if self.write_refusal is not None and is_txn_op(op):
-            if op == C_CLOSE_SESSION:
+            if op == OP_CLOSE_SESSION:
                 self.close_local_session(conn, xid)
                 return
             req.error = ZkError(self.write_refusal)  # answered in its turn, like a read
-        elif is_txn_op(op) or (op == C_SYNC_OP and self.forward is not None):
+        elif is_txn_op(op) or (op == OP_SYNC and self.forward is not None):
             if self.write_failure is not None:
                 req.error = ZkError(Code.SYSTEMERROR)  # answered in its turn, like a read
             elif waits_for_reads(conn.queue) and (
@@ -889,10 +835,11 @@ cdef class PipelineCore:
         cdef const char* p
         cdef Py_ssize_t n
         cdef uint32_t path_len
-        op = req.type
-        if op == 3 or op == 11 or op == 9 or op == 101 or op == 17 or op == 18 or op == 106 or req.error is not None:
+        cdef int32_t op = req.type
+        if op == OP_EXISTS or op == OP_PING or op == OP_SYNC or op == OP_SET_WATCHES \
+                or op == OP_CHECK_WATCHES or op == OP_REMOVE_WATCHES or op == OP_ADD_WATCH or req.error is not None:
             return size
-        if op != 4 and op != 8 and op != 12:
+        if op != OP_GET_DATA and op != OP_GET_CHILDREN and op != OP_GET_CHILDREN2:
             return unknown
         p = PyBytes_AS_STRING(req.body)
         n = PyBytes_GET_SIZE(req.body)
@@ -904,7 +851,7 @@ cdef class PipelineCore:
         node = self.tree.lookup(p + 4, path_len)
         if node is NULL:
             return size
-        if op == 4:
+        if op == OP_GET_DATA:
             return size + (node.data_len if node.data_len > 0 else 0)
         child = node.first_child
         while child is not NULL:
@@ -1049,7 +996,7 @@ cdef class PipelineCore:
 
     cpdef apply(self, int32_t op, Txn txn):
         """Apply one final txn (Apache's ZooKeeperServer.processTxn)."""
-        if op == C_CLOSE_SESSION:
+        if op == OP_CLOSE_SESSION:
             self.sessions.remove(txn.session_id)
         self.tree.apply(txn)
         self.prep.applied(txn.zxid)
@@ -1060,7 +1007,7 @@ cdef class PipelineCore:
         cdef Txn txn = req.txn
         cdef ConnCore core
         if conn is None:
-            if req.type == C_CLOSE_SESSION:
+            if req.type == OP_CLOSE_SESSION:
                 other = self.by_session.get(txn.session_id)
                 if other is not None:
                     other.close_after_flush()
@@ -1071,7 +1018,7 @@ cdef class PipelineCore:
             return
         popped = self.dequeue(conn, req)
         assert popped, "writes finish in the order their connection sent them"
-        if req.type == C_CREATE_SESSION:
+        if req.type == OP_CREATE_SESSION:
             self.finish_session_init(conn, True)
         elif session_moved(txn):
             # Apache's FinalRequestProcessor: a connection-level error (ZOOKEEPER-710), answered by
@@ -1080,7 +1027,7 @@ cdef class PipelineCore:
             return
         else:
             self.write_txn_reply(core, req)
-            if req.type == C_CLOSE_SESSION:
+            if req.type == OP_CLOSE_SESSION:
                 conn.close_after_flush()
                 return
         self.drain_queue(conn)
@@ -1168,11 +1115,11 @@ cdef class PipelineCore:
         cdef Py_ssize_t start
         cdef Txn sub
         self.note_reply(req.conn, req, zxid)
-        if txn.type == C_ERROR:
+        if txn.type == OP_ERROR:
             out.reply(req.cxid, zxid, txn.err)
             return
         err = txn.rc_err
-        if op == C_MULTI:
+        if op == OP_MULTI:
             start = out.begin_frame()
             out.put_reply_header(req.cxid, zxid, 0)
             for sub in txn.subtxns:
@@ -1182,24 +1129,24 @@ cdef class PipelineCore:
             wb_i32(out, -1)
             out.end_frame(start)
             return
-        if err != 0 or op == C_DELETE or op == C_DELETE_CONTAINER or op == C_CLOSE_SESSION:
+        if err != 0 or op == OP_DELETE or op == OP_DELETE_CONTAINER or op == OP_CLOSE_SESSION:
             out.reply(req.cxid, zxid, err)
             return
-        if op == C_CHECK:
+        if op == OP_CHECK:
             # Apache 3.8.0 answers a top-level check with SetDataResponse(null), which fails to
             # serialise: the txn is applied, no reply is sent, the connection stays open
             core.packets_sent -= 1
             return
         start = out.begin_frame()
         out.put_reply_header(req.cxid, zxid, 0)
-        if op == C_CREATE:
+        if op == OP_CREATE:
             out.put_buffer_obj(txn.path)
-        elif op == C_CREATE2 or op == C_CREATE_TTL or op == C_CREATE_CONTAINER:
+        elif op == OP_CREATE2 or op == OP_CREATE_TTL or op == OP_CREATE_CONTAINER:
             out.put_buffer_obj(txn.path)
             out.put_stat(&txn.stat)
-        elif op == C_SET_DATA or op == C_SET_ACL:
+        elif op == OP_SET_DATA or op == OP_SET_ACL:
             out.put_stat(&txn.stat)
-        elif op == C_RECONFIG:
+        elif op == OP_RECONFIG:
             # GetDataResponse: the new config and its stat
             out.put_buffer_obj(txn.data)
             out.put_stat(&txn.stat)
@@ -1228,11 +1175,11 @@ cdef inline object owner_of(Request req):
 
 cdef bint session_moved(Txn txn) except -1:
     cdef Txn sub
-    if txn.type == C_ERROR:
-        return txn.err == C_SESSIONMOVED
-    if txn.type == C_MULTI and txn.subtxns:
+    if txn.type == OP_ERROR:
+        return txn.err == Code.SESSIONMOVED
+    if txn.type == OP_MULTI and txn.subtxns:
         for sub in txn.subtxns:
-            if sub.type == C_ERROR and sub.err == C_SESSIONMOVED:
+            if sub.type == OP_ERROR and sub.err == Code.SESSIONMOVED:
                 return True
     return False
 
@@ -1240,19 +1187,19 @@ cdef bint session_moved(Txn txn) except -1:
 cdef int write_multi_result(WriteBuffer out, Txn sub) except -1:
     cdef int32_t typ = sub.rc_type, err
     cdef Stat zero
-    if typ == C_ERROR:
-        err = sub.rc_err if sub.type != C_ERROR else sub.err
+    if typ == OP_ERROR:
+        err = sub.rc_err if sub.type != OP_ERROR else sub.err
         wb_i32(out, -1)
         wb_bool(out, False)
         wb_i32(out, err)
         wb_i32(out, err)
-    elif typ == C_CREATE:
-        wb_i32(out, C_CREATE)
+    elif typ == OP_CREATE:
+        wb_i32(out, OP_CREATE)
         wb_bool(out, False)
         wb_i32(out, 0)
         out.put_buffer_obj(sub.path)
-    elif typ == C_CREATE2 or typ == C_CREATE_TTL or typ == C_CREATE_CONTAINER:
-        wb_i32(out, C_CREATE2)
+    elif typ == OP_CREATE2 or typ == OP_CREATE_TTL or typ == OP_CREATE_CONTAINER:
+        wb_i32(out, OP_CREATE2)
         wb_bool(out, False)
         wb_i32(out, 0)
         out.put_buffer_obj(sub.path)
@@ -1261,12 +1208,12 @@ cdef int write_multi_result(WriteBuffer out, Txn sub) except -1:
         else:
             memset(&zero, 0, sizeof(Stat))
             out.put_stat(&zero)
-    elif typ == C_DELETE or typ == C_DELETE_CONTAINER:
-        wb_i32(out, C_DELETE)
+    elif typ == OP_DELETE or typ == OP_DELETE_CONTAINER:
+        wb_i32(out, OP_DELETE)
         wb_bool(out, False)
         wb_i32(out, 0)
-    elif typ == C_SET_DATA:
-        wb_i32(out, C_SET_DATA)
+    elif typ == OP_SET_DATA:
+        wb_i32(out, OP_SET_DATA)
         wb_bool(out, False)
         wb_i32(out, 0)
         if sub.has_stat:
@@ -1274,8 +1221,8 @@ cdef int write_multi_result(WriteBuffer out, Txn sub) except -1:
         else:
             memset(&zero, 0, sizeof(Stat))
             out.put_stat(&zero)
-    elif typ == C_CHECK:
-        wb_i32(out, C_CHECK)
+    elif typ == OP_CHECK:
+        wb_i32(out, OP_CHECK)
         wb_bool(out, False)
         wb_i32(out, 0)
     return 0

@@ -34,4 +34,5 @@ cdef class ConnCore(Watcher):
     cpdef bint output_full(self)
     cdef int deliver(self, int32_t event_type, bytes path) except -1
     cdef bint may_not_take(self) noexcept
+    cdef int answer_ping(self, int32_t xid) except -1
     cdef void note_reply(self, int32_t xid, int op) noexcept

@@ -8,7 +8,160 @@ from libc.string cimport memcpy
 cdef enum:
     NULL_LEN = -1
 
-# Stat as the client sees it (protocol.md §1.6): 68 bytes on the wire.
+
+# The client protocol's numbers, declared once for C and Python alike. C code cimports them; the
+# `cpdef` makes zkfast._jute export each anonymous member as a Python int (OP_CREATE, ...) and each
+# named enum as a Python IntEnum (Code, Perm, EventType).
+
+# Apache's ZooDefs.OpCode (zookeeper-server/src/main/java/org/apache/zookeeper/ZooDefs.java); there
+# is no opcode 10
+cpdef enum:
+    OP_NOTIFICATION = 0
+    OP_CREATE = 1
+    OP_DELETE = 2
+    OP_EXISTS = 3
+    OP_GET_DATA = 4
+    OP_SET_DATA = 5
+    OP_GET_ACL = 6
+    OP_SET_ACL = 7
+    OP_GET_CHILDREN = 8
+    OP_SYNC = 9
+    OP_PING = 11
+    OP_GET_CHILDREN2 = 12
+    OP_CHECK = 13
+    OP_MULTI = 14
+    OP_CREATE2 = 15
+    OP_RECONFIG = 16
+    OP_CHECK_WATCHES = 17
+    OP_REMOVE_WATCHES = 18
+    OP_CREATE_CONTAINER = 19
+    OP_DELETE_CONTAINER = 20
+    OP_CREATE_TTL = 21
+    OP_MULTI_READ = 22
+    OP_AUTH = 100
+    OP_SET_WATCHES = 101
+    OP_SASL = 102
+    OP_GET_EPHEMERALS = 103
+    OP_GET_ALL_CHILDREN_NUMBER = 104
+    OP_SET_WATCHES2 = 105
+    OP_ADD_WATCH = 106
+    OP_WHO_AM_I = 107
+    OP_CREATE_SESSION = -10
+    OP_CLOSE_SESSION = -11
+    OP_ERROR = -1
+
+
+# Apache's Request.isValid (zookeeper-server/src/main/java/org/apache/zookeeper/server/Request.java):
+# anything else is answered UNIMPLEMENTED and the connection closed. notification and error are not
+# requests; auth and sasl are handled before the request pipeline.
+cdef inline bint is_valid_op(int32_t op) noexcept nogil:
+    return op == OP_CHECK or op == OP_CLOSE_SESSION or op == OP_CREATE or op == OP_CREATE2 \
+        or op == OP_CREATE_TTL or op == OP_CREATE_CONTAINER or op == OP_CREATE_SESSION or op == OP_DELETE \
+        or op == OP_DELETE_CONTAINER or op == OP_EXISTS or op == OP_GET_ACL or op == OP_GET_CHILDREN \
+        or op == OP_GET_ALL_CHILDREN_NUMBER or op == OP_GET_CHILDREN2 or op == OP_GET_DATA \
+        or op == OP_GET_EPHEMERALS or op == OP_MULTI or op == OP_MULTI_READ or op == OP_PING \
+        or op == OP_RECONFIG or op == OP_SET_ACL or op == OP_SET_DATA or op == OP_SET_WATCHES \
+        or op == OP_SET_WATCHES2 or op == OP_SYNC or op == OP_CHECK_WATCHES or op == OP_REMOVE_WATCHES \
+        or op == OP_ADD_WATCH or op == OP_WHO_AM_I
+
+
+# The ops that take a zxid, failed ones too, and go through the commit stage: those Apache's
+# PrepRequestProcessor.pRequest gives a txn header
+# (zookeeper-server/src/main/java/org/apache/zookeeper/server/PrepRequestProcessor.java).
+cdef inline bint is_txn_op(int32_t op) noexcept nogil:
+    return op == OP_CREATE or op == OP_CREATE2 or op == OP_CREATE_CONTAINER or op == OP_CREATE_TTL \
+        or op == OP_DELETE or op == OP_DELETE_CONTAINER or op == OP_SET_DATA or op == OP_SET_ACL \
+        or op == OP_CHECK or op == OP_MULTI or op == OP_RECONFIG or op == OP_CLOSE_SESSION \
+        or op == OP_CREATE_SESSION
+
+
+# Special xids (zookeeper-server/src/main/java/org/apache/zookeeper/ClientCnxn.java)
+cpdef enum:
+    XID_NOTIFICATION = -1
+    XID_PING = -2
+
+
+# Apache's KeeperException.Code (zookeeper-server/src/main/java/org/apache/zookeeper/KeeperException.java)
+cpdef enum Code:
+    OK = 0
+    SYSTEMERROR = -1
+    RUNTIMEINCONSISTENCY = -2
+    DATAINCONSISTENCY = -3
+    CONNECTIONLOSS = -4
+    MARSHALLINGERROR = -5
+    UNIMPLEMENTED = -6
+    OPERATIONTIMEOUT = -7
+    BADARGUMENTS = -8
+    UNKNOWNSESSION = -12
+    NEWCONFIGNOQUORUM = -13
+    RECONFIGINPROGRESS = -14
+    APIERROR = -100
+    NONODE = -101
+    NOAUTH = -102
+    BADVERSION = -103
+    NOCHILDRENFOREPHEMERALS = -108
+    NODEEXISTS = -110
+    NOTEMPTY = -111
+    SESSIONEXPIRED = -112
+    INVALIDCALLBACK = -113
+    INVALIDACL = -114
+    AUTHFAILED = -115
+    SESSIONMOVED = -118
+    NOTREADONLY = -119
+    EPHEMERALONLOCALSESSION = -120
+    NOWATCHER = -121
+    REQUESTTIMEOUT = -122
+    RECONFIGDISABLED = -123
+    SESSIONCLOSEDREQUIRESASLAUTH = -124
+    QUOTAEXCEEDED = -125
+    THROTTLEDOP = -127
+
+
+# Apache's ZooDefs.Perms (zookeeper-server/src/main/java/org/apache/zookeeper/ZooDefs.java)
+cpdef enum Perm:
+    READ = 1
+    WRITE = 2
+    CREATE = 4
+    DELETE = 8
+    ADMIN = 16
+    ALL = 31
+
+
+# Apache's Watcher.Event.EventType (zookeeper-server/src/main/java/org/apache/zookeeper/Watcher.java);
+# the last three only a client makes, when it removes watches
+cpdef enum EventType:
+    NONE = -1
+    NODE_CREATED = 1
+    NODE_DELETED = 2
+    NODE_DATA_CHANGED = 3
+    NODE_CHILDREN_CHANGED = 4
+    DATA_WATCH_REMOVED = 5
+    CHILD_WATCH_REMOVED = 6
+    PERSISTENT_WATCH_REMOVED = 7
+
+
+# Apache's CreateMode flags (zookeeper-server/src/main/java/org/apache/zookeeper/CreateMode.java)
+cpdef enum:
+    FLAG_PERSISTENT = 0
+    FLAG_EPHEMERAL = 1
+    FLAG_PERSISTENT_SEQUENTIAL = 2
+    FLAG_EPHEMERAL_SEQUENTIAL = 3
+    FLAG_CONTAINER = 4
+    FLAG_PERSISTENT_WITH_TTL = 5
+    FLAG_PERSISTENT_SEQUENTIAL_WITH_TTL = 6
+
+
+# checkWatches/removeWatches' Watcher.WatcherType
+# (zookeeper-server/src/main/java/org/apache/zookeeper/Watcher.java) and addWatch's AddWatchMode
+# (zookeeper-server/src/main/java/org/apache/zookeeper/AddWatchMode.java)
+cpdef enum:
+    WATCHER_CHILDREN = 1
+    WATCHER_DATA = 2
+    WATCHER_ANY = 3
+    ADD_WATCH_PERSISTENT = 0
+    ADD_WATCH_PERSISTENT_RECURSIVE = 1
+
+# Stat as the client sees it (zookeeper-jute/src/main/resources/zookeeper.jute): 68 bytes on the wire.
 cdef struct Stat:
     int64_t czxid
     int64_t mzxid
@@ -157,7 +310,9 @@ cdef inline int wb_bytes(WriteBuffer b, const char* p, int32_t n) except -1:
     return 0
 
 
-# One transaction, as logged and proposed (protocol.md §4.2): a TxnHeader plus the body of its type.
+# One transaction, as logged and proposed (records of zookeeper-jute/src/main/resources/zookeeper.jute, and
+# SerializeUtils.java in zookeeper-server/src/main/java/org/apache/zookeeper/server/util/):
+# a TxnHeader plus the body of its type.
 # DataTree.apply fills in the result fields (rc_err, rc_path, stat, sub results for multi).
 cdef class Txn:
     cdef public int64_t session_id

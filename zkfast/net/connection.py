@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from zkfast._fastpath import STATE_CLOSED, STATE_OPEN, ConnCore
+from zkfast._jute import OP_AUTH, OP_SASL
 from zkfast.limits import (
     ANSWER_SLICE_BYTES,
     CLOSING_CONNECTION_LINGER_MS,
@@ -163,7 +164,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_request(self, xid: int, op: int, body: bytes) -> None:
         enforcer = self.server.enforcer
-        if enforcer is not None and op != 100 and op != 102 and not enforcer.check(self.server, self, xid):
+        if enforcer is not None and op != OP_AUTH and op != OP_SASL and not enforcer.check(self.server, self, xid):
             return  # Apache's AuthenticationHelper.enforceAuthentication (auth and sasl are exempt)
         self.server.on_request(self, xid, op, body)
 

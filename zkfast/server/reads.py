@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING
 
 from zkfast._datatree import MODE_PERSISTENT, MODE_PERSISTENT_RECURSIVE, MODE_STANDARD, DataTree
 from zkfast._jute import (
+    ADD_WATCH_PERSISTENT,
+    ADD_WATCH_PERSISTENT_RECURSIVE,
     OP_ADD_WATCH,
+    OP_AUTH,
     OP_CHECK_WATCHES,
     OP_EXISTS,
     OP_GET_ACL,
@@ -22,20 +25,26 @@ from zkfast._jute import (
     OP_GET_DATA,
     OP_GET_EPHEMERALS,
     OP_MULTI_READ,
-    OP_PING,
     OP_REMOVE_WATCHES,
+    OP_SASL,
     OP_SET_WATCHES,
     OP_SET_WATCHES2,
     OP_SYNC,
     OP_WHO_AM_I,
+    WATCHER_ANY,
+    WATCHER_CHILDREN,
+    WATCHER_DATA,
+    Code,
+    EventType,
     JuteError,
+    Perm,
     WriteBuffer,
+    ZkError,
     decode_request,
     jstr,
 )
 from zkfast.limits import CONNECTION_OUTPUT_HARD_LIMIT_BYTES, MAX_AUTH_IDS_PER_CONNECTION
 from zkfast.server.auth import joined_auth_ids, mask_digest_ids
-from zkfast.server.codes import Code, EventType, Perm, ZkError
 
 
 def now_ms() -> int:
@@ -48,8 +57,6 @@ if TYPE_CHECKING:
     from zkfast.server.zkserver import ZooKeeperServer
 
 log = logging.getLogger(__name__)
-
-NOTIFICATION_XID = -1
 
 
 def _java_trim(s: bytes) -> bytes:
@@ -77,10 +84,9 @@ def execute(server: ZooKeeperServer, conn: ClientConnection, req: Request) -> No
     if req.error is not None:
         _error(server, conn, req, req.error.code)
         return
-    if op in (OP_PING, OP_EXISTS, OP_GET_DATA, OP_GET_CHILDREN, OP_GET_CHILDREN2):
-        if core.execute_read(xid, op, body):
-            _note(server, req)
-            return
+    if core.execute_read(xid, op, body):
+        _note(server, req)
+        return
     try:
         handler = _HANDLERS.get(op)
         if handler is None:
@@ -326,9 +332,9 @@ def _add_watch(server: ZooKeeperServer, conn: ClientConnection, req: Request) ->
     path, mode = decode_request(OP_ADD_WATCH, req.body)
     if path is None:
         raise TypeError("null path")
-    if mode == 0:
+    if mode == ADD_WATCH_PERSISTENT:
         tree_mode = MODE_PERSISTENT
-    elif mode == 1:
+    elif mode == ADD_WATCH_PERSISTENT_RECURSIVE:
         tree_mode = MODE_PERSISTENT_RECURSIVE
     else:
         raise ValueError(f"unsupported addWatch mode {mode}")
@@ -339,15 +345,15 @@ def _add_watch(server: ZooKeeperServer, conn: ClientConnection, req: Request) ->
 
 
 def _watches(server: ZooKeeperServer, conn: ClientConnection, req: Request) -> None:
-    """checkWatches / removeWatches (WatcherType 1 children, 2 data, 3 any)."""
+    """checkWatches / removeWatches."""
     path, wtype = decode_request(req.type, req.body)
     if path is None:
         raise TypeError("null path")
-    if wtype not in (1, 2, 3):
+    tables = _WATCH_TABLES.get(wtype)
+    if tables is None:
         raise ValueError(f"invalid WatcherType {wtype}")
     tree = server.tree
     core = conn.core
-    tables = {1: (True,), 2: (False,), 3: (True, False)}[wtype]
     found = False
     for child in tables:
         if req.type == OP_CHECK_WATCHES:
@@ -361,6 +367,10 @@ def _watches(server: ZooKeeperServer, conn: ClientConnection, req: Request) -> N
     core.note_slow_reply(req.cxid, zxid, req.type)
 
 
+# which of the tree's watch tables (child: True) each WatcherType names
+_WATCH_TABLES = {WATCHER_CHILDREN: (True,), WATCHER_DATA: (False,), WATCHER_ANY: (True, False)}
+
+
 def _who_am_i(server: ZooKeeperServer, conn: ClientConnection, req: Request) -> None:
     infos = server.auth.client_infos(conn.core.auth_ids)
     out, start = _begin(server, conn, req)
@@ -369,12 +379,6 @@ def _who_am_i(server: ZooKeeperServer, conn: ClientConnection, req: Request) -> 
         out.write_ustring(scheme)
         out.write_ustring(user)
     out.frame_end(start)
-
-
-def _ping(server: ZooKeeperServer, conn: ClientConnection, req: Request) -> None:
-    zxid = server.tree.last_processed_zxid
-    conn.core.out.reply(-2, zxid, 0)
-    conn.core.note_slow_reply(req.cxid, zxid, req.type)
 
 
 _HANDLERS = {
@@ -393,7 +397,6 @@ _HANDLERS = {
     OP_CHECK_WATCHES: _watches,
     OP_REMOVE_WATCHES: _watches,
     OP_WHO_AM_I: _who_am_i,
-    OP_PING: _ping,
 }
 
 
@@ -404,7 +407,7 @@ _HANDLERS = {
 def handle_auth(server: ZooKeeperServer, conn: ClientConnection, xid: int, body: bytes) -> None:
     core = conn.core
     try:
-        _, scheme, auth = decode_request(100, body)
+        _, scheme, auth = decode_request(OP_AUTH, body)
     except JuteError:
         conn.close()
         return
@@ -441,7 +444,7 @@ def handle_sasl(server: ZooKeeperServer, conn: ClientConnection, xid: int, body:
     # no SASL server: Apache's processSasl meets a null saslServer, logs it, and answers OK with a
     # null token; a record it cannot decode closes the connection without a reply
     try:
-        decode_request(102, body)
+        decode_request(OP_SASL, body)
     except JuteError:
         conn.close()
         return

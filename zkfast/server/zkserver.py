@@ -13,41 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 from zkfast._datatree import DataTree
 from zkfast._jute import (
-    OP_ADD_WATCH,
-    OP_CHECK,
-    OP_CHECK_WATCHES,
+    LAST_OP_NAMES,
     OP_CLOSE_SESSION,
-    OP_CREATE,
-    OP_CREATE2,
-    OP_CREATE_CONTAINER,
     OP_CREATE_SESSION,
-    OP_CREATE_TTL,
-    OP_DELETE,
     OP_DELETE_CONTAINER,
-    OP_EXISTS,
-    OP_GET_ACL,
-    OP_GET_ALL_CHILDREN_NUMBER,
-    OP_GET_CHILDREN,
-    OP_GET_CHILDREN2,
-    OP_GET_DATA,
-    OP_GET_EPHEMERALS,
-    OP_MULTI,
-    OP_MULTI_READ,
-    OP_PING,
-    OP_RECONFIG,
-    OP_REMOVE_WATCHES,
-    OP_SET_ACL,
-    OP_SET_DATA,
-    OP_SET_WATCHES,
-    OP_SET_WATCHES2,
-    OP_SYNC,
-    OP_WHO_AM_I,
+    Code,
+    ZkError,
     decode_connect_request,
     encode_connect_response,
 )
 from zkfast._pipeline import PipelineCore, Prep, Request, now_ms
 from zkfast.server.auth import AuthRegistry
-from zkfast.server.codes import Code, ZkError
 from zkfast.server.commit import CommitStage, ImmediateCommit
 from zkfast.server.session import THIS_SERVER, SessionTracker, session_password
 
@@ -56,28 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Apache's Request.isValid: anything else is answered UNIMPLEMENTED and the connection closed
-VALID_OPS = frozenset((OP_CHECK, OP_CLOSE_SESSION, OP_CREATE, OP_CREATE2, OP_CREATE_TTL,
-                       OP_CREATE_CONTAINER, OP_CREATE_SESSION, OP_DELETE, OP_DELETE_CONTAINER,
-                       OP_EXISTS, OP_GET_ACL, OP_GET_CHILDREN, OP_GET_ALL_CHILDREN_NUMBER,
-                       OP_GET_CHILDREN2, OP_GET_DATA, OP_GET_EPHEMERALS, OP_MULTI, OP_MULTI_READ,
-                       OP_PING, OP_RECONFIG, OP_SET_ACL, OP_SET_DATA, OP_SET_WATCHES, OP_SET_WATCHES2,
-                       OP_SYNC, OP_CHECK_WATCHES, OP_REMOVE_WATCHES, OP_ADD_WATCH, OP_WHO_AM_I))
-
-# ops that take a zxid and go through the commit stage
-TXN_OPS = frozenset((OP_CREATE, OP_CREATE2, OP_CREATE_CONTAINER, OP_CREATE_TTL, OP_DELETE,
-                     OP_DELETE_CONTAINER, OP_SET_DATA, OP_SET_ACL, OP_CHECK, OP_MULTI, OP_RECONFIG,
-                     OP_CLOSE_SESSION, OP_CREATE_SESSION))
-
-# the 4-letter `cons` names of the last op of a connection (Apache's FinalRequestProcessor lastOp)
-LAST_OP = {OP_PING: "PING", OP_CREATE_SESSION: "SESS", OP_MULTI: "MULT", OP_MULTI_READ: "MLTR",
-           OP_CREATE: "CREA", OP_CREATE2: "CREA", OP_CREATE_TTL: "CREA", OP_CREATE_CONTAINER: "CREA",
-           OP_DELETE: "DELE", OP_DELETE_CONTAINER: "DELE", OP_SET_DATA: "SETD", OP_RECONFIG: "RECO",
-           OP_SET_ACL: "SETA", OP_CLOSE_SESSION: "CLOS", OP_SYNC: "SYNC", OP_CHECK: "CHEC",
-           OP_EXISTS: "EXIS", OP_GET_DATA: "GETD", OP_SET_WATCHES: "SETW", OP_SET_WATCHES2: "STW2",
-           OP_ADD_WATCH: "ADDW", OP_GET_ACL: "GETA", OP_GET_CHILDREN: "GETC", OP_GET_CHILDREN2: "GETC",
-           OP_GET_ALL_CHILDREN_NUMBER: "GETACN", OP_CHECK_WATCHES: "CHKW", OP_REMOVE_WATCHES: "REMW",
-           OP_WHO_AM_I: "HOMI", OP_GET_EPHEMERALS: "GETE"}
+# net/serverdata.py reads the `cons` names from here
+LAST_OP = LAST_OP_NAMES
 
 
 class ServerStats:

@@ -14,7 +14,18 @@ from typing import TypeVar
 
 from kazoo.security import ACL
 
-from zkfast.shell import raw
+from zkfast._jute import (
+    FLAG_CONTAINER,
+    FLAG_EPHEMERAL,
+    FLAG_EPHEMERAL_SEQUENTIAL,
+    FLAG_PERSISTENT,
+    FLAG_PERSISTENT_SEQUENTIAL,
+    FLAG_PERSISTENT_SEQUENTIAL_WITH_TTL,
+    FLAG_PERSISTENT_WITH_TTL,
+    WATCHER_ANY,
+    WATCHER_CHILDREN,
+    WATCHER_DATA,
+)
 from zkfast.shell.cliparse import CommandLine, Option, OptionGroup, Options, ParseError, parse
 from zkfast.shell.console import Console
 from zkfast.shell.javacompat import (
@@ -422,15 +433,15 @@ class CreateCommand(CliCommand):
         if has_t and has_c:
             raise CliError("TTLs cannot be used with Container znodes")
         if has_e and has_s:
-            flags = raw.FLAG_EPHEMERAL_SEQUENTIAL
+            flags = FLAG_EPHEMERAL_SEQUENTIAL
         elif has_e:
-            flags = raw.FLAG_EPHEMERAL
+            flags = FLAG_EPHEMERAL
         elif has_s:
-            flags = raw.FLAG_PERSISTENT_SEQUENTIAL_WITH_TTL if has_t else raw.FLAG_PERSISTENT_SEQUENTIAL
+            flags = FLAG_PERSISTENT_SEQUENTIAL_WITH_TTL if has_t else FLAG_PERSISTENT_SEQUENTIAL
         elif has_c:
-            flags = raw.FLAG_CONTAINER
+            flags = FLAG_CONTAINER
         else:
-            flags = raw.FLAG_PERSISTENT_WITH_TTL if has_t else raw.FLAG_PERSISTENT
+            flags = FLAG_PERSISTENT_WITH_TTL if has_t else FLAG_PERSISTENT
         if has_t:
             try:
                 check_ttl(ttl)
@@ -650,11 +661,11 @@ class RemoveWatchesCommand(CliCommand):
 
     def exec(self) -> bool:
         path = self.args[1]
-        watcher_type = raw.WATCHER_ANY
+        watcher_type = WATCHER_ANY
         if self.cl.has("c"):
-            watcher_type = raw.WATCHER_CHILDREN
+            watcher_type = WATCHER_CHILDREN
         elif self.cl.has("d"):
-            watcher_type = raw.WATCHER_DATA
+            watcher_type = WATCHER_DATA
         local = self.cl.has("l")
         _wrap(lambda: self.zk.remove_all_watches(path, watcher_type, local))
         return True
@@ -721,8 +732,8 @@ def create_quota(zk: ZkSession, path: str, quota: StatsTrack, out: Callable[[str
     qpath = QUOTA_ZOOKEEPER
     if zk.exists(qpath, False) is None:
         try:
-            zk.create(PROC_ZOOKEEPER, None, list(OPEN_ACL_UNSAFE), raw.FLAG_PERSISTENT)
-            zk.create(QUOTA_ZOOKEEPER, None, list(OPEN_ACL_UNSAFE), raw.FLAG_PERSISTENT)
+            zk.create(PROC_ZOOKEEPER, None, list(OPEN_ACL_UNSAFE), FLAG_PERSISTENT)
+            zk.create(QUOTA_ZOOKEEPER, None, list(OPEN_ACL_UNSAFE), FLAG_PERSISTENT)
         except KeeperError as e:
             if e.code != Code.NODEEXISTS:
                 raise
@@ -731,16 +742,16 @@ def create_quota(zk: ZkSession, path: str, quota: StatsTrack, out: Callable[[str
         qpath = qpath + "/" + part
         if zk.exists(qpath, False) is None:
             try:
-                zk.create(qpath, None, list(OPEN_ACL_UNSAFE), raw.FLAG_PERSISTENT)
+                zk.create(qpath, None, list(OPEN_ACL_UNSAFE), FLAG_PERSISTENT)
             except KeeperError as e:
                 if e.code != Code.NODEEXISTS:
                     raise
     spath = qpath + "/" + STAT_NODE
     qpath = qpath + "/" + LIMIT_NODE
     if zk.exists(qpath, False) is None:
-        zk.create(qpath, quota.to_bytes(), list(OPEN_ACL_UNSAFE), raw.FLAG_PERSISTENT)
+        zk.create(qpath, quota.to_bytes(), list(OPEN_ACL_UNSAFE), FLAG_PERSISTENT)
         stats = StatsTrack({"count": 0, "bytes": 0})
-        zk.create(spath, stats.to_bytes(), list(OPEN_ACL_UNSAFE), raw.FLAG_PERSISTENT)
+        zk.create(spath, stats.to_bytes(), list(OPEN_ACL_UNSAFE), FLAG_PERSISTENT)
         limits = StatsTrack.parse(zk.get_data(qpath, False)[0])
         current = StatsTrack.parse(zk.get_data(spath, False)[0])
         _check_quota(limits, current, out)

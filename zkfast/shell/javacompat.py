@@ -17,7 +17,7 @@ from typing import Protocol
 
 from kazoo.security import ACL, Id
 
-from zkfast.server.codes import Code
+from zkfast._jute import Code
 
 # ---------------------------------------------------------------------------------------------------------
 # KeeperException

@@ -15,38 +15,22 @@ from kazoo.protocol.serialization import int_struct, stat_struct, write_buffer
 from kazoo.protocol.states import ZnodeStat
 from kazoo.security import ACL
 
+from zkfast._jute import (
+    FLAG_CONTAINER,
+    OP_ADD_WATCH,
+    OP_AUTH,
+    OP_CREATE,
+    OP_CREATE_CONTAINER,
+    OP_CREATE_TTL,
+    OP_GET_ALL_CHILDREN_NUMBER,
+    OP_GET_EPHEMERALS,
+    OP_REMOVE_WATCHES,
+    OP_SET_ACL,
+    OP_SET_WATCHES2,
+    OP_WHO_AM_I,
+)
+
 _long = struct.Struct("!q")
-
-# opcodes (ZooDefs.OpCode)
-OP_CREATE = 1
-OP_SET_ACL = 7
-OP_AUTH = 100
-OP_REMOVE_WATCHES = 18
-OP_CREATE_CONTAINER = 19
-OP_CREATE_TTL = 21
-OP_GET_EPHEMERALS = 103
-OP_GET_ALL_CHILDREN_NUMBER = 104
-OP_SET_WATCHES2 = 105
-OP_ADD_WATCH = 106
-OP_WHO_AM_I = 107
-
-# AddWatchMode
-ADD_WATCH_PERSISTENT = 0
-ADD_WATCH_PERSISTENT_RECURSIVE = 1
-
-# WatcherType (removeWatches)
-WATCHER_CHILDREN = 1
-WATCHER_DATA = 2
-WATCHER_ANY = 3
-
-# CreateMode flags
-FLAG_PERSISTENT = 0
-FLAG_EPHEMERAL = 1
-FLAG_PERSISTENT_SEQUENTIAL = 2
-FLAG_EPHEMERAL_SEQUENTIAL = 3
-FLAG_CONTAINER = 4
-FLAG_PERSISTENT_WITH_TTL = 5
-FLAG_PERSISTENT_SEQUENTIAL_WITH_TTL = 6
 
 
 def write_string(text: str | None) -> bytes:

@@ -46,16 +46,30 @@ from kazoo.protocol.states import KazooState, KeeperState, ZnodeStat
 from kazoo.retry import KazooRetry
 from kazoo.security import ACL
 
+from zkfast._jute import (
+    ADD_WATCH_PERSISTENT,
+    ADD_WATCH_PERSISTENT_RECURSIVE,
+    FLAG_CONTAINER,
+    FLAG_EPHEMERAL_SEQUENTIAL,
+    FLAG_PERSISTENT_SEQUENTIAL,
+    FLAG_PERSISTENT_SEQUENTIAL_WITH_TTL,
+    WATCHER_CHILDREN,
+    WATCHER_DATA,
+    Code,
+    EventType,
+)
 from zkfast.shell import raw
-from zkfast.shell.javacompat import Code, IllegalArgument, KeeperError, validate_path
+from zkfast.shell.javacompat import IllegalArgument, KeeperError, validate_path
 
 CONFIG_NODE = "/zookeeper/config"
 
-# WatchedEvent type names by wire code (Watcher.Event.EventType)
-EVENT_TYPES = {-1: "None", 1: "NodeCreated", 2: "NodeDeleted", 3: "NodeDataChanged", 4: "NodeChildrenChanged",
-               5: "DataWatchRemoved", 6: "ChildWatchRemoved", 7: "PersistentWatchRemoved"}
-_CREATED, _DELETED, _CHANGED, _CHILD = 1, 2, 3, 4
-_DATA_REMOVED, _CHILD_REMOVED, _PERSISTENT_REMOVED = 5, 6, 7
+# WatchedEvent type names as the Java client prints them (Watcher.Event.EventType)
+EVENT_TYPES = {
+    EventType.NONE: "None", EventType.NODE_CREATED: "NodeCreated", EventType.NODE_DELETED: "NodeDeleted",
+    EventType.NODE_DATA_CHANGED: "NodeDataChanged", EventType.NODE_CHILDREN_CHANGED: "NodeChildrenChanged",
+    EventType.DATA_WATCH_REMOVED: "DataWatchRemoved", EventType.CHILD_WATCH_REMOVED: "ChildWatchRemoved",
+    EventType.PERSISTENT_WATCH_REMOVED: "PersistentWatchRemoved",
+}
 
 
 def _quiet_logger() -> logging.Logger:
@@ -159,16 +173,16 @@ class WatchManager:
     def materialize(self, event_type: int, path: str) -> bool:
         with self.lock:
             hit = False
-            if event_type in (_CHANGED, _CREATED):
+            if event_type in (EventType.NODE_DATA_CHANGED, EventType.NODE_CREATED):
                 for s in (self.data, self.exist):
                     if path in s:
                         s.discard(path)
                         hit = True
-            elif event_type == _CHILD:
+            elif event_type == EventType.NODE_CHILDREN_CHANGED:
                 if path in self.child:
                     self.child.discard(path)
                     hit = True
-            elif event_type == _DELETED:
+            elif event_type == EventType.NODE_DELETED:
                 for s in (self.data, self.exist, self.child):
                     if path in s:
                         s.discard(path)
@@ -181,21 +195,23 @@ class WatchManager:
     def remove(self, path: str, watcher_type: int, local: bool, rc: int) -> list[int]:
         with self.lock:
             candidates: tuple[set[str], ...]
-            if watcher_type == raw.WATCHER_CHILDREN:
+            if watcher_type == WATCHER_CHILDREN:
                 candidates = (self.child, self.persistent, self.recursive)
-            elif watcher_type == raw.WATCHER_DATA:
+            elif watcher_type == WATCHER_DATA:
                 candidates = (self.data, self.exist, self.persistent, self.recursive)
             else:
                 candidates = (self.child, self.data, self.exist, self.persistent, self.recursive)
             if not any(path in s for s in candidates):
                 raise KeeperError(Code.NOWATCHER, path)
-            if watcher_type == raw.WATCHER_CHILDREN:
-                plan = [(self.child, _CHILD_REMOVED)]
-            elif watcher_type == raw.WATCHER_DATA:
-                plan = [(self.data, _DATA_REMOVED), (self.exist, _DATA_REMOVED)]
+            if watcher_type == WATCHER_CHILDREN:
+                plan = [(self.child, EventType.CHILD_WATCH_REMOVED)]
+            elif watcher_type == WATCHER_DATA:
+                plan = [(self.data, EventType.DATA_WATCH_REMOVED), (self.exist, EventType.DATA_WATCH_REMOVED)]
             else:
-                plan = [(self.child, _CHILD_REMOVED), (self.data, _DATA_REMOVED), (self.exist, _DATA_REMOVED),
-                        (self.persistent, _PERSISTENT_REMOVED), (self.recursive, _PERSISTENT_REMOVED)]
+                plan = [(self.child, EventType.CHILD_WATCH_REMOVED), (self.data, EventType.DATA_WATCH_REMOVED),
+                        (self.exist, EventType.DATA_WATCH_REMOVED),
+                        (self.persistent, EventType.PERSISTENT_WATCH_REMOVED),
+                        (self.recursive, EventType.PERSISTENT_WATCH_REMOVED)]
             removed: list[int] = []
             for watches, kind in plan:
                 if not local and rc != Code.OK:
@@ -462,15 +478,15 @@ class ZkSession:
         return list(self.submit(GetChildren(self.server_path(path), watcher), path, on_done, timeout_ms)), None
 
     def create(self, path: str, data: bytes | None, acl: list[ACL], flags: int, ttl: int | None = None) -> str:
-        sequential = flags in (raw.FLAG_PERSISTENT_SEQUENTIAL, raw.FLAG_EPHEMERAL_SEQUENTIAL,
-                               raw.FLAG_PERSISTENT_SEQUENTIAL_WITH_TTL)
+        sequential = flags in (FLAG_PERSISTENT_SEQUENTIAL, FLAG_EPHEMERAL_SEQUENTIAL,
+                               FLAG_PERSISTENT_SEQUENTIAL_WITH_TTL)
         validate_path(path, sequential)
         if not acl:
             raise KeeperError(Code.INVALIDACL)
         sp = self.server_path(path)
         if ttl is not None:
             created, _stat = self.submit(raw.CreateTTL(sp, data, acl, flags, ttl), path)
-        elif flags == raw.FLAG_CONTAINER:
+        elif flags == FLAG_CONTAINER:
             created = self.submit(raw.CreateContainer(sp, data, acl), path)
         else:
             created = self.submit(raw.Create(sp, data, acl, flags), path)
@@ -519,7 +535,7 @@ class ZkSession:
 
     def add_watch(self, path: str, recursive: bool) -> None:
         validate_path(path)
-        mode = raw.ADD_WATCH_PERSISTENT_RECURSIVE if recursive else raw.ADD_WATCH_PERSISTENT
+        mode = ADD_WATCH_PERSISTENT_RECURSIVE if recursive else ADD_WATCH_PERSISTENT
         self.submit(raw.AddWatch(self.server_path(path), mode), path,
                     lambda rc: self.watches.register_persistent(path, recursive, rc))
 
