@@ -1,17 +1,24 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""zkfast._prep: turning write requests into txns (Apache's PrepRequestProcessor).
+"""zkfast._pipeline: the request pipeline's per-request work, in C.
 
-Prep checks a request against the tree *plus* the changes of txns already prepared but not yet
-applied (outstanding change records), so that pipelined writes see each other: sequence numbers,
-versions, existence. Every write gets a zxid, failed ones too (an error txn), as in Apache.
+Prep turns write requests into txns (Apache's PrepRequestProcessor). It checks a request against the
+tree *plus* the changes of txns already prepared but not yet applied (outstanding change records),
+so that pipelined writes see each other: sequence numbers, versions, existence. Every write gets a
+zxid, failed ones too (an error txn), as in Apache.
+
+PipelineCore takes a frame the read hot path did not answer through prep, the commit stage, apply
+and the reply, in request order per connection. ZooKeeperServer (zkfast.server.zkserver) subclasses
+it: what the core needs of the server is declared here as hooks (see PipelineCore), and objects handed
+in (sessions, auth, commit stage, connections), so that this module imports nothing of zkfast.server.
 """
 
 import logging
+import sys
 from collections import deque
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t, uint8_t
 from libc.string cimport memchr, memset
 from libc.time cimport time_t
 
@@ -26,11 +33,9 @@ from zkfast._jute cimport (Code, Perm, Stat, Txn, WriteBuffer, is_txn_op, is_val
 from zkfast._datatree cimport DataTree, Node
 from zkfast._fastpath cimport ConnCore
 
+from zkfast import javaorder
 from zkfast._fastpath import FLUSH_AT_BYTES
 from zkfast._jute import JuteError, ZkError, decode_request
-from zkfast.server import javaorder, reads
-from zkfast.server.paths import validate_path as validate_path_py
-from zkfast.server.session import THIS_SERVER
 from zkfast.limits import (CONNECTION_OUTPUT_HARD_LIMIT_BYTES, GLOBAL_OUTSTANDING_BYTES_LIMIT,
                            QUEUED_REQUEST_OVERHEAD_BYTES, WRITE_HELD_COPIES)
 
@@ -55,6 +60,16 @@ cdef uint64_t TTL_MASK = 0xff00000000000000
 cdef uint64_t TTL_RESERVED = 0x00ffff0000000000
 cdef int64_t TTL_MAX = 0xFFFFFFFFFF
 
+
+class _ThisServer:
+    def __repr__(self):
+        return "this server"
+
+
+# A session's owner on an ensemble's leader (Apache's SessionImpl.owner): where its client is connected,
+# THIS_SERVER or the connection of the learner that created or revalidated it. A write that comes
+# through another owner is from a connection the client has left: SESSIONMOVED.
+THIS_SERVER = _ThisServer()
 
 SPECIAL_PATHS = frozenset((b"/", b"/zookeeper", b"/zookeeper/quota", b"/zookeeper/config"))
 CONFIG_NODE = b"/zookeeper/config"
@@ -143,29 +158,41 @@ cdef inline bint is_session_owner(int64_t owner, bint extended):
     return owner != 0 and owner != CONTAINER_OWNER
 
 
-cdef bint valid_ascii_path(const char* p, Py_ssize_t n) noexcept:
-    # PathUtils.validatePath for paths of ASCII bytes
+ctypedef fused path_unit:
+    uint8_t
+    uint16_t
+
+cdef enum:
+    SLASH = 0x2F
+    DOT = 0x2E
+
+# a path that is not ASCII is checked as Java sees it: UTF-16 code units in this machine's order
+NATIVE_UTF16 = "utf-16-le" if sys.byteorder == "little" else "utf-16-be"
+
+
+cdef bint valid_path_units(const path_unit* p, Py_ssize_t n) noexcept:
+    # Apache's PathUtils.validatePath over a path's Java chars; ASCII bytes are their own chars
     cdef Py_ssize_t i
-    cdef char c, last = b'/'
-    if n == 0 or p[0] != b'/':
+    cdef uint32_t c, last = SLASH
+    if n == 0 or p[0] != SLASH:
         return False
     if n == 1:
         return True
-    if p[n - 1] == b'/':
+    if p[n - 1] == SLASH:
         return False
     for i in range(1, n):
         c = p[i]
         if c == 0:
             return False
-        if c == b'/' and last == b'/':
+        if c == SLASH and last == SLASH:
             return False
-        if c == b'.' and last == b'.':
-            if p[i - 2] == b'/' and (i + 1 == n or p[i + 1] == b'/'):
+        if c == DOT and last == DOT:
+            if p[i - 2] == SLASH and (i + 1 == n or p[i + 1] == SLASH):
                 return False
-        elif c == b'.':
-            if p[i - 1] == b'/' and (i + 1 == n or p[i + 1] == b'/'):
+        elif c == DOT:
+            if p[i - 1] == SLASH and (i + 1 == n or p[i + 1] == SLASH):
                 return False
-        elif (0 < c <= 0x1f) or c == 0x7f:
+        elif (0 < c <= 0x1F) or (0x7F <= c <= 0x9F) or (0xD800 <= c <= 0xF8FF) or c >= 0xFFF0:
             return False
         last = c
     return True
@@ -174,10 +201,13 @@ cdef bint valid_ascii_path(const char* p, Py_ssize_t n) noexcept:
 cdef bint valid_path(bytes path) except -1:
     cdef const char* p = PyBytes_AS_STRING(path)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(path), i
+    cdef bytes units
     for i in range(n):
         if <uint8_t>p[i] >= 0x80:
-            return validate_path_py(path)
-    return valid_ascii_path(p, n)
+            # Java decodes it first: a byte that is not UTF-8 becomes U+FFFD, which the rules refuse
+            units = path.decode("utf-8", "replace").encode(NATIVE_UTF16)
+            return valid_path_units(<const uint16_t*>PyBytes_AS_STRING(units), PyBytes_GET_SIZE(units) // 2)
+    return valid_path_units(<const uint8_t*>p, n)
 
 
 cdef bint acl_allows_world(object acl, int perm) except -1:
@@ -658,7 +688,7 @@ cdef class Prep:
         """The session's ephemerals in the order Apache's closeSession lists them."""
         paths = self.tree.ephemeral_paths(session_id)
         if not paths:
-            return [], 16
+            return [], javaorder.DEFAULT_CAPACITY
         capacity = javaorder.capacity_after_inserts(self.tree.ephemerals_max.get(session_id, len(paths)))
         source = javaorder.iteration_order(paths, capacity)
         return javaorder.cloned_set_order(source)
@@ -772,6 +802,38 @@ cdef class PipelineCore:
         self.latency_total_ms = 0
         self.latency_count = 0
 
+    # -- hooks: what the server built on this core provides (ZooKeeperServer overrides each). The core
+    # calls nothing else of its own that it does not define, so it depends on no Python module of
+    # the server.
+
+    def run_read(self, conn, req):
+        """Answer a request that takes no txn, now (nothing of its session is ahead of it)."""
+        raise NotImplementedError
+
+    def handle_auth(self, conn, xid, body):
+        """An auth packet: answered at once, out of the request order (as Apache does)."""
+        raise NotImplementedError
+
+    def handle_sasl(self, conn, xid, body):
+        """A SASL packet: answered at once, out of the request order (as Apache does)."""
+        raise NotImplementedError
+
+    def pause(self, conn):
+        """Stop reading conn: the server holds more requests than its outstanding limits allow."""
+        raise NotImplementedError
+
+    def resume_paused(self):
+        """Read again from every connection pause stopped."""
+        raise NotImplementedError
+
+    def close_local_session(self, conn, xid):
+        """A closeSession that takes no txn (read-only mode): answer it and close the connection."""
+        raise NotImplementedError
+
+    def finish_session_init(self, conn, valid):
+        """Answer the ConnectRequest of conn, whose session was created (valid) or refused."""
+        raise NotImplementedError
+
     # -- requests
 
     def on_request(self, conn, int32_t xid, int32_t op, bytes body):
@@ -779,10 +841,10 @@ cdef class PipelineCore:
         cdef ConnCore core = conn.core
         cdef Request req
         if op == OP_AUTH:
-            reads.handle_auth(self, conn, xid, body)
+            self.handle_auth(conn, xid, body)
             return
         if op == OP_SASL:
-            reads.handle_sasl(self, conn, xid, body)
+            self.handle_sasl(conn, xid, body)
             return
         session = self.sessions.sessions.get(core.session_id)
         if session is None or session.closing:
@@ -951,10 +1013,6 @@ cdef class PipelineCore:
         self.forwarded_count -= 1
         self.in_flight_bytes -= held_bytes(req)
         self.resume_if_below_half()
-
-    def run_read(self, conn, Request req):
-        """Answer a non-txn request now (nothing of its session is ahead of it)."""
-        reads.execute(self, conn, req)
 
     def end_batch(self):
         """After a batch of input: let the commit stage make its txns final, flush output."""

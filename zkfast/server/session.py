@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from zkfast.server.codes import Code, ZkError
+from zkfast._jute import Code, ZkError
 
 _MASK48 = (1 << 48) - 1
 _MASK64 = (1 << 64) - 1
@@ -41,24 +41,15 @@ def initial_session_id(server_id: int, now_ms: int) -> int:
     return to_int64(sid)
 
 
-class _ThisServer:
-    def __repr__(self) -> str:
-        return "this server"
-
-
-# A session's owner on an ensemble's leader (Apache's SessionImpl.owner): where its client is connected,
-# THIS_SERVER or the connection of the learner that created or revalidated it. A write that comes
-# through another owner is from a connection the client has left: SESSIONMOVED.
-THIS_SERVER = _ThisServer()
-
-
 @dataclass
 class Session:
     session_id: int
     timeout_ms: int
     expires_at_ms: int = 0
     closing: bool = False
-    owner: object | None = None  # None: not known yet (sessions a new leader found on disk)
+    # an ensemble leader's: where its client is connected (zkfast._pipeline.THIS_SERVER, or a
+    # learner's connection); None: not known yet (sessions a new leader found on disk)
+    owner: object | None = None
 
 
 class SessionTracker:

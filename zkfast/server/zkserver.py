@@ -22,10 +22,11 @@ from zkfast._jute import (
     decode_connect_request,
     encode_connect_response,
 )
-from zkfast._pipeline import PipelineCore, Prep, Request, now_ms
+from zkfast._pipeline import THIS_SERVER, PipelineCore, Prep, Request, now_ms
+from zkfast.server import reads
 from zkfast.server.auth import AuthRegistry
 from zkfast.server.commit import CommitStage, ImmediateCommit
-from zkfast.server.session import THIS_SERVER, SessionTracker, session_password
+from zkfast.server.session import SessionTracker, session_password
 
 if TYPE_CHECKING:
     from zkfast.net.connection import ClientConnection
@@ -54,7 +55,12 @@ class ZooKeeperServer(PipelineCore):
     """Sessions, the tree and the pipeline of one server; connections call into it.
 
     The per-request path (on_request, submit, on_commit, apply, finish, replies) is PipelineCore's,
-    in Cython; this class holds what runs once per session or less."""
+    in Cython; this class holds what runs once per session or less, and the hooks the core declares."""
+
+    # PipelineCore's hooks that zkfast.server.reads answers: each takes the server first
+    run_read = reads.execute
+    handle_auth = reads.handle_auth
+    handle_sasl = reads.handle_sasl
 
     def __init__(self, *, tick_time_ms: int, min_session_timeout_ms: int, max_session_timeout_ms: int,
                  server_id: int = 0, extended_types: bool = False, skip_acl: bool = False,
