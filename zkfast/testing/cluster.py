@@ -67,6 +67,8 @@ class ZkCluster(Started):
             member_config: dict[str, object] = {"initLimit": init_limit, "syncLimit": sync_limit, **lines}
             if i in self.observer_ids:
                 member_config["peerType"] = "observer"
+            if n == 1:  # one voter: a quorum of one (with a leader), not a standalone server
+                member_config["standaloneEnabled"] = "false"
             member_config.update(config or {})
             self.members[i] = self.make_member(
                 i, host=hosts[i], kind=kind, tick_time_ms=tick_time_ms, config=member_config,

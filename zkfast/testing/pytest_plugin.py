@@ -9,7 +9,7 @@ Fixtures:
   zk_client   a started KazooClient of zk_server, stopped and closed after the test
   zk_cluster  a ZkCluster of 3 voters, started for the test and closed after it; another size with
               `@pytest.mark.zk_cluster(size=5, observers=1)` or
-              `@pytest.mark.parametrize("zk_cluster", [1, 3, 5], indirect=True)`
+              `@pytest.mark.parametrize("zk_cluster", [3, 5], indirect=True)`
 
 Options:
   --zk-tick-time=MS      the servers' tickTime (default 500: sessions of 1 s to 10 s)
