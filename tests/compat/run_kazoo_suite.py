@@ -5,6 +5,7 @@ One command (from the repository root)::
     python tests/compat/run_kazoo_suite.py --target zkfast     # or --target apache; --cluster-size 1|3
     python tests/compat/run_kazoo_suite.py --target zkfast -- -k test_lock   # a subset (pytest args)
     python tests/compat/run_kazoo_suite.py --target apache --write-baseline  # re-measure the baseline
+    python tests/compat/run_kazoo_suite.py --target zkfast --harness java    # through the java stand-in
 
 What it does:
 
@@ -15,23 +16,32 @@ What it does:
    the sdist ships `kazoo/tests/` and the harness that starts servers (`kazoo/testing/`);
 3. runs `pytest kazoo/tests` in the unpacked sdist, with the sdist's own pytest settings, as kazoo's CI
    does: `ZOOKEEPER_VERSION=3.8.0`, `ZOOKEEPER_CLUSTER_SIZE`, a free `ZOOKEEPER_PORT_OFFSET`, `CI` unset.
-   The harness starts each server as `java -cp $ZOOKEEPER_CLASSPATH -D... QuorumPeerMain W/zoo.cfg`:
+   `--target` is the server, `--harness` how kazoo's KazooTestHarness starts it:
 
-   - `--target apache`: `ZOOKEEPER_CLASSPATH` is Debian's Apache ZooKeeper 3.8.0 (/usr/share/java), run
-     by the real java: the reference;
-   - `--target zkfast`: `tests/compat/java` (a `java` stand-in) is first on PATH and execs
-     `zkfast -D... start-foreground W/zoo.cfg` with this script's Python (which must import zkfast);
-     every server's log is appended to `.servers.log` beside the outcomes (the harness deletes W);
+   - `--harness plugin` (the default for zkfast): zkfast.testing's pytest plugin and
+     `tests/compat/kazoo_conftest.py` are loaded into the run (`-p`), and the harness starts ZkServer /
+     ZkCluster processes of `--target`'s kind; no `java` involved for zkfast. The venv imports
+     zkfast.testing from this checkout (`PYTHONPATH`), the servers run on this script's Python (which
+     must import zkfast);
+   - `--harness java` (the default for apache): kazoo's own harness, `java -cp $ZOOKEEPER_CLASSPATH -D...
+     QuorumPeerMain W/zoo.cfg`. For apache `ZOOKEEPER_CLASSPATH` is Debian's Apache ZooKeeper 3.8.0
+     (/usr/share/java), run by the real java: the reference. For zkfast `tests/compat/java` (a `java`
+     stand-in) is first on PATH and execs `zkfast -D... start-foreground W/zoo.cfg` with this script's
+     Python;
+
+   every zkfast server's log is appended to `.servers.log` beside the outcomes (the harness deletes W);
 
 4. writes every test's outcome (passed/failed/error/skipped, with the failure message) as JSON
-   (`--out`, default `CACHE/results/kazoo-TARGET-sizeN.json`; pytest's own output is beside it as
+   (`--out`, default `CACHE/results/kazoo-TARGET[-HARNESS]-sizeN.json`, HARNESS when not the target's
+   default; pytest's own output is beside it as
    `.log`), prints the counts and every test whose outcome differs from the checked-in baseline
    `tests/compat/baseline_sizeN.json` (Apache's outcomes, made with `--target apache --write-baseline`).
 
-Exit status: 0 when every test that passes on Apache passes here too; 1 when one does not (a
-regression); 2 when the suite could not be run. Tests listed in KNOWN_GAPS (features zkfast does not
-implement yet) are reported apart and do not count as regressions unless `--strict` is given; one of
-them that passes is reported so it can be taken off the list.
+Exit status: 0 when every test that passes on Apache passes here too (with `--exact`: when every test
+has the baseline's outcome); 1 when one does not (a regression); 2 when the suite could not be run.
+Tests listed in KNOWN_GAPS (features zkfast does not implement yet) are reported apart and do not count
+as regressions unless `--strict` is given; one of them that passes is reported so it can be taken off
+the list.
 """
 
 from __future__ import annotations
@@ -59,6 +69,10 @@ KAZOO_VERSION = "2.11.0"
 ZOOKEEPER_VERSION = "3.8.0"
 HERE = Path(__file__).resolve().parent
 STAND_IN = HERE / "java"
+INJECTED_CONFTEST = "kazoo_conftest"  # tests/compat/kazoo_conftest.py, loaded with -p
+PLUGIN = "zkfast.testing.pytest_plugin"
+HARNESSES = ("plugin", "java")
+DEFAULT_HARNESS = {"zkfast": "plugin", "apache": "java"}
 # What kazoo's tests import, pinned to the versions the baseline was measured with (pyOpenSSL 26.2
 # drops the X509Extension kazoo's harness uses to make its TLS certificates).
 REQUIREMENTS = (
@@ -182,8 +196,8 @@ def pick_port_offset(start: int, cluster_size: int) -> int:
     raise SystemExit("no free port range for the ZooKeeper servers")
 
 
-def suite_environment(target: str, cluster_size: int, port_offset: int, venv_python: Path,
-                      server_log: Path) -> dict[str, str]:
+def suite_environment(target: str, harness: str, cluster_size: int, port_offset: int, venv_python: Path,
+                      server_log: Path, zkfast_import_dir: Path | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k != "CI" and not k.startswith(("ZOOKEEPER_", "KRB5_", "PYTEST_"))
            and k not in ("PYTHONPATH", "VIRTUAL_ENV")}
@@ -196,7 +210,12 @@ def suite_environment(target: str, cluster_size: int, port_offset: int, venv_pyt
     path = [p for p in env.get("PATH", "").split(os.pathsep)
             if p and Path(p).resolve() != HERE]
     path.insert(0, str(venv_python.parent))
-    if target == "zkfast":
+    if harness == "plugin":
+        assert zkfast_import_dir is not None
+        env["PYTHONPATH"] = os.pathsep.join([str(zkfast_import_dir), str(HERE)])
+        env["ZKFAST_PYTHON"] = sys.executable
+        env["ZKFAST_KAZOO_SERVERS_LOG"] = str(server_log)
+    elif target == "zkfast":
         path.insert(0, str(HERE))
         env["ZOOKEEPER_CLASSPATH"] = ZKFAST_CLASSPATH
         env["ZKFAST_PYTHON"] = sys.executable
@@ -207,13 +226,34 @@ def suite_environment(target: str, cluster_size: int, port_offset: int, venv_pyt
     return env
 
 
-def check_zkfast_importable() -> None:
-    probe = subprocess.run([sys.executable, "-c", "import zkfast.cli"], capture_output=True, text=True)
+def harness_arguments(target: str, harness: str) -> list[str]:
+    """pytest arguments that load the plugin harness (none for kazoo's own)."""
+    if harness != "plugin":
+        return []
+    return ["-p", PLUGIN, "-p", INJECTED_CONFTEST, f"--zk-kind={target}"]
+
+
+def zkfast_package_dir() -> Path:
+    """Where this script's Python imports zkfast from (which it must, for zkfast servers and the plugin)."""
+    probe = subprocess.run([sys.executable, "-c", "import zkfast.cli, zkfast; print(zkfast.__path__[0])"],
+                           capture_output=True, text=True)
     if probe.returncode != 0:
-        raise SystemExit(f"--target zkfast: {sys.executable} cannot import zkfast (pip install -e .):\n"
-                         f"{probe.stderr}")
-    if not os.access(STAND_IN, os.X_OK):
-        raise SystemExit(f"{STAND_IN} is not executable")
+        raise SystemExit(f"{sys.executable} cannot import zkfast (pip install -e .):\n{probe.stderr}")
+    return Path(probe.stdout.strip())
+
+
+def ensure_zkfast_import_dir(cache: Path, package: Path) -> Path:
+    """A directory holding only a link to the zkfast package: on the venv's PYTHONPATH it makes
+    zkfast.testing importable there without the rest of this Python's site-packages."""
+    directory = cache / "zkfast-import"
+    directory.mkdir(parents=True, exist_ok=True)
+    link = directory / "zkfast"
+    if not (link.is_symlink() and link.resolve() == package.resolve()):
+        tmp = directory / f".zkfast-{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(package, target_is_directory=True)
+        os.replace(tmp, link)
+    return directory
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -331,9 +371,10 @@ def counts_line(c: Mapping[str, int]) -> str:
 
 
 def compare(current: Mapping[str, Mapping[str, str]], baseline: Mapping[str, Mapping[str, str]],
-            strict: bool, subset: bool = False) -> tuple[list[str], list[str], list[str]]:
+            strict: bool, subset: bool = False, exact: bool = False) -> tuple[list[str], list[str], list[str]]:
     """(regressions, known gaps that failed, every difference as a line). `subset`: only some tests
-    were selected (extra pytest arguments), so a test that did not run is no difference."""
+    were selected (extra pytest arguments), so a test that did not run is no difference. `exact`:
+    every outcome that is not the baseline's is a regression, not only a test that passed there."""
     regressions: list[str] = []
     gaps: list[str] = []
     lines: list[str] = []
@@ -349,7 +390,7 @@ def compare(current: Mapping[str, Mapping[str, str]], baseline: Mapping[str, Map
             continue
         message = current.get(test_id, {}).get("message", "")
         note = ""
-        if was == "passed":
+        if was == "passed" or exact:
             if test_id in KNOWN_GAPS and not strict:
                 gaps.append(test_id)
                 note = f"  [known gap: {KNOWN_GAPS[test_id]}]"
@@ -371,11 +412,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--target", choices=("zkfast", "apache"), default="zkfast",
                    help="the server the harness starts (default zkfast)")
+    p.add_argument("--harness", choices=HARNESSES, default=None,
+                   help="plugin: zkfast.testing's, through tests/compat/kazoo_conftest.py; java: kazoo's own "
+                        "(the java stand-in for zkfast). Default: plugin for zkfast, java for apache")
     p.add_argument("--cluster-size", type=int, choices=(1, 3), default=1,
                    help="ZOOKEEPER_CLUSTER_SIZE (default 1)")
     p.add_argument("--cache-dir", type=Path, default=None, help=f"default {cache_dir()}")
     p.add_argument("--out", type=Path, default=None,
-                   help="outcomes JSON (default CACHE/results/kazoo-TARGET-sizeN.json)")
+                   help="outcomes JSON (default CACHE/results/kazoo-TARGET[-HARNESS]-sizeN.json)")
     p.add_argument("--baseline", type=Path, default=None,
                    help="Apache's outcomes to compare with (default tests/compat/baseline_sizeN.json)")
     p.add_argument("--write-baseline", action="store_true",
@@ -387,6 +431,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--deadline", type=float, default=None,
                    help="stop the whole suite after this many seconds (its tests then count as absent)")
     p.add_argument("--strict", action="store_true", help="known gaps count as regressions too")
+    p.add_argument("--exact", action="store_true",
+                   help="every outcome must be the baseline's: a test failing on Apache must fail here too")
     p.add_argument("--quiet", action="store_true", help="do not echo pytest's output")
     p.add_argument("pytest_args", nargs="*", help="more pytest arguments, after -- (e.g. -- -k test_lock)")
     return p.parse_args(argv)
@@ -400,34 +446,40 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # so that run_suite stops the suite's processes
     cache = (args.cache_dir or cache_dir()).resolve()
+    harness = args.harness or DEFAULT_HARNESS[args.target]
+    label = args.target if harness == DEFAULT_HARNESS[args.target] else f"{args.target}-{harness}"
     baseline_path = args.baseline or HERE / f"baseline_size{args.cluster_size}.json"
-    out = args.out or cache / "results" / f"kazoo-{args.target}-size{args.cluster_size}.json"
+    out = args.out or cache / "results" / f"kazoo-{label}-size{args.cluster_size}.json"
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    if args.target == "zkfast":
-        check_zkfast_importable()
+    package = zkfast_package_dir() if args.target == "zkfast" or harness == "plugin" else None
+    if args.target == "zkfast" and harness == "java" and not os.access(STAND_IN, os.X_OK):
+        raise SystemExit(f"{STAND_IN} is not executable")
     with locked(cache / ".lock"):
         venv_python = ensure_venv(cache)
         sdist = ensure_sdist(cache, venv_python)
+        import_dir = ensure_zkfast_import_dir(cache, package) if harness == "plugin" and package else None
     port_offset = pick_port_offset(args.port_offset, args.cluster_size)
     junit = out.with_suffix(".junit.xml")
     pytest_log = out.with_suffix(".log")
     server_log = out.with_suffix(".servers.log")
     server_log.unlink(missing_ok=True)
-    env = suite_environment(args.target, args.cluster_size, port_offset, venv_python, server_log)
-    log(f"kazoo {KAZOO_VERSION} suite against {args.target}, cluster size {args.cluster_size}, "
-        f"ports from {port_offset}")
+    env = suite_environment(args.target, harness, args.cluster_size, port_offset, venv_python, server_log,
+                            import_dir)
+    log(f"kazoo {KAZOO_VERSION} suite against {args.target} through the {harness} harness, cluster size "
+        f"{args.cluster_size}, ports from {port_offset}")
     started = time.monotonic()
     rc = run_suite(sdist, venv_python, env, junit, pytest_log, args.per_test_timeout, args.deadline,
-                   args.pytest_args, args.quiet)
+                   [*harness_arguments(args.target, harness), *args.pytest_args], args.quiet)
     elapsed = time.monotonic() - started
     if not junit.exists():
         log(f"pytest exited with {rc} and wrote no report; see {pytest_log}")
         return 2
     tests = parse_junit(junit)
     result: dict[str, Any] = {
-        "kazoo": KAZOO_VERSION, "target": args.target, "cluster_size": args.cluster_size,
+        "kazoo": KAZOO_VERSION, "target": args.target, "harness": harness, "cluster_size": args.cluster_size,
         "zookeeper_version": ZOOKEEPER_VERSION, "pytest_exit_code": rc, "duration_s": round(elapsed, 1),
+        "pytest_args": args.pytest_args,
         "counts": counts(tests), "tests": tests,
     }
     out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
@@ -437,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
             log("warning: writing a baseline measured against zkfast, not Apache")
         baseline_path.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
         log(f"baseline written to {baseline_path}")
-    print(f"kazoo {KAZOO_VERSION} on {args.target} (cluster size {args.cluster_size}), "
+    print(f"kazoo {KAZOO_VERSION} on {args.target}, {harness} harness (cluster size {args.cluster_size}), "
           f"{elapsed:.0f} s:", flush=True)
     if rc not in (0, 1) or not tests:
         log(f"pytest exited with {rc} (not a plain pass/fail run); see {pytest_log}")
@@ -449,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     baseline = json.loads(baseline_path.read_text())
     subset = bool(args.pytest_args)
-    regressions, gaps, lines = compare(tests, baseline["tests"], args.strict, subset)
+    regressions, gaps, lines = compare(tests, baseline["tests"], args.strict, subset, args.exact)
     ran = {k: v for k, v in baseline["tests"].items() if k in tests} if subset else baseline["tests"]
     print(f"apache baseline ({baseline_path.name}{', the tests that ran' if subset else ''}): "
           f"{counts_line(counts(ran))}")
@@ -462,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  note: {test_id} passes but is listed in KNOWN_GAPS: take it off the list")
     if gaps:
         print(f"{len(gaps)} known gap(s) (not implemented in zkfast yet; --strict counts them)")
-    print(f"{len(regressions)} regression(s): tests that pass on Apache and not on {args.target}")
+    what = "whose outcome is not Apache's" if args.exact else "that pass on Apache and not"
+    print(f"{len(regressions)} regression(s): tests {what} on {args.target}")
     print(counts_line(result["counts"]), flush=True)
     return 1 if regressions else 0
 

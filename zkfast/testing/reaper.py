@@ -28,7 +28,7 @@ class Releasable(Protocol):
 
 
 _live: dict[int, Releasable] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()  # the signal handler may run while its own thread holds it
 _handlers_installed = False
 
 
