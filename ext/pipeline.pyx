@@ -1247,7 +1247,7 @@ cdef int write_multi_result(WriteBuffer out, Txn sub) except -1:
     cdef Stat zero
     if typ == OP_ERROR:
         err = sub.rc_err if sub.type != OP_ERROR else sub.err
-        wb_i32(out, -1)
+        wb_i32(out, OP_ERROR)
         wb_bool(out, False)
         wb_i32(out, err)
         wb_i32(out, err)

@@ -17,6 +17,7 @@ from zkfast._jute import (
     OP_ADD_WATCH,
     OP_AUTH,
     OP_CHECK_WATCHES,
+    OP_ERROR,
     OP_EXISTS,
     OP_GET_ACL,
     OP_GET_ALL_CHILDREN_NUMBER,
@@ -214,10 +215,10 @@ def _multi_read(server: ZooKeeperServer, conn: ClientConnection, req: Request) -
             raise TypeError("null path")
         acl = tree.get_acl(path)
         if acl is None:
-            results.append((-1, int(Code.NONODE)))
+            results.append((OP_ERROR, int(Code.NONODE)))
             continue
         if not server.auth.check(acl, Perm.READ, ids):
-            results.append((-1, int(Code.NOAUTH)))
+            results.append((OP_ERROR, int(Code.NOAUTH)))
             continue
         if op == OP_GET_CHILDREN:
             results.append((op, tree.get_children(path)))
@@ -225,8 +226,8 @@ def _multi_read(server: ZooKeeperServer, conn: ClientConnection, req: Request) -
             results.append((op, (tree.get_data(path), tree.stat(path))))
     out, start = _begin(server, conn, req)
     for op, value in results:
-        if op == -1:
-            out.write_int(-1)
+        if op == OP_ERROR:
+            out.write_int(OP_ERROR)
             out.write_bool(False)
             out.write_int(value)
             out.write_int(value)
