@@ -357,6 +357,8 @@ class QuorumDriver:
         """A notification carries its sender's membership, one it activated: newer than ours, we
         missed a reconfig (down, or cut off, when it committed) and take it, as Apache's
         FastLeaderElection does, or we could not even recognise the leader it elected."""
+        if self.replica is not None and config == self.replica.election.config:
+            return  # ours, as in nearly every notification: not parsed again
         try:
             m = Membership.parse(config)
         except ConfigError as e:
@@ -398,6 +400,15 @@ class QuorumDriver:
             self.disk.write_epoch(ACCEPTED_EPOCH, accepted)
         if current > accepted:
             raise DiskError(f"the current epoch, {current}, is after the accepted epoch, {accepted}")
+        if current < zxid_epoch(last) <= accepted:
+            # a learner logs its sync's txns and writes currentEpoch once they are durable (ZOOKEEPER-4643);
+            # a role that ended before that fsync came back (closing the log made them durable), or a
+            # crash that kept some of them, leaves them here under the old epoch. They are a prefix of
+            # that leader's history, as after its NEWLEADER, and were never acknowledged: its epoch is ours
+            log.warning("the txn log goes on to 0x%x, past the current epoch %d: taking epoch %d", last, current,
+                        zxid_epoch(last))
+            current = zxid_epoch(last)
+            self.disk.write_epoch(CURRENT_EPOCH, current)
         if zxid_epoch(last) > current:
             raise DiskError(f"the current epoch, {current}, is older than the last zxid, 0x{last:x}")
         return Disk(accepted, current, last, list(recovered.tail)[-COMMITTED_LOG_MAX:])
@@ -492,7 +503,10 @@ class QuorumDriver:
             self._serve()
         if out.reload:
             self._end_turn()  # what the ending role still sends goes out first
-            # not from inside whatever called us (the pipeline, a connection): from the loop
+            # its clients go now, as Apache closes every connection when a role ends: a request they
+            # sent meanwhile would reach a pipeline whose commit stage has no role behind it
+            self._stop_serving(era)
+            # the rebuild not from inside whatever called us (the pipeline, a connection): from the loop
             self.clock.soon(self._reload)
         else:
             self.end_turn_soon()
@@ -509,14 +523,18 @@ class QuorumDriver:
         era = self.era
         if era is None or era.closed:
             return
-        upto, self.turn_commit_upto = self.turn_commit_upto, None
-        if upto is not None and isinstance(era.server.commit, QuorumCommit):
-            era.server.commit.committed(upto)
-            self._release_syncs(era, upto)
+        self._commit_turn(era)
         if self.turn_applied:
             self.turn_applied = False
             era.server.end_batch()
         self._flush_quorum(era)
+
+    def _commit_turn(self, era: Era) -> None:
+        """The leader's pipeline applies (and answers) what was committed this turn."""
+        upto, self.turn_commit_upto = self.turn_commit_upto, None
+        if upto is not None and isinstance(era.server.commit, QuorumCommit):
+            era.server.commit.committed(upto)
+            self._release_syncs(era, upto)
 
     def _flush_quorum(self, era: Era) -> None:
         if era.leader_conn is not None:
@@ -539,6 +557,8 @@ class QuorumDriver:
         conn.send(p)
         if p.type == PacketType.SNAP:
             server = era.server
+            # a commit of this turn (another learner's ACK read just before) reaches the tree first
+            self._commit_turn(era)
             assert server.tree.last_processed_zxid >= p.zxid, "the tree holds everything committed"
             sessions = {sid_: s.timeout_ms for sid_, s in server.sessions.sessions.items()}
             conn.send_snapshot(server.tree, sessions)
@@ -663,14 +683,7 @@ class QuorumDriver:
         era.closed = True
         self.turn_commit_upto = None  # commits of this era's pipeline, never of the next one's
         self.turn_applied = False
-        server = era.server
-        server.serving = False
-        server.forward = None
-        server.revalidate = None
-        for t in era.tasks:
-            t.cancel()
-        for conn in list(server.connections):
-            conn.close()
+        self._stop_serving(era)
         if era.leader_conn is not None:
             era.leader_conn.close()
         for conn in era.learner_conns.values():
@@ -679,6 +692,16 @@ class QuorumDriver:
         self.net.stop_listening()
         # a snapshot still being written finishes on its own thread; the log closes now
         era.store.close()
+
+    def _stop_serving(self, era: Era) -> None:
+        server = era.server
+        server.serving = False
+        server.forward = None
+        server.revalidate = None
+        for t in era.tasks:
+            t.cancel()
+        for conn in list(server.connections):
+            conn.close()
 
     # ------------------------------------------------------------------------------------------
     # leader side
