@@ -36,7 +36,6 @@ LAST_OP_NAMES = {
     OP_WHO_AM_I: "HOMI", OP_GET_EPHEMERALS: "GETE",
 }
 
-FRAME_HEADER_BYTES = 4
 REPLY_HEADER_BYTES = 16
 STAT_BYTES = 68
 
@@ -246,11 +245,6 @@ cdef class WriteBuffer:
     def clear(self):
         self.len = 0
 
-    def clear_from(self, Py_ssize_t pos):
-        """Forget everything written from pos on (a frame that must not be sent after all)."""
-        if 0 <= pos <= self.len:
-            self.len = pos
-
     def frame_start(self):
         return self.begin_frame()
 
@@ -265,10 +259,6 @@ cdef class WriteBuffer:
 
     def write_bool(self, bint v):
         wb_bool(self, v)
-
-    def write_byte(self, int v):
-        cdef char c = <char>v
-        self.put_raw(&c, 1)
 
     def write_raw(self, bytes b):
         self.put_raw(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
@@ -345,10 +335,6 @@ cdef tuple stat_to_tuple(const Stat* s):
             s.ephemeral_owner, s.data_length, s.num_children, s.pzxid)
 
 
-STAT_FIELDS = ("czxid", "mzxid", "ctime", "mtime", "version", "cversion", "aversion",
-               "ephemeralOwner", "dataLength", "numChildren", "pzxid")
-
-
 # ----------------------------------------------------------------------------------------------
 # Input
 
@@ -394,14 +380,6 @@ cdef class Reader:
         self.check()
         return v
 
-    def read_byte(self):
-        if self.cur.left < 1:
-            raise JuteError("truncated record")
-        v = self.cur.p[0]
-        self.cur.p += 1
-        self.cur.left -= 1
-        return v
-
     def read_buffer(self):
         """bytes, or None for a null buffer."""
         cdef const uint8_t* p
@@ -415,29 +393,11 @@ cdef class Reader:
         """A ustring as raw bytes (None when null)."""
         return self.read_buffer()
 
-    def read_raw(self, Py_ssize_t n):
-        if n < 0 or n > self.cur.left:
-            raise JuteError("truncated record")
-        out = PyBytes_FromStringAndSize(<const char*>self.cur.p, n)
-        self.cur.p += n
-        self.cur.left -= n
-        return out
-
     def read_stat(self):
         cdef Stat s
         read_stat_into(&self.cur, &s)
         self.check()
         return stat_to_tuple(&s)
-
-    def read_stat_persisted(self):
-        """StatPersisted (60 bytes, on disk): the Stat fields without dataLength and numChildren."""
-        cdef int64_t czxid = rd_i64(&self.cur), mzxid = rd_i64(&self.cur)
-        cdef int64_t ctime = rd_i64(&self.cur), mtime = rd_i64(&self.cur)
-        cdef int32_t version = rd_i32(&self.cur), cversion = rd_i32(&self.cur)
-        cdef int32_t aversion = rd_i32(&self.cur)
-        cdef int64_t owner = rd_i64(&self.cur), pzxid = rd_i64(&self.cur)
-        self.check()
-        return (czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid)
 
     def read_acl_list(self):
         """vector<ACL> as a list of (perms, scheme str, id str); None when null."""
@@ -690,7 +650,7 @@ def encode_notification(int32_t event_type, int32_t state, bytes path):
     """A whole notification frame: ReplyHeader(-1, -1, 0) + WatcherEvent (3.8.0 sends zxid -1)."""
     cdef WriteBuffer b = WriteBuffer(64 + len(path))
     cdef Py_ssize_t start = b.begin_frame()
-    b.put_reply_header(-1, -1, 0)
+    b.put_reply_header(XID_NOTIFICATION, -1, 0)
     wb_i32(b, event_type)
     wb_i32(b, state)
     b.put_buffer_obj(path)
@@ -910,7 +870,6 @@ LOG_MAGIC = 0x5A4B4C47  # "ZKLG"
 SNAP_MAGIC = 0x5A4B534E  # "ZKSN"
 LOG_VERSION = 2
 LOG_FILE_HEADER_BYTES = 16
-LOG_ENTRY_OVERHEAD_BYTES = 13
 
 ENTRY_OK = 0
 ENTRY_END = 1      # a zero length or no room for a header: the end of the written log

@@ -219,20 +219,6 @@ cdef bint acl_allows_world(object acl, int perm) except -1:
     return False
 
 
-def owner_kind(int64_t owner, bint extended_types):
-    if is_session_owner(owner, extended_types):
-        return "normal"
-    if owner == CONTAINER_OWNER:
-        return "container"
-    if owner == 0:
-        return "void"
-    return "ttl"
-
-
-def ttl_owner(int64_t ttl):
-    return <int64_t>(TTL_MASK | <uint64_t>ttl)
-
-
 cdef int32_t java_int_inc(int32_t v) noexcept:
     # Java int arithmetic wraps
     return <int32_t>(<uint32_t>v + 1u)
@@ -315,10 +301,6 @@ cdef class Prep:
         if rec is None:
             raise ZkError(Code.NONODE, path)
         return rec
-
-    def record_of(self, bytes path):
-        """The change record of path (tests, tools); ZkError NONODE when missing."""
-        return self.record(path)
 
     cdef void add(self, ChangeRecord rec):
         self.outstanding.append(rec)

@@ -1,6 +1,7 @@
 # cython: language_level=3
-# The jute codec's C-level interface, shared by every Cython module of zkfast: one buffer class for
-# output, one cursor for input, and the records the hot paths touch (Stat, Txn).
+# The jute codec's C-level interface, shared by every Cython module of zkfast: the client protocol's
+# numbers (opcodes, error codes, ...: the one place they are declared), one buffer class for output,
+# one cursor for input, and the records the hot paths touch (Stat, Txn).
 
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, uint8_t
 from libc.string cimport memcpy

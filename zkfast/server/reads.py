@@ -7,7 +7,6 @@ it declines and all the rarer requests, writing each reply into the connection's
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from zkfast._datatree import MODE_PERSISTENT, MODE_PERSISTENT_RECURSIVE, MODE_STANDARD, DataTree
@@ -47,11 +46,6 @@ from zkfast._jute import (
 from zkfast.limits import CONNECTION_OUTPUT_HARD_LIMIT_BYTES, MAX_AUTH_IDS_PER_CONNECTION
 from zkfast.server.auth import joined_auth_ids, mask_digest_ids
 
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 if TYPE_CHECKING:
     from zkfast._pipeline import Request
     from zkfast.net.connection import ClientConnection
@@ -68,10 +62,6 @@ def _java_trim(s: bytes) -> bytes:
     while end > start and s[end - 1] <= 0x20:
         end -= 1
     return s[start:end]
-
-
-# ------------------------------------------------------------------------------------------------
-# replies to applied txns
 
 
 # ------------------------------------------------------------------------------------------------

@@ -135,10 +135,6 @@ class SessionTracker:
         if s.closing:
             raise ZkError(Code.SESSIONEXPIRED)
 
-    def is_live(self, session_id: int) -> bool:
-        s = self.sessions.get(session_id)
-        return s is not None and not s.closing
-
     def set_closing(self, session_id: int) -> None:
         s = self.sessions.get(session_id)
         if s is not None:

@@ -18,7 +18,6 @@ from zkfast._jute import (
     OP_CREATE_SESSION,
     OP_DELETE_CONTAINER,
     Code,
-    ZkError,
     decode_connect_request,
     encode_connect_response,
 )
@@ -226,8 +225,6 @@ class ZooKeeperServer(PipelineCore):
                      conn.remote)
             conn.close_after_flush()
 
-    # -- requests
-
     # -- commit failures
 
     def on_commit_failed(self, exc: BaseException, first_zxid: int, permanent: bool) -> None:
@@ -309,12 +306,6 @@ class ZooKeeperServer(PipelineCore):
             conn.pause_reading()
             self.paused.append(conn)
 
-    def resume_one(self, conn: ClientConnection) -> None:
-        if conn in self.paused:
-            self.paused.remove(conn)
-        conn.core.paused = False
-        conn.resume_reading()
-
     def resume_paused(self) -> None:
         paused, self.paused = self.paused, []
         for conn in paused:
@@ -329,10 +320,6 @@ class ZooKeeperServer(PipelineCore):
                      sid & 0xFFFFFFFFFFFFFFFF, self.sessions.timeout_of(sid) or 0)
             self.submit(Request(sid, 0, OP_CLOSE_SESSION, b"", [], None, create_ms=now_ms()))
         self.end_batch()
-
-    def close_session_from_server(self, session_id: int) -> None:
-        self.sessions.set_closing(session_id)
-        self.submit(Request(session_id, 0, OP_CLOSE_SESSION, b"", [], None, create_ms=now_ms()))
 
     def delete_container(self, path: bytes) -> None:
         self.submit(Request(0, 0, OP_DELETE_CONTAINER, path, [], None, create_ms=now_ms()))
@@ -390,10 +377,3 @@ class ZooKeeperServer(PipelineCore):
 
     def outstanding(self) -> int:
         return len(self.in_flight)
-
-    def error_reply(self, conn: ClientConnection, xid: int, err: Code | int) -> None:
-        conn.core.out.reply(xid, self.tree.last_processed_zxid, int(err))
-
-    def raise_if_closed(self, conn: ClientConnection) -> None:
-        if conn.closed:
-            raise ZkError(Code.CONNECTIONLOSS)
