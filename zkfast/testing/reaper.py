@@ -14,7 +14,6 @@ import signal
 import subprocess
 import threading
 import weakref
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Protocol
@@ -83,7 +82,6 @@ class ProcessGroup:
         self.process: subprocess.Popen[bytes] | None = None
         self.temp_dirs: list[Path] = []
         self.keep_dirs = False
-        self.on_release: list[Callable[[], None]] = []
 
     def kill(self) -> int | None:
         """SIGKILL the whole group (a stopped process dies of it too) and reap it."""
@@ -102,9 +100,6 @@ class ProcessGroup:
 
     def release(self) -> None:
         self.kill()
-        for hook in self.on_release:
-            with contextlib.suppress(Exception):
-                hook()
         if not self.keep_dirs:
             for path in self.temp_dirs:
                 shutil.rmtree(path, ignore_errors=True)
