@@ -36,6 +36,21 @@ LAST_OP_NAMES = {
     OP_WHO_AM_I: "HOMI", OP_GET_EPHEMERALS: "GETE",
 }
 
+# the names Apache's logs and txn log tools give the opcodes: Request.op2String
+# (zookeeper-server/src/main/java/org/apache/zookeeper/server/Request.java)
+OP_NAMES = {
+    OP_NOTIFICATION: "notification", OP_CREATE: "create", OP_DELETE: "delete", OP_EXISTS: "exists",
+    OP_GET_DATA: "getData", OP_SET_DATA: "setData", OP_GET_ACL: "getACL", OP_SET_ACL: "setACL",
+    OP_GET_CHILDREN: "getChildren", OP_SYNC: "sync", OP_PING: "ping", OP_GET_CHILDREN2: "getChildren2",
+    OP_CHECK: "check", OP_MULTI: "multi", OP_CREATE2: "create2", OP_RECONFIG: "reconfig",
+    OP_CHECK_WATCHES: "checkWatches", OP_REMOVE_WATCHES: "removeWatches",
+    OP_CREATE_CONTAINER: "createContainer", OP_DELETE_CONTAINER: "deleteContainer", OP_CREATE_TTL: "createTtl",
+    OP_MULTI_READ: "multiRead", OP_AUTH: "auth", OP_SET_WATCHES: "setWatches", OP_SET_WATCHES2: "setWatches2",
+    OP_SASL: "sasl", OP_GET_EPHEMERALS: "getEphemerals", OP_GET_ALL_CHILDREN_NUMBER: "getAllChildrenNumber",
+    OP_CREATE_SESSION: "createSession", OP_CLOSE_SESSION: "closeSession", OP_ERROR: "error",
+    OP_WHO_AM_I: "whoAmI",
+}
+
 REPLY_HEADER_BYTES = 16
 STAT_BYTES = 68
 
