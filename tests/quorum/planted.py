@@ -1,20 +1,26 @@
-"""Bugs planted on purpose in zkfast's Zab cores, so that the simulator's checks are shown to catch them
-(tests/test_zab_sim.py, `python -m tests.quorum.sim --bug NAME`). Test code only: zkfast.quorum.zab has
-no switch for them.
+"""Bugs planted on purpose in zkfast's Zab cores and in its quorum driver, so that the simulator's checks
+are shown to catch them (tests/test_zab_sim.py, tests/test_quorum_driver.py,
+`python -m tests.quorum.sim --bug NAME`). Test code only: zkfast.quorum has no switch for them.
 
-Each bug is a subclass of LeaderCore or LearnerCore overriding one of its rules (`_next_epoch`,
-`_acked_by_quorum`, `_ping`, `_truncation_point`, `_proposal`, `_may_ack_newleader_now`). `plant`
-puts a class combining the planted subclasses where zkfast.quorum.replica builds its cores. The
-simulator's own driver has one more (DRIVER_BUGS), which it asks about with `is_planted`.
+Each core bug is a subclass of LeaderCore or LearnerCore overriding one of its rules (`_next_epoch`,
+`_acked_by_quorum`, `_ping`, `_truncation_point`, `_proposal`, `_may_ack_newleader_now`); `plant`
+puts a class combining the planted subclasses where zkfast.quorum.replica builds its cores. Each
+driver bug is a subclass of QuorumDriver overriding one of its steps; the simulator builds its
+drivers from `driver_class()`, the production class or one combining the planted subclasses.
 """
 
 from __future__ import annotations
 
 import contextlib
+import struct
 from collections.abc import Iterator, Mapping
+from typing import Any
+
+from zkfast._jute import OP_SYNC
 
 from zkfast.quorum import replica
-from zkfast.quorum.wire import QuorumPacket
+from zkfast.quorum.driver import Era, QuorumDriver
+from zkfast.quorum.wire import PacketType, QuorumPacket
 from zkfast.quorum.zab import Actions, LeaderCore, LearnerCore, Proposal
 
 
@@ -62,6 +68,152 @@ class AckNewleaderBeforeDurable(LearnerCore):
         return True
 
 
+# ------------------------------------------------------------------------------------------------ the driver
+
+
+class ReconfigOldQuorum(QuorumDriver):
+    """The leader proposes a reconfig as a plain txn, so a quorum of the old voters alone commits it,
+    and activates it itself once committed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.plain_reconfigs: set[int] = set()
+
+    def propose(self, zxid: int, data: bytes,
+                membership: tuple[frozenset[int], frozenset[int]] | None = None) -> None:
+        if membership is not None:
+            self.plain_reconfigs.add(zxid)
+        super().propose(zxid, data, None)
+
+    def _execute(self, out: Actions) -> None:
+        done = sorted(z for z in self.plain_reconfigs if out.commit_upto is not None and z <= out.commit_upto)
+        if done:
+            self.plain_reconfigs.difference_update(done)
+            out.activate = done[-1]
+        super()._execute(out)
+
+
+class ActivateLoggedReconfig(QuorumDriver):
+    """A server loading its disk takes the membership of the newest reconfig its log holds, committed
+    or not (the bug of the simulator's own executor that its seed 53 found, before the driver)."""
+
+    def _set_config_node(self, tree: Any) -> None:
+        found = self._tree_membership(tree)
+        if found is not None and found.version > self.membership.version:
+            self._activate(found)
+        super()._set_config_node(tree)
+
+
+class SyncAtOnce(QuorumDriver):
+    """The leader answers a learner's SYNC at once, before the proposals in flight are committed
+    (Apache's Leader.processSync waits for them)."""
+
+    def _leader_request(self, era: Era, conn: Any, p: QuorumPacket) -> None:
+        data = p.data or b""
+        if len(data) >= 16 and struct.unpack_from(">i", data, 12)[0] == OP_SYNC and era.server.serving:
+            self._send(era, conn.sid, QuorumPacket(PacketType.SYNC, 0))
+            return
+        super()._leader_request(era, conn, p)
+
+
+class LearnerSkipsRevalidate(QuorumDriver):
+    """A learner accepts a reconnecting client's session by itself instead of asking the leader, which
+    keeps the old owner: every write of the moved session gets SESSIONMOVED (fixed in a3aa62e)."""
+
+    def _revalidate(self, conn: Any, session_id: int, timeout_ms: int) -> None:
+        assert self.era is not None
+        server = self.era.server
+        server.finish_session_init(conn, server.sessions.reopen(session_id, timeout_ms))
+        server.flush_output()
+
+
+class LeaderIgnoresRevalidate(QuorumDriver):
+    """The leader never answers a learner's REVALIDATE (nor moves the session; fixed in a3aa62e)."""
+
+    def _leader_revalidate(self, era: Era, conn: Any, p: QuorumPacket) -> None:
+        pass
+
+
+class OwnersUntracked(QuorumDriver):
+    """The leader does not track sessions' owners: a write forwarded from a connection the client
+    left lands instead of getting SESSIONMOVED."""
+
+    def _serve(self) -> None:
+        super()._serve()
+        era = self.era
+        if era is not None and era.server.serving and self.replica is not None and self.replica.leader is not None:
+            era.server.prep.track_owners = False
+
+
+class CxidKeys(dict):  # type: ignore[type-arg]
+    """A learner's forwarded requests, keyed by cxid alone."""
+
+    def __setitem__(self, key: tuple[int, int], value: Any) -> None:
+        super().__setitem__(key[1], value)
+
+    def pop(self, key: tuple[int, int], *default: Any) -> Any:
+        return super().pop(key[1], *default)
+
+
+class ForwardedByCxid(QuorumDriver):
+    """A learner matches a committed txn to the request it forwarded by cxid alone, not by session
+    and cxid: two clients whose xids meet get each other's answers."""
+
+    def _forward(self, req: Any) -> None:
+        era = self.era
+        if era is not None and not isinstance(era.forwarded, CxidKeys):
+            era.forwarded = CxidKeys()
+        super()._forward(req)
+
+
+class PingWithoutTouches(QuorumDriver):
+    """A learner's PING tells the leader of no session its clients kept alive."""
+
+    def _touches(self, era: Era) -> bytes:
+        era.server.sessions.take_touched()
+        return b""
+
+
+class SessionsLeftOut:
+    """A learner's link that streams a SNAP's tree without the sessions it is given."""
+
+    def __init__(self, link: Any) -> None:
+        self.link = link
+
+    def send(self, p: QuorumPacket) -> None:
+        self.link.send(p)
+
+    def send_snapshot(self, tree: Any, sessions: dict[int, int]) -> None:
+        self.link.send_snapshot(tree, {})
+
+
+class SnapWithoutSessions(QuorumDriver):
+    """The leader's SNAP streams its tree without its sessions."""
+
+    def _send(self, era: Era, sid: int, p: QuorumPacket) -> None:
+        link = era.learner_conns.get(sid)
+        if p.type != PacketType.SNAP or link is None:
+            super()._send(era, sid, p)
+            return
+        era.learner_conns[sid] = SessionsLeftOut(link)  # type: ignore[assignment]
+        try:
+            super()._send(era, sid, p)
+        finally:
+            era.learner_conns[sid] = link
+
+
+class ReadOnlySessionsKept(QuorumDriver):
+    """A server leaving read-only mode keeps the sessions it made alone, which the ensemble never
+    heard of."""
+
+    def _leave_read_only(self, era: Era) -> None:
+        era.global_sessions = set(era.server.sessions.sessions)
+        super()._leave_read_only(era)
+
+
+# ------------------------------------------------------------------------------------------------ registry
+
+
 LEADER_BUGS: dict[str, type[LeaderCore]] = {
     "reuse-epoch": ReuseEpoch,
     "commit-without-quorum": CommitWithoutQuorum,
@@ -72,10 +224,19 @@ LEARNER_BUGS: dict[str, type[LearnerCore]] = {
     "apply-on-proposal": ApplyOnProposal,
     "ack-newleader-before-durable": AckNewleaderBeforeDurable,
 }
-# planted in the simulator's driver, not in a core: the leader's driver proposes a reconfig as a plain
-# txn (so it commits with a quorum of the old voters only) and activates it itself once committed
-DRIVER_BUGS = frozenset({"reconfig-old-quorum"})
-BUGS = frozenset(LEADER_BUGS) | frozenset(LEARNER_BUGS) | DRIVER_BUGS
+DRIVER_BUGS: dict[str, type[QuorumDriver]] = {
+    "reconfig-old-quorum": ReconfigOldQuorum,
+    "activate-logged-reconfig": ActivateLoggedReconfig,
+    "sync-at-once": SyncAtOnce,
+    "learner-skips-revalidate": LearnerSkipsRevalidate,
+    "leader-ignores-revalidate": LeaderIgnoresRevalidate,
+    "owners-untracked": OwnersUntracked,
+    "forwarded-by-cxid": ForwardedByCxid,
+    "ping-without-touches": PingWithoutTouches,
+    "snap-without-sessions": SnapWithoutSessions,
+    "read-only-sessions-kept": ReadOnlySessionsKept,
+}
+BUGS = frozenset(LEADER_BUGS) | frozenset(LEARNER_BUGS) | frozenset(DRIVER_BUGS)
 
 _active: frozenset[str] = frozenset()
 
@@ -85,9 +246,9 @@ def active() -> frozenset[str]:
     return _active
 
 
-def is_planted(bug: str) -> bool:
-    assert bug in BUGS, f"unknown planted bug {bug!r}"
-    return bug in _active
+def driver_class() -> type[QuorumDriver]:
+    """The driver the simulator runs: zkfast's, with the planted driver bugs."""
+    return _combined(QuorumDriver, DRIVER_BUGS, _active)
 
 
 def _combined(base: type, bugs: Mapping[str, type], chosen: frozenset[str]) -> type:
