@@ -51,17 +51,17 @@ def run_batch(start: int, count: int, nodes: int, observers: int, reconfig: bool
     assert not failures, f"{len(failures)} of {count} seeds failed:\n" + "\n".join(failures[:5])
 
 
-@pytest.mark.parametrize("start", range(0, 1500, BATCH))
+@pytest.mark.parametrize("start", range(0, 2000, BATCH))
 def test_three_voters(start: int) -> None:
     run_batch(start, BATCH, 3, 0)
 
 
-@pytest.mark.parametrize("start", range(0, 300, BATCH))
+@pytest.mark.parametrize("start", range(0, 400, BATCH))
 def test_five_voters(start: int) -> None:
     run_batch(start, BATCH, 5, 0)
 
 
-@pytest.mark.parametrize("start", range(0, 300, BATCH))
+@pytest.mark.parametrize("start", range(0, 400, BATCH))
 def test_three_voters_two_observers(start: int) -> None:
     run_batch(start, BATCH, 3, 2)
 

@@ -59,7 +59,8 @@ failing seed.
 
 Scripted scenarios (a chain of faults too unlikely for random seeds, e.g. ZOOKEEPER-3911): pass
 `script=`, a generator function of the Sim that does things (`partition`, `stall_disk`, `crash`,
-`restart`, `client`, `write`, `reconfig`) and yields a condition to wait for before its next step.
+`restart`, `client`, `write`, `reconfig`) and yields a condition to wait for before its next step
+(`settled`, `session` and `write_at_new_leader` are such steps, for `yield from`).
 There are then no random faults nor clients but the script's; when the script ends the run heals,
 settles and is checked as usual.
 """
@@ -334,15 +335,15 @@ class Sim:
             self.fail("zxid-conflict", f"zxid 0x{txn.zxid:x} logged as {decode_txn(was)!r} and as {txn!r} "
                                        f"(n{proc.sid})")
         op = self.inflight.get((txn.session_id, txn.cxid))
-        if op is None:
+        if op is None or op.logged is not None:
             return
-        if op.logged is None:
-            op.logged = txn.zxid
-        c = op.client
-        if txn.type == OP_ERROR and txn.err == Code.SESSIONMOVED and self.holders.get(op.session_id) is c \
-                and op.xid in c.ops:
-            self.fail("session-moved", f"{c.name}'s {op.kind} xid {op.xid} on n{op.sid}, where it has session "
-                                       f"0x{op.session_id:x}, refused with SESSIONMOVED")
+        op.logged = txn.zxid  # the first log is the leader's, as it prepares the txn
+        if txn.type == OP_ERROR and txn.err == Code.SESSIONMOVED:
+            self.stats["session-moved"] += 1
+            c = op.client
+            if self.holders.get(op.session_id) is c and op.xid in c.ops:
+                self.fail("session-moved", f"{c.name}'s {op.kind} xid {op.xid} on n{op.sid}, where it has session "
+                                           f"0x{op.session_id:x}, refused with SESSIONMOVED")
 
     def applied(self, proc: Proc, server: SimServer, txn: Txn) -> None:
         history = server.tree.history
@@ -378,8 +379,6 @@ class Sim:
         self.inflight.pop((op.session_id, op.xid), None)
         if op.lost or op.err is None:
             return
-        if op.err == Code.SESSIONMOVED:
-            self.stats["session-moved"] += 1
         if op.kind == "get":
             self.stats["reads"] += 1
             return
@@ -831,7 +830,7 @@ class Sim:
 
         def written() -> bool:
             for c in self.clients:
-                if c is self.probe or c.stopped:
+                if c is self.probe:
                     continue
                 op = last.get(c)
                 if op is not None and op.acked:

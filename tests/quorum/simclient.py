@@ -199,7 +199,6 @@ class SimClient:
         self.moves = 0          # connections that took its session to another server
         self.expired = 0        # sessions the servers said were gone
         self.failures = 0       # connection attempts in a row that gave no session
-        self.stopped = False
 
     @property
     def name(self) -> str:
@@ -256,10 +255,6 @@ class SimClient:
         if side is not None:
             side.close()
             self._lost(side)
-
-    def stop(self) -> None:
-        self.stopped = True
-        self.disconnect()
 
     # -- requests
 
@@ -392,7 +387,7 @@ class SimClient:
         for o in ops.values():
             o.lost = True
             self.host.replied(o)
-        if self.auto and not self.stopped:
+        if self.auto:
             self._retry()
 
     def _retry(self) -> None:
@@ -403,7 +398,7 @@ class SimClient:
         host.at(host.now + wait, self._reconnect)
 
     def _reconnect(self) -> None:
-        if self.conn is not None or self.stopped:
+        if self.conn is not None:
             return
         if not self.connect(self.host.reconnect_to(self)):
             self.failures += 1

@@ -142,14 +142,6 @@ class History:
         self.zxids.append(zxid)
         self.datas.append(data)
 
-    def data_of(self, zxid: int) -> bytes | None:
-        for z, data in zip(reversed(self.zxids), reversed(self.datas), strict=True):
-            if z == zxid:
-                return data
-            if z < zxid:
-                return None
-        return None
-
 
 class SimTree(DataTree):
     """A DataTree that carries the History of its content."""
