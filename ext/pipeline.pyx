@@ -748,14 +748,14 @@ cdef class PipelineCore:
     cdef public DataTree tree
     cdef public Prep prep
     cdef public object sessions
-    cdef public object commit
+    cdef readonly object commit      # the commit stage (take_role may replace it)
     cdef public object in_flight
     cdef public list dirty_conns
     cdef public list paused
     cdef public int global_outstanding_limit
     cdef public object write_failure
-    cdef public object forward       # a learner's: sends writes (and syncs) to the leader
-    cdef public object write_refusal # read-only mode: the error every write gets (NOTREADONLY)
+    cdef readonly object forward     # a learner's: sends writes (and syncs) to the leader
+    cdef readonly object write_refusal  # read-only mode: the error every write gets (NOTREADONLY)
     cdef public dict by_session
     cdef public int64_t latency_min_ms
     cdef public int64_t latency_max_ms
@@ -765,7 +765,8 @@ cdef class PipelineCore:
     cdef public int64_t forwarded_count  # a learner's: requests sent to the leader, not yet finished
     cdef bint flushing_commit
 
-    def __init__(self):
+    def __init__(self, commit):
+        self.commit = commit
         self.in_flight = deque()
         self.in_flight_bytes = 0
         self.forwarded_count = 0
@@ -777,6 +778,21 @@ cdef class PipelineCore:
         self.forward = None
         self.write_refusal = None
         self.reset_latency()
+
+    def take_role(self, role):
+        """What the per-request path consults of a role (zkfast.server.roles.Role): where writes go,
+        which error every write gets, and prep's owner and reconfig checks; its commit stage, if it
+        brings one, from now on (started by whoever made it)."""
+        self.forward = role.forward
+        self.write_refusal = Code.NOTREADONLY if role.read_only else None
+        self.prep.track_owners = role.track_owners
+        self.prep.reconfig = role.prep_reconfig
+        if role.commit is not None:
+            self.commit = role.commit
+        if role.first_zxid is not None:
+            # as Apache's Leader.startZkServer: the tree counts as at the new epoch's zxid 0
+            self.prep.last_zxid = role.first_zxid
+            self.tree.last_processed_zxid = max(self.tree.last_processed_zxid, role.first_zxid)
 
     def reset_latency(self):
         self.latency_min_ms = -1

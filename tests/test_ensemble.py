@@ -4,12 +4,15 @@ observers, minority loss, full restart."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import struct
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +22,8 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
 from testbase.ensemble import Ensemble
 from testbase.rawclient import RawSession, connect_request, u_acl, u_str
+
+from zkfast.testing.ports import free_port
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -486,3 +491,31 @@ def test_the_leader_expires_a_vanished_client_of_a_follower(three: Ensemble) -> 
     finally:
         c.stop()
         c.close()
+
+
+def test_operators_endpoints_follow_each_role() -> None:
+    """A member's AdminServer and Prometheus endpoint answer about the server of its current role:
+    an ensemble member builds a server per role, and both kept the first one (looking) before."""
+    with Ensemble("zkfast", 3, cfg={"admin.enableServer": "true", "metricsProvider.className":
+                                    "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"}) as e:
+        ports = {}
+        for i in e.ids:
+            member = e.members[i]
+            ports[i] = (free_port(member.host), free_port(member.host))
+            member.config.update({"admin.serverAddress": member.host, "admin.serverPort": str(ports[i][0]),
+                                  "metricsProvider.httpHost": member.host,
+                                  "metricsProvider.httpPort": str(ports[i][1])})
+        e.start()
+        e.kill9(e.wait_leader())  # the others end their roles and build new servers
+        e.wait_leader()
+        for i in e.running():
+            host = e.members[i].host
+            mode = e.mode(i)
+            with urllib.request.urlopen(f"http://{host}:{ports[i][0]}/commands/srvr", timeout=10) as r:
+                srvr = json.load(r)
+            assert srvr["server_stats"]["server_state"] == mode, (i, srvr)
+            with urllib.request.urlopen(f"http://{host}:{ports[i][1]}/metrics", timeout=10) as r:
+                metrics = r.read().decode()
+            # a leader's own figure, which no other role's server has
+            synced = re.search(r"^synced_followers ([0-9.]+)$", metrics, re.M)
+            assert (synced is not None and float(synced.group(1)) == 1.0) == (mode == "leader"), (i, mode, metrics)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from zkfast._pipeline import PipelineCore
 
+from zkfast.server.commit import ImmediateCommit
 from zkfast.server.zkserver import ZooKeeperServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,7 +115,7 @@ def test_hooks_are_declared_and_the_server_provides_each() -> None:
     names = hooks()
     assert {"run_read", "handle_auth", "handle_sasl", "pause", "resume_paused", "close_local_session",
             "finish_session_init"} <= set(names)
-    core = PipelineCore()
+    core = PipelineCore(ImmediateCommit())
     for name in names:
         with pytest.raises(NotImplementedError):
             getattr(core, name)(*[None] * _arity(name))

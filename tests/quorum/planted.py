@@ -12,6 +12,7 @@ drivers from `driver_class()`, the production class or one combining the planted
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import struct
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -22,6 +23,7 @@ from zkfast.quorum import replica
 from zkfast.quorum.driver import Era, QuorumDriver
 from zkfast.quorum.wire import PacketType, QuorumPacket
 from zkfast.quorum.zab import Actions, LeaderCore, LearnerCore, Proposal
+from zkfast.server import roles
 
 
 class ReuseEpoch(LeaderCore):
@@ -138,11 +140,8 @@ class OwnersUntracked(QuorumDriver):
     """The leader does not track sessions' owners: a write forwarded from a connection the client
     left lands instead of getting SESSIONMOVED."""
 
-    def _serve(self) -> None:
-        super()._serve()
-        era = self.era
-        if era is not None and era.server.serving and self.replica is not None and self.replica.leader is not None:
-            era.server.prep.track_owners = False
+    def _leader_role(self, era: Era, first_zxid: int) -> roles.Role:
+        return dataclasses.replace(super()._leader_role(era, first_zxid), track_owners=False)
 
 
 class CxidKeys(dict):  # type: ignore[type-arg]

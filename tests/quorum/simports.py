@@ -45,7 +45,6 @@ from zkfast.quorum.peer import (
 )
 from zkfast.quorum.transport import PacketConnection
 from zkfast.quorum.wire import PacketType, QuorumPacket
-from zkfast.server.session import SessionTracker
 from zkfast.server.zkserver import ZooKeeperServer
 from zkfast.storage.apache import decode_tree_stream, encode_tree_stream
 from zkfast.storage.recovery import TAIL_TXNS, _contiguous, _kill_dead_sessions, apply_recovered
@@ -660,13 +659,11 @@ class SimServer(ZooKeeperServer):
     whose applied txns the simulator sees (before they are applied: their bytes as logged)."""
 
     def __init__(self, proc: Proc, reconfig_enabled: bool) -> None:
+        host = proc.host
         super().__init__(tick_time_ms=TICK_MS, min_session_timeout_ms=MIN_SESSION_TIMEOUT_MS,
                          max_session_timeout_ms=MAX_SESSION_TIMEOUT_MS, server_id=proc.sid, skip_acl=True,
-                         reconfig_enabled=reconfig_enabled)
-        host = proc.host
-        self.sessions = SessionTracker(TICK_MS, proc.sid, clock_ms=lambda: host.now,
-                                       wall_ms=lambda: WALL_START_MS + host.now)
-        self.prep.sessions = self.sessions
+                         reconfig_enabled=reconfig_enabled, clock_ms=lambda: host.now,
+                         wall_ms=lambda: WALL_START_MS + host.now)
         self.proc = proc
 
     def apply(self, op: int, txn: Txn) -> None:

@@ -524,7 +524,7 @@ def _stmk(ctx: CommandContext, kw: Mapping[str, str]) -> dict[str, Any]:
         mask = parse_java_long(text)
     except ValueError:
         return {"error": f"setTraceMask requires long traceMask argument, got {text}"}
-    ctx.server.trace_mask = mask
+    ctx.server.set_trace_mask(mask)
     return {"tracemask": mask}
 
 
@@ -672,6 +672,10 @@ class AdminServer:
     @property
     def port(self) -> int:
         return self.http.port
+
+    def use_server(self, server: ZooKeeperServer) -> None:
+        """An ensemble member's next era: commands answer about its server from now on."""
+        self.context.server = server
 
     async def start(self) -> None:
         await self.http.start()

@@ -219,7 +219,7 @@ def _gtmk(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: byt
 
 def _stmk(server: ZooKeeperServer, listener: ClientListener, cmd: str, rest: bytes) -> str:
     if len(rest) >= 8:
-        server.trace_mask = int.from_bytes(rest[:8], "big", signed=True)
+        server.set_trace_mask(int.from_bytes(rest[:8], "big", signed=True))
     return str(server.trace_mask)
 
 

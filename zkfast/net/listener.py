@@ -67,6 +67,10 @@ class ClientListener:
         self._server: asyncio.base_events.Server | None = None
         self._tls_sockets: list[socket.socket] = []
 
+    def use_server(self, server: ZooKeeperServer) -> None:
+        """An ensemble member's next era: new connections go to its server."""
+        self.server = server
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         host = self.host if self.host not in (None, "", "0.0.0.0") else None

@@ -296,7 +296,8 @@ class MetricsServer:
         self.histograms = CommitHistograms()
         self.snapshots = SummaryStats()
         self.registry: CollectorRegistry = CollectorRegistry(auto_describe=False)
-        self.registry.register(ZooKeeperCollector(server, self.histograms, self.snapshots))  # type: ignore[arg-type]
+        self.collector = ZooKeeperCollector(server, self.histograms, self.snapshots)
+        self.registry.register(self.collector)  # type: ignore[arg-type]
         if export_jvm_info:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
@@ -310,6 +311,13 @@ class MetricsServer:
 
     async def start(self) -> None:
         await self.http.start()
+        self._attach()
+
+    def use_server(self, server: ZooKeeperServer) -> None:
+        """An ensemble member's next era: its server's figures, and its txn log's and snapshots'."""
+        self._detach()
+        self.server = server
+        self.collector.server = server
         self._attach()
 
     async def close(self) -> None:

@@ -42,6 +42,7 @@ from zkfast.quorum.wire import (
     zxid_epoch,
 )
 from zkfast.quorum.zab import COMMITTED_LOG_MAX, Actions
+from zkfast.server import roles
 from zkfast.server.codes import Code, ZkError
 from zkfast.server.zkserver import ZooKeeperServer
 
@@ -197,6 +198,9 @@ class QuorumCommit:
         self._on_commit = None
         self.local.close()
 
+    def rewind(self, zxid: int) -> None:
+        pass  # a leader whose log failed steps down (_log_failed): its next era starts from disk
+
     def metrics(self) -> list[tuple[str, object]]:
         return self.local.metrics()
 
@@ -217,6 +221,7 @@ class Era:
     global_sessions: set[int] = field(default_factory=set)                    # sessions before read-only mode
     pending_acks: dict[int, list[int]] = field(default_factory=dict)          # leader: ACKs of this read
     leader_batch: Actions | None = None                                       # learner: packets of this read
+    leader_commit: QuorumCommit | None = None                                 # leader: its pipeline's commit stage
     # learner: reconnecting clients waiting for the leader's word on their session, one per session
     pending_revalidations: dict[int, Any] = field(default_factory=dict)
     closed: bool = False
@@ -378,9 +383,8 @@ class QuorumDriver:
         server = self.build_server()
         self._set_config_node(recovered.tree)
         server.install(recovered.tree, recovered.sessions)
-        server.store = recovered.store
-        server.mode = "looking"
-        server.quorum = self
+        server.attach_store(recovered.store)
+        server.take_role(roles.LOOKING)
         recovered.store.attach(server)
         era = self.era = Era(server, recovered.store)
         if self.settings.read_only_mode_enabled:
@@ -459,7 +463,7 @@ class QuorumDriver:
         if out.snapshot is not None:
             self._install_snapshot(*out.snapshot)
         era = self.era
-        server, store = era.server, era.store
+        store = era.store
         if out.persist:
             for zxid, data in out.persist:
                 txn = decode_txn(data)
@@ -476,7 +480,7 @@ class QuorumDriver:
                 txn = era.decoded.pop(zxid, None) or decode_txn(data)
                 self._apply_committed(era, txn)
             self.turn_applied = True
-        if out.commit_upto is not None and isinstance(server.commit, QuorumCommit):
+        if out.commit_upto is not None and era.leader_commit is not None:
             self.turn_commit_upto = max(self.turn_commit_upto or 0, out.commit_upto)
         if out.activate is not None:
             m = self.pending_memberships.pop(out.activate)
@@ -532,8 +536,8 @@ class QuorumDriver:
     def _commit_turn(self, era: Era) -> None:
         """The leader's pipeline applies (and answers) what was committed this turn."""
         upto, self.turn_commit_upto = self.turn_commit_upto, None
-        if upto is not None and isinstance(era.server.commit, QuorumCommit):
-            era.server.commit.committed(upto)
+        if upto is not None and era.leader_commit is not None:
+            era.leader_commit.committed(upto)
             self._release_syncs(era, upto)
 
     def _flush_quorum(self, era: Era) -> None:
@@ -585,20 +589,17 @@ class QuorumDriver:
             return
         server = era.server
         era.global_sessions = set(server.sessions.sessions)
-        server.set_read_only(True)
-        server.serving = True
+        server.take_role(roles.READ_ONLY)
         log.info("no quorum for %d ms: serving read-only clients", waited_ms)
 
     def _leave_read_only(self, era: Era) -> None:
         server = era.server
-        server.serving = False
+        server.take_role(roles.LOOKING)
         for conn in list(server.connections):
             conn.close()
         for sid in list(server.sessions.sessions):
             if sid not in era.global_sessions:
                 server.sessions.remove(sid)
-        server.set_read_only(False)
-        server.mode = "looking"
         log.info("leaving read-only mode")
 
     def _took_role(self, role: ServerState) -> None:
@@ -613,8 +614,8 @@ class QuorumDriver:
         if role == ServerState.LEADING:
             # the leader's pipeline commits through the quorum; its own log's durability is its ack
             server = era.server
-            server.commit = QuorumCommit(self, era.store.commit)
-            server.commit.start(server.on_commit)
+            era.leader_commit = QuorumCommit(self, era.store.commit)
+            era.leader_commit.start(server.on_commit)
             self.net.listen_for_learners(era)
         elif role in (ServerState.FOLLOWING, ServerState.OBSERVING):
             era.store.commit.start(self._learner_durable)
@@ -626,8 +627,6 @@ class QuorumDriver:
         server = era.server
         if server.serving:
             return
-        server.mode = self.mode
-        server.quorum = self
         found = self._tree_membership(server.tree)
         if found is not None and found.version > self.membership.version:
             # a reconfig of the history this server now serves (committed by the new epoch): Apache's
@@ -646,22 +645,18 @@ class QuorumDriver:
             # above): /zookeeper/config shows it
             server.tree.set_config(self.membership.text(), self.clock.now_ms(), self.membership.version)
         if replica.leader is not None:
-            first = replica.first_zxid_of_epoch()
-            server.prep.last_zxid = first
-            # as Apache's Leader.startZkServer: the tree counts as at the new epoch's zxid 0
-            server.tree.last_processed_zxid = max(server.tree.last_processed_zxid, first)
+            server.take_role(self._leader_role(era, replica.first_zxid_of_epoch()))
             era.tasks.extend(self.serving_tasks.start(server))
-            if self.settings.reconfig_enabled:
-                server.prep.reconfig = self._prep_reconfig
-            server.prep.track_owners = True
         else:
-            server.forward = self._forward
-            server.revalidate = self._revalidate
-            server.sessions.track_touches()
-        server.serving = True
+            server.take_role(roles.learner(self.mode, self._forward, self._revalidate))
         log.info("server %d serving clients as %s, epoch %s, zxid 0x%x, %d ms after taking the role",
                  self.my_id, self.mode, replica.epoch, server.tree.last_processed_zxid,
                  self.clock.now_ms() - self.role_started_ms)
+
+    def _leader_role(self, era: Era, first_zxid: int) -> roles.Role:
+        assert era.leader_commit is not None, "a leader's era has its quorum commit stage"
+        return roles.leader(first_zxid, era.leader_commit, self,
+                            self._prep_reconfig if self.settings.reconfig_enabled else None)
 
     def _reload(self) -> None:
         self._end_era()
@@ -695,9 +690,7 @@ class QuorumDriver:
 
     def _stop_serving(self, era: Era) -> None:
         server = era.server
-        server.serving = False
-        server.forward = None
-        server.revalidate = None
+        server.stop_serving()
         for t in era.tasks:
             t.cancel()
         for conn in list(server.connections):
@@ -935,7 +928,7 @@ class QuorumDriver:
     def _rebuild(self, era: Era, recovered: Recovered) -> None:
         era.store = recovered.store
         recovered.store.attach(era.server)
-        era.server.store = recovered.store
+        era.server.attach_store(recovered.store)
         self._set_config_node(recovered.tree)
         era.server.replace_state(recovered.tree, recovered.sessions)
         recovered.store.commit.start(self._learner_durable)
@@ -1037,6 +1030,14 @@ class QuorumDriver:
 
     # ------------------------------------------------------------------------------------------
     # figures
+
+    def proposal_sizes(self) -> tuple[int, int, int]:
+        """(last, min, max) bytes of this leader's proposals (-1 before the first)."""
+        era = self.era
+        qc = era.leader_commit if era is not None else None
+        if qc is None:
+            return -1, -1, -1
+        return qc.last_proposal_bytes, qc.min_proposal_bytes, qc.max_proposal_bytes
 
     def quorum_metrics(self) -> list[tuple[str, object]]:
         era = self.era

@@ -242,8 +242,8 @@ class QuorumPeer:
         my_id = config.server_id
         me = next(s for s in config.servers if s.server_id == my_id)
         self.disk = FileDisk(config)
-        # client listeners, AdminServer, metrics: their `server` follows the era's
-        self.holders: Callable[[], list[Any]] = lambda: []
+        # client listeners, AdminServer, metrics (zkfast.server.main.ClientSide): they follow the era's server
+        self.client_side: Any = None
         self.stopped = asyncio.Event()
         settings = Settings(tick_ms=config.tick_time_ms, init_limit=config.init_limit_ticks or 10,
                             sync_limit=config.sync_limit_ticks or 5, reconfig_enabled=config.reconfig_enabled,
@@ -263,11 +263,8 @@ class QuorumPeer:
         return self.driver.era
 
     def _on_era(self, server: ZooKeeperServer) -> None:
-        holders = self.holders()
-        for holder in holders:
-            holder.server = server
-        server.listener = next((h for h in holders if hasattr(h, "tls") and not h.tls), None)
-        server.secure_listener = next((h for h in holders if getattr(h, "tls", None)), None)
+        if self.client_side is not None:  # none yet for the first era: it opens on that one
+            self.client_side.use_server(server)
 
     def _on_election_message(self, sid: int, payload: bytes) -> None:
         self.driver.on_notification(sid, payload)
@@ -297,8 +294,10 @@ class QuorumPeer:
                 t.cancel()
             era = self.driver.era
             self.driver.stop()
-            if era is not None and isinstance(era.store, Store):
-                await era.store.wait_snapshot()
+            if era is not None:
+                store = era.store
+                assert isinstance(store, Store), "FileDisk's eras keep their files in a Store"
+                await store.wait_snapshot()
             await self.election.close()
         return 0 if self.driver.failed is None else 1
 

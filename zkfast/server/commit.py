@@ -24,6 +24,12 @@ class CommitStage(Protocol):
 
     def close(self) -> None: ...
 
+    def rewind(self, zxid: int) -> None:
+        """After a failure: txns after zxid were never made final; their zxids are free again."""
+
+    def metrics(self) -> list[tuple[str, object]]:
+        """What this stage adds to mntr."""
+
 
 class ImmediateCommit:
     """Every txn is final when its batch ends (no log): for tests and `forceSync`-free setups."""
@@ -49,3 +55,9 @@ class ImmediateCommit:
 
     def close(self) -> None:
         self._on_commit = None
+
+    def rewind(self, zxid: int) -> None:
+        self._last_zxid = zxid
+
+    def metrics(self) -> list[tuple[str, object]]:
+        return []

@@ -17,7 +17,9 @@ from zkfast.net.admin import start_admin_server
 from zkfast.net.listener import ClientListener
 from zkfast.net.metrics import start_metrics_server
 from zkfast.net.throttle import ConnectionThrottle
+from zkfast.server import roles
 from zkfast.server.containers import run_container_manager
+from zkfast.server.roles import Role
 from zkfast.server.sasl import SaslConfigError, build_sasl_server
 from zkfast.server.zkserver import ZooKeeperServer
 from zkfast.storage.recovery import RecoveryError
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("zkfast")
 
 
-def build_server(config: ServerConfig, commit: Any = None) -> ZooKeeperServer:
+def build_server(config: ServerConfig, commit: Any = None, role: Role = roles.LOOKING) -> ZooKeeperServer:
     auth_schemes = []
     for cls in config.auth_providers.values():
         if cls.endswith("SASLAuthenticationProvider"):
@@ -51,10 +53,10 @@ def build_server(config: ServerConfig, commit: Any = None) -> ZooKeeperServer:
         global_outstanding_limit=config.global_outstanding_limit,
         auth_schemes=tuple(auth_schemes),
         commit=commit,
+        role=role,
+        config=config,
     )
-    server.config = config
-    server.sasl = build_sasl_server(config.system_properties, server.auth)  # SaslConfigError: no start
-    server.enforcer = server.sasl.enforcer if server.sasl.enforcer.enabled else None
+    server.attach_sasl(build_sasl_server(config.system_properties, server.auth))  # SaslConfigError: no start
     sasl_provider = server.auth.get("sasl")
     if sasl_provider is not None:
         sasl_provider.let_any_sasl_user = config.property("zookeeper.letAnySaslUserDoX")
@@ -83,9 +85,12 @@ class ClientSide:
         self.admin: Any = None
         self.metrics: Any = None
 
-    def holders(self) -> list[Any]:
-        """Everything that points at the server: an ensemble member swaps it at each role."""
-        return [h for h in (self.listener, self.secure, self.admin, self.metrics) if h is not None]
+    def use_server(self, server: ZooKeeperServer) -> None:
+        """An ensemble member's next era: clients and operators reach its server from now on."""
+        for holder in (self.listener, self.secure, self.admin, self.metrics):
+            if holder is not None:
+                holder.use_server(server)
+        server.attach_listeners(self.listener, self.secure)
 
     async def close(self) -> None:
         if self.admin is not None:
@@ -135,7 +140,6 @@ async def open_client_side(server: ZooKeeperServer, config: ServerConfig) -> tup
         await side.close()
         return side, 1
     side.listener = listener
-    server.listener = listener
     if config.secure_client_port:
         from zkfast.net.tls import TlsConfigError, server_context
 
@@ -156,7 +160,7 @@ async def open_client_side(server: ZooKeeperServer, config: ServerConfig) -> tup
             await side.close()
             return side, 1
         side.secure = secure
-    server.secure_listener = side.secure
+    server.attach_listeners(side.listener, side.secure)
     return side, 0
 
 
@@ -205,8 +209,8 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None,
         return 2
     server.install(recovered.tree, recovered.sessions)
     store.attach(server)
-    server.store = store
-    server.serving = True
+    server.attach_store(store)
+    server.take_role(roles.STANDALONE)
     side, code = await open_client_side(server, config)
     if code:
         store.close()
@@ -228,7 +232,7 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None,
         await stop.wait()
     finally:
         log.info("shutting down")
-        server.serving = False
+        server.stop_serving()
         for t in tasks:
             t.cancel()
         await side.close()
@@ -256,7 +260,7 @@ async def run_quorum(config: ServerConfig, stop: asyncio.Event) -> int:
     if code:
         peer.close_era()
         return code
-    peer.holders = side.holders
+    peer.client_side = side
     _freeze_heap()
     purge = None
     if config.autopurge_purge_interval_hours > 0:

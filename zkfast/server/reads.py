@@ -428,7 +428,7 @@ def handle_auth(server: ZooKeeperServer, conn: ClientConnection, xid: int, body:
 
 
 def handle_sasl(server: ZooKeeperServer, conn: ClientConnection, xid: int, body: bytes) -> None:
-    sasl = getattr(server, "sasl", None)
+    sasl = server.sasl
     if sasl is not None:
         sasl.handle(server, conn, xid, body)
         return

@@ -22,13 +22,17 @@ from zkfast._jute import (
     encode_connect_response,
 )
 from zkfast._pipeline import THIS_SERVER, PipelineCore, Prep, Request, now_ms
-from zkfast.server import reads
+from zkfast.server import reads, roles
 from zkfast.server.auth import AuthRegistry
 from zkfast.server.commit import CommitStage, ImmediateCommit
+from zkfast.server.roles import Role
 from zkfast.server.session import SessionTracker, session_password
 
 if TYPE_CHECKING:
     from zkfast.net.connection import ClientConnection
+    from zkfast.net.listener import ClientListener
+    from zkfast.server.sasl import AuthEnforcer, SaslServer
+    from zkfast.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -66,42 +70,78 @@ class ZooKeeperServer(PipelineCore):
                  reconfig_enabled: bool = False, close_session_txn: bool = True,
                  super_digest: str | None = None, digest_enabled: bool = True,
                  global_outstanding_limit: int = 1000, auth_schemes: tuple[str, ...] = (),
-                 commit: CommitStage | None = None, read_only: bool = False) -> None:
-        PipelineCore.__init__(self)
+                 commit: CommitStage | None = None, role: Role = roles.STANDALONE, config: Any = None,
+                 clock_ms: Callable[[], int] | None = None, wall_ms: Callable[[], int] | None = None) -> None:
+        """clock_ms/wall_ms: the session tracker's monotonic and wall clocks (a simulator's)."""
+        PipelineCore.__init__(self, commit if commit is not None else ImmediateCommit())
         self.tick_time_ms = tick_time_ms
         self.min_session_timeout_ms = min_session_timeout_ms
         self.max_session_timeout_ms = max_session_timeout_ms
         self.server_id = server_id
-        self.read_only = read_only
+        self.config = config  # the ServerConfig it runs on, for the operator's commands (None in tests)
         self.global_outstanding_limit = global_outstanding_limit
         self.auth = AuthRegistry.create(super_digest=super_digest, digest_enabled=digest_enabled,
                                         extra_schemes=auth_schemes, skip_acl=skip_acl)
         self.tree = DataTree(extended_types=extended_types, skip_acl=skip_acl,
                              acl_checker=self._watcher_acl_check)
         # Apache's standalone session tracker uses id 1 (createSessionTrackerServerId)
-        self.sessions = SessionTracker(tick_time_ms, server_id if server_id else 1)
+        self.sessions = SessionTracker(tick_time_ms, server_id if server_id else 1, clock_ms=clock_ms,
+                                       wall_ms=wall_ms)
         self.prep = Prep(self.tree, self.sessions, self.auth,
                          extended_types=extended_types, reconfig_enabled=reconfig_enabled,
                          close_session_txn=close_session_txn)
-        self.commit: CommitStage = commit if commit is not None else ImmediateCommit()
         self.connections: set[ClientConnection] = set()
         self.stats = ServerStats()
-        self.serving = False
         self.auth_failed_count = 0
-        self.store: Any = None
-        self.listener: Any = None
-        self.secure_listener: Any = None
-        self.config: Any = None
-        self.sasl: Any = None  # zkfast.server.sasl.SaslServer (build_server sets it)
-        self.enforcer: Any = None  # its AuthEnforcer when enforcement is on, else None
-        self.mode = "standalone"
-        self.quorum: Any = None  # the QuorumPeer of an ensemble member
-        # a learner's: asks the leader whether a reconnecting client's session is valid, and makes
-        # this server its owner there (Apache's Learner.validateSession); finish_session_init answers
-        self.revalidate: Callable[[ClientConnection, int, int], None] | None = None
-        self.set_read_only(read_only)
+        self.store: Store | None = None                     # its txn log and snapshots (attach_store)
+        self.listener: ClientListener | None = None         # the client port's (attach_listeners)
+        self.secure_listener: ClientListener | None = None  # secureClientPort's, if any
+        self.sasl: SaslServer | None = None                 # (attach_sasl)
+        self.enforcer: AuthEnforcer | None = None           # when enforcement is on
+        self.role = role
+        self.take_role(role)
         self.trace_mask = 0b100110010  # Apache's default text trace level (306)
         self.commit.start(self.on_commit)
+
+    # -- what it is given once built
+
+    def attach_sasl(self, sasl: SaslServer) -> None:
+        self.sasl = sasl
+        self.enforcer = sasl.enforcer if sasl.enforcer.enabled else None
+
+    def attach_store(self, store: Store) -> None:
+        self.store = store
+
+    def attach_listeners(self, plain: ClientListener | None, secure: ClientListener | None) -> None:
+        self.listener = plain
+        self.secure_listener = secure
+
+    def set_trace_mask(self, mask: int) -> None:
+        self.trace_mask = mask
+
+    # -- its role
+
+    def take_role(self, role: Role) -> None:
+        """Play `role` from now on (zkfast.server.roles): at start-up and at each role change."""
+        PipelineCore.take_role(self, role)
+        self.role = role
+        if role.forward is not None:
+            self.sessions.track_touches()  # a learner reports its clients' sessions in each PING
+
+    def stop_serving(self) -> None:
+        self.take_role(roles.stopped(self.role))
+
+    @property
+    def mode(self) -> str:
+        return self.role.mode
+
+    @property
+    def serving(self) -> bool:
+        return self.role.serving
+
+    @property
+    def read_only(self) -> bool:
+        return self.role.read_only
 
     # -- zxids
 
@@ -184,8 +224,8 @@ class ZooKeeperServer(PipelineCore):
         conn.core.session_id = session_id
         if passwd != session_password(session_id):
             valid = False
-        elif self.revalidate is not None:
-            self.revalidate(conn, session_id, timeout_ms)  # the leader's answer finishes it
+        elif self.role.revalidate is not None:
+            self.role.revalidate(conn, session_id, timeout_ms)  # the leader's answer finishes it
             return
         else:
             # Apache's LeaderZooKeeperServer.revalidateSession: a client back on the leader is its own
@@ -200,13 +240,6 @@ class ZooKeeperServer(PipelineCore):
         conn.core.packets_sent += 1
         conn.close_after_flush()
         self.mark_dirty(conn)
-
-    def set_read_only(self, read_only: bool) -> None:
-        """An ensemble member cut off from its quorum serves reads to clients that allow it
-        (readonlymode.enabled); writes get NOTREADONLY."""
-        self.read_only = read_only
-        self.write_refusal = Code.NOTREADONLY if read_only else None
-        self.mode = "read-only" if read_only else self.mode
 
     def finish_session_init(self, conn: ClientConnection, valid: bool) -> None:
         core = conn.core
@@ -243,9 +276,7 @@ class ZooKeeperServer(PipelineCore):
                       "SYSTEMERROR", len(failed), first_zxid, exc)
         self.prep.reset()
         self.last_zxid = self.tree.last_processed_zxid
-        rewind = getattr(self.commit, "rewind", None)
-        if rewind is not None:
-            rewind(self.last_zxid)
+        self.commit.rewind(self.last_zxid)
         for req in failed:
             self._fail_request(req)
         if self.paused:
@@ -354,26 +385,23 @@ class ZooKeeperServer(PipelineCore):
 
     def extra_metrics(self) -> list[tuple[str, object]]:
         """Figures the commit stage (log, quorum) adds to mntr."""
-        extra = getattr(self.commit, "metrics", None)
-        return list(extra()) if extra is not None else []
+        return list(self.commit.metrics())
 
     def quorum_values(self) -> list[tuple[str, object]]:
         """A leader's mntr lines about its learners and proposals (Apache's LeaderZooKeeperServer)."""
-        if self.quorum is None:
+        figures = self.role.figures
+        if figures is None:
             return []
-        values = self.quorum.quorum_metrics()
-        sizes = self.proposal_sizes()
-        if values and sizes is not None:
-            values += [("last_proposal_size", sizes[0]), ("max_proposal_size", sizes[2]),
-                       ("min_proposal_size", sizes[1])]
+        values = figures.quorum_metrics()
+        if values:
+            last, low, high = figures.proposal_sizes()
+            values += [("last_proposal_size", last), ("max_proposal_size", high), ("min_proposal_size", low)]
         return values
 
     def proposal_sizes(self) -> tuple[int, int, int] | None:
         """(last, min, max) bytes of the leader's proposals, None unless this server leads."""
-        commit = self.commit
-        if not hasattr(commit, "last_proposal_bytes"):
-            return None
-        return commit.last_proposal_bytes, commit.min_proposal_bytes, commit.max_proposal_bytes
+        figures = self.role.figures
+        return None if figures is None else figures.proposal_sizes()
 
     def outstanding(self) -> int:
         return len(self.in_flight)
