@@ -14,25 +14,17 @@ from libc.string cimport memcpy, memcmp, memchr, memset
 
 from zkfast._jute cimport (Stat, Txn, WriteBuffer, Cursor, cursor_init, rd_i32, rd_i64, rd_bool,
                            rd_bytes, wb_i32, wb_i64, wb_bytes)
-from zkfast._jute import encode_acl_list, OP_CREATE, OP_CREATE2, OP_CREATE_CONTAINER, \
-    OP_CREATE_TTL, OP_DELETE, OP_DELETE_CONTAINER, OP_SET_DATA, OP_RECONFIG, OP_SET_ACL, \
-    OP_CHECK, OP_ERROR, OP_MULTI, OP_CREATE_SESSION, OP_CLOSE_SESSION
+from zkfast._jute cimport (Code, EventType, Perm, OP_CREATE, OP_CREATE2, OP_CREATE_CONTAINER, OP_CREATE_TTL,
+                           OP_DELETE, OP_DELETE_CONTAINER, OP_SET_DATA, OP_RECONFIG, OP_SET_ACL, OP_CHECK,
+                           OP_ERROR, OP_MULTI, OP_CREATE_SESSION, OP_CLOSE_SESSION, OP_EXISTS, OP_GET_DATA,
+                           OP_GET_CHILDREN, OP_GET_CHILDREN2)
+from zkfast._jute import encode_acl_list
 
 cdef enum:
-    OK = 0
-    RUNTIMEINCONSISTENCY = -2
-    NONODE = -101
-    NODEEXISTS = -110
-    EV_CREATED = 1
-    EV_DELETED = 2
-    EV_DATA_CHANGED = 3
-    EV_CHILDREN_CHANGED = 4
-    STATE_SYNC_CONNECTED = 3
+    STATE_SYNC_CONNECTED = 3  # Apache's Watcher.Event.KeeperState.SyncConnected
     M_STANDARD = 0
     M_PERSISTENT = 1
     M_RECURSIVE = 2
-    PERM_READ = 1
-    PERM_ALL = 31
     MIN_SLOTS = 64
     # ephemeral kinds of an owner value (Apache's EphemeralType)
     KIND_VOID = 0
@@ -45,16 +37,10 @@ cdef uint64_t TTL_RESERVED_MASK = 0x00ffff0000000000
 cdef uint64_t TTL_VALUE_MASK = 0x000000ffffffffff
 
 
-# event types (Apache's zookeeper-server/src/main/java/org/apache/zookeeper/Watcher.java)
-EVENT_NODE_CREATED = 1
-EVENT_NODE_DELETED = 2
-EVENT_NODE_DATA_CHANGED = 3
-EVENT_NODE_CHILDREN_CHANGED = 4
-
-# watcher modes
-MODE_STANDARD = 0
-MODE_PERSISTENT = 1
-MODE_PERSISTENT_RECURSIVE = 2
+# watcher modes, for zkfast.server.reads
+MODE_STANDARD = M_STANDARD
+MODE_PERSISTENT = M_PERSISTENT
+MODE_PERSISTENT_RECURSIVE = M_RECURSIVE
 
 
 CONTAINER_EPHEMERAL_OWNER = -0x8000000000000000
@@ -482,7 +468,7 @@ cdef class DataTree:
                 if scheme == "world" and ident == "anyone":
                     world |= perms
             if len(acl) == 0:
-                world = PERM_ALL  # an empty ACL list allows everything
+                world = Perm.ALL  # an empty ACL list allows everything
             self.acl_world[i] = world
             self.acl_refs[i] = 0
             self.acl_index[key] = i
@@ -521,11 +507,11 @@ cdef class DataTree:
 
     cdef int check_read(self, Node* node, Watcher w) except -1:
         # 1: allowed, 0: not; the world:anyone and super cases never leave C
-        if self.skip_acl or (self.acl_world[node.acl] & PERM_READ) or w.is_super:
+        if self.skip_acl or (self.acl_world[node.acl] & Perm.READ) or w.is_super:
             return 1
         if self.acl_checker is None:
             return 0
-        return 1 if self.acl_checker(self.acl_lists[node.acl], PERM_READ, w) else 0
+        return 1 if self.acl_checker(self.acl_lists[node.acl], Perm.READ, w) else 0
 
     # ------------------------------------------------------------------------------------------
     # watches (Apache's WatchManager + WatcherModeManager, one mode per watcher and path)
@@ -623,7 +609,7 @@ cdef class DataTree:
                 if d is not None:
                     for w, mode in list(d.items()):
                         if mode == M_RECURSIVE:
-                            if event_type != EV_CHILDREN_CHANGED:
+                            if event_type != EventType.NODE_CHILDREN_CHANGED:
                                 if watchers is None:
                                     watchers = set()
                                 watchers.add(w)
@@ -653,11 +639,11 @@ cdef class DataTree:
         return watchers
 
     cdef bint watcher_may_read(self, int32_t acl, Watcher w) except -1:
-        if self.skip_acl or (self.acl_world[acl] & PERM_READ) or w.is_super:
+        if self.skip_acl or (self.acl_world[acl] & Perm.READ) or w.is_super:
             return True
         if self.acl_checker is None:
             return False
-        return bool(self.acl_checker(self.acl_lists[acl], PERM_READ, w))
+        return bool(self.acl_checker(self.acl_lists[acl], Perm.READ, w))
 
     def take_dirty(self):
         """Watchers with queued events since the last call."""
@@ -686,9 +672,9 @@ cdef class DataTree:
         cdef int kind
         cdef int32_t acl_idx
         if parent is NULL:
-            return NONODE
+            return Code.NONODE
         if self.lookup_bytes(path) is not NULL:
-            return NODEEXISTS
+            return Code.NODEEXISTS
         if parent_cversion == -1:
             parent_cversion = parent.cversion + 1
         # replay of a create that the fuzzy snapshot already holds must not move cversion back
@@ -718,10 +704,10 @@ cdef class DataTree:
                 self.ephemerals_max[owner] = len(paths)
         if out is not NULL:
             self.copy_stat(node, out)
-        self.trigger(self.data_watches, path, EV_CREATED, acl_idx, None)
-        self.trigger(self.child_watches, parent_path if cut > 0 else b"/", EV_CHILDREN_CHANGED,
+        self.trigger(self.data_watches, path, EventType.NODE_CREATED, acl_idx, None)
+        self.trigger(self.child_watches, parent_path if cut > 0 else b"/", EventType.NODE_CHILDREN_CHANGED,
                      parent.acl, None)
-        return OK
+        return Code.OK
 
     cdef int note_loaded_owner(self, bytes path, int64_t owner) except -1:
         cdef int kind = owner_kind(owner, self.extended_types)
@@ -748,12 +734,12 @@ cdef class DataTree:
         cdef int64_t owner
         cdef int kind
         if parent is NULL:
-            return NONODE
+            return Code.NONODE
         if zxid > parent.pzxid:
             parent.pzxid = zxid
         node = self.lookup_bytes(path)
         if node is NULL or node is self.root:
-            return NONODE
+            return Code.NONODE
         if node.first_child is not NULL:
             # Apache's deleteNode does not look at children (prep refuses NOTEMPTY); keep the tree
             # whole if a replayed txn tries it anyway
@@ -771,39 +757,39 @@ cdef class DataTree:
             paths = self.ephemerals.get(owner)
             if paths is not None:
                 paths.pop(path, None)
-        processed = self.trigger(self.data_watches, path, EV_DELETED, acl, None)
-        self.trigger(self.child_watches, path, EV_DELETED, acl, processed)
-        self.trigger(self.child_watches, parent_path if cut > 0 else b"/", EV_CHILDREN_CHANGED,
+        processed = self.trigger(self.data_watches, path, EventType.NODE_DELETED, acl, None)
+        self.trigger(self.child_watches, path, EventType.NODE_DELETED, acl, processed)
+        self.trigger(self.child_watches, parent_path if cut > 0 else b"/", EventType.NODE_CHILDREN_CHANGED,
                      parent_acl, None)
         self.acl_unref(acl)
-        return OK
+        return Code.OK
 
     cdef int set_data(self, bytes path, object data, int32_t version, int64_t zxid, int64_t time,
                       Stat* out) except -2:
         cdef Node* node = self.lookup_bytes(path)
         if node is NULL:
-            return NONODE
+            return Code.NONODE
         self.set_node_data(node, data)
         node.mtime = time
         node.mzxid = zxid
         node.version = version
         if out is not NULL:
             self.copy_stat(node, out)
-        self.trigger(self.data_watches, path, EV_DATA_CHANGED, node.acl, None)
-        return OK
+        self.trigger(self.data_watches, path, EventType.NODE_DATA_CHANGED, node.acl, None)
+        return Code.OK
 
     cdef int set_acl(self, bytes path, list acl, int32_t version, Stat* out) except -2:
         cdef Node* node = self.lookup_bytes(path)
         cdef int32_t old
         if node is NULL:
-            return NONODE
+            return Code.NONODE
         old = node.acl
         node.acl = self.acl_ref(acl)
         self.acl_unref(old)
         node.aversion = version
         if out is not NULL:
             self.copy_stat(node, out)
-        return OK
+        return Code.OK
 
     cdef int set_cversion_pzxid(self, bytes path, int32_t cversion, int64_t zxid) except -2:
         cdef Node* node
@@ -811,13 +797,13 @@ cdef class DataTree:
             path = path[:len(path) - 1]
         node = self.lookup_bytes(path)
         if node is NULL:
-            return NONODE
+            return Code.NONODE
         if cversion == -1:
             cversion = node.cversion + 1
         if cversion > node.cversion:
             node.cversion = cversion
             node.pzxid = zxid
-        return OK
+        return Code.OK
 
     def kill_session(self, int64_t session_id, int64_t zxid, paths):
         """closeSession: delete the txn's paths, then any ephemeral of the session left over."""
@@ -844,7 +830,7 @@ cdef class DataTree:
 
     cdef int apply_one(self, Txn t, bint is_sub) except -1:
         cdef int32_t typ = t.type
-        cdef int err = OK
+        cdef int err = Code.OK
         cdef int64_t owner
         cdef Txn sub
         cdef bint failed, post_failed
@@ -862,15 +848,15 @@ cdef class DataTree:
                 owner = <int64_t>0x8000000000000000
             err = self.create_node(t.path, t.data, t.acl, owner, t.parent_cversion, t.zxid, t.time,
                                    &t.stat)
-            t.has_stat = err == OK
+            t.has_stat = err == Code.OK
         elif typ == OP_DELETE or typ == OP_DELETE_CONTAINER:
             err = self.delete_node(t.path, t.zxid)
         elif typ == OP_SET_DATA or typ == OP_RECONFIG:
             err = self.set_data(t.path, t.data, t.version, t.zxid, t.time, &t.stat)
-            t.has_stat = err == OK
+            t.has_stat = err == Code.OK
         elif typ == OP_SET_ACL:
             err = self.set_acl(t.path, t.acl, t.version, &t.stat)
-            t.has_stat = err == OK
+            t.has_stat = err == Code.OK
         elif typ == OP_CLOSE_SESSION:
             self.kill_session(t.session_id, t.zxid, t.paths)
         elif typ == OP_ERROR:
@@ -893,18 +879,18 @@ cdef class DataTree:
                 elif failed:
                     # a failed multi applies nothing: every op reports an error
                     sub.rc_type = OP_ERROR
-                    sub.rc_err = RUNTIMEINCONSISTENCY if post_failed else OK
+                    sub.rc_err = Code.RUNTIMEINCONSISTENCY if post_failed else Code.OK
                     sub.has_stat = False
                 else:
                     self.apply_one(sub, True)
-                if sub.rc_err != OK and err == OK:
+                if sub.rc_err != Code.OK and err == Code.OK:
                     err = sub.rc_err
         # createSession and check change nothing in the tree
-        if typ == OP_CREATE and err == NODEEXISTS:
+        if typ == OP_CREATE and err == Code.NODEEXISTS:
             # a replayed create whose node is already there still raises the parent's cversion
             cut = t.path.rfind(b"/")
-            if self.set_cversion_pzxid(t.path[:cut], t.parent_cversion, t.zxid) != OK:
-                err = NONODE
+            if self.set_cversion_pzxid(t.path[:cut], t.parent_cversion, t.zxid) != Code.OK:
+                err = Code.NONODE
         t.rc_err = err
         return 0
 
@@ -1048,7 +1034,7 @@ cdef class DataTree:
         watch = rd_bool(&c)
         if c.bad or plen < 0:
             return 0
-        if op == 3:  # exists: 3.8.0 checks no ACL, and registers the watch before the lookup
+        if op == OP_EXISTS:  # exists: 3.8.0 checks no ACL, and registers the watch before the lookup
             if memchr(path, 0, plen) is not NULL:
                 return 0
             if watch:
@@ -1056,41 +1042,41 @@ cdef class DataTree:
             node = self.lookup(<const char*>path, plen)
             start = out.begin_frame()
             if node is NULL:
-                out.put_reply_header(xid, self.last_processed_zxid, NONODE)
+                out.put_reply_header(xid, self.last_processed_zxid, Code.NONODE)
             else:
-                out.put_reply_header(xid, self.last_processed_zxid, OK)
+                out.put_reply_header(xid, self.last_processed_zxid, Code.OK)
                 self.copy_stat(node, &s)
                 out.put_stat(&s)
             out.end_frame(start)
             return 1
         node = self.lookup(<const char*>path, plen)
         if node is NULL:
-            out.reply(xid, self.last_processed_zxid, NONODE)
+            out.reply(xid, self.last_processed_zxid, Code.NONODE)
             return 1
-        if not (acl_checked or self.skip_acl or (self.acl_world[node.acl] & PERM_READ) or w.is_super):
+        if not (acl_checked or self.skip_acl or (self.acl_world[node.acl] & Perm.READ) or w.is_super):
             return 0
-        if op == 4:
+        if op == OP_GET_DATA:
             if watch:
                 self.add_watch(self.data_watches, PyBytes_FromStringAndSize(<const char*>path, plen), w, M_STANDARD)
             start = out.begin_frame()
-            out.put_reply_header(xid, self.last_processed_zxid, OK)
+            out.put_reply_header(xid, self.last_processed_zxid, Code.OK)
             wb_bytes(out, node.data, node.data_len)
             self.copy_stat(node, &s)
             out.put_stat(&s)
             out.end_frame(start)
             return 1
-        if op == 8 or op == 12:
+        if op == OP_GET_CHILDREN or op == OP_GET_CHILDREN2:
             if watch:
                 self.add_watch(self.child_watches, PyBytes_FromStringAndSize(<const char*>path, plen), w, M_STANDARD)
             start = out.begin_frame()
-            out.put_reply_header(xid, self.last_processed_zxid, OK)
+            out.put_reply_header(xid, self.last_processed_zxid, Code.OK)
             wb_i32(out, node.num_children)
             ordered = ordered_children(node)
             for i in range(node.num_children):
                 child = ordered[i]
                 wb_bytes(out, child.path + child.name_off, <int32_t>(child.path_len - child.name_off))
             free(ordered)
-            if op == 12:
+            if op == OP_GET_CHILDREN2:
                 self.copy_stat(node, &s)
                 out.put_stat(&s)
             out.end_frame(start)

@@ -1040,22 +1040,41 @@ cdef class PipelineCore:
                 break
             in_flight.popleft()
             self.in_flight_bytes -= held_bytes(req)
-            conn = req.conn
-            if conn is not None and conn.queue and conn.queue[0] is not req:
-                self.answer_reads_ahead(conn, req)
-            self.apply(req.type, req.txn)
-            self.finish(req)
+            self.make_final(req.txn, req)
         self.resume_if_below_half()
         self.flush_commit()  # writes prepared meanwhile (deferred behind reads just answered)
         if self.tree.dirty_watchers or self.dirty_conns:
             self.flush_output()
 
-    cpdef apply(self, int32_t op, Txn txn):
-        """Apply one final txn (Apache's ZooKeeperServer.processTxn)."""
-        if op == OP_CLOSE_SESSION:
+    cpdef make_final(self, Txn txn, Request req):
+        """One txn is final, whichever role made it so (this server's commit stage, or a leader's
+        COMMIT that a learner follows): apply it and answer req, the request it came from if that
+        came through this server (else None). The one apply path of every role."""
+        conn = req.conn if req is not None else None
+        if conn is not None and conn.queue and conn.queue[0] is not req:
+            self.answer_reads_ahead(conn, req)  # before the txn: they must not see it
+        self.apply(txn)
+        if req is not None:
+            self.finish(req)
+        elif txn.type == OP_CLOSE_SESSION:
+            self.close_session_connection(txn.session_id)
+
+    cpdef apply(self, Txn txn):
+        """Apply one final txn (Apache's ZooKeeperServer.processTxn): every server commits a
+        createSession's session to its tracker there, the leader's refreshing what it tracked."""
+        if txn.type == OP_CLOSE_SESSION:
             self.sessions.remove(txn.session_id)
+        elif txn.type == OP_CREATE_SESSION:
+            self.sessions.track(txn.session_id, txn.timeout)
         self.tree.apply(txn)
         self.prep.applied(txn.zxid)
+
+    cdef close_session_connection(self, int64_t session_id):
+        """A session closed elsewhere (expired by the leader, closed through another server): its
+        connection here, if any, goes once its output is out."""
+        other = self.by_session.get(session_id)
+        if other is not None:
+            other.close_after_flush()
 
     cpdef finish(self, Request req):
         """Answer a request whose txn was applied (Apache's FinalRequestProcessor)."""
@@ -1064,9 +1083,7 @@ cdef class PipelineCore:
         cdef ConnCore core
         if conn is None:
             if req.type == OP_CLOSE_SESSION:
-                other = self.by_session.get(txn.session_id)
-                if other is not None:
-                    other.close_after_flush()
+                self.close_session_connection(txn.session_id)
             return
         core = conn.core
         if conn.closed:

@@ -666,9 +666,9 @@ class SimServer(ZooKeeperServer):
                          wall_ms=lambda: WALL_START_MS + host.now)
         self.proc = proc
 
-    def apply(self, op: int, txn: Txn) -> None:
+    def apply(self, txn: Txn) -> None:
         self.proc.host.applied(self.proc, self, txn)
-        super().apply(op, txn)
+        super().apply(txn)
 
 
 # ------------------------------------------------------------------------------------------------ a process

@@ -101,8 +101,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _x509_auth(self, transport: asyncio.BaseTransport) -> None:
         # a client certificate authenticates the connection (Apache's X509AuthenticationProvider)
+        from zkfast import javaorder
         from zkfast.net.tls import client_cert_id
-        from zkfast.server import javaorder
 
         dn = client_cert_id(transport.get_extra_info("ssl_object"))
         if dn is None:

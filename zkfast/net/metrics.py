@@ -329,10 +329,9 @@ class MetricsServer:
         if store is None:
             return
         store.snapshot_done_callbacks.append(self._snapshot_done)
-        writer = getattr(getattr(store, "commit", None), "writer", None)
-        if writer is not None and hasattr(writer, "on_batch"):
-            writer.on_batch = self.histograms.observe
-            self._writer = writer
+        writer = store.commit.writer
+        writer.on_batch = self.histograms.observe
+        self._writer = writer
 
     def _detach(self) -> None:
         store = self.server.store

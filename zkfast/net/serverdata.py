@@ -72,7 +72,7 @@ def live_connections(server: ZooKeeperServer) -> Iterator[ClientConnection]:
 
 def connections_info(server: ZooKeeperServer, brief: bool, secure: bool = False) -> Iterator[dict[str, Any]]:
     """The connections of the plain (or the secure) client port, as getAllConnectionInfo, lazily."""
-    secure_listener = getattr(server, "secure_listener", None)
+    secure_listener = server.secure_listener
     for conn in live_connections(server):
         on_secure = secure_listener is not None and conn.listener is secure_listener
         if on_secure == secure:
@@ -120,9 +120,10 @@ def client_response_stats(mntr: dict[str, Any]) -> dict[str, Any]:
 
 
 def fsync_threshold_exceed_count(server: ZooKeeperServer) -> int:
-    """Txn log syncs slower than fsync.warningthresholdms (the log thread counts them, if it does)."""
-    writer = getattr(server.commit, "writer", None)
-    return int(getattr(writer, "fsync_threshold_exceed_count", 0))
+    """Txn log syncs slower than fsync.warningthresholdms, in every role (a server without a txn
+    log has none)."""
+    store = server.store
+    return store.commit.writer.fsync_threshold_exceed_count if store is not None else 0
 
 
 def server_stats(server: ZooKeeperServer, mntr: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from zkfast._datatree import DataTree
-from zkfast._jute import OP_CLOSE_SESSION, OP_CREATE_SESSION, OP_RECONFIG, OP_SYNC, Txn, decode_txn
+from zkfast._jute import (
+    OP_CLOSE_SESSION,
+    OP_CREATE_SESSION,
+    OP_NAMES,
+    OP_RECONFIG,
+    OP_SYNC,
+    Code,
+    Txn,
+    ZkError,
+    decode_txn,
+)
 from zkfast._pipeline import Request, now_ms
 from zkfast.config import ConfigError, ServerSpec
 from zkfast.quorum.membership import BadReconfig, MalformedReconfig, Membership
@@ -43,7 +53,6 @@ from zkfast.quorum.wire import (
 )
 from zkfast.quorum.zab import COMMITTED_LOG_MAX, Actions
 from zkfast.server import roles
-from zkfast.server.codes import Code, ZkError
 from zkfast.server.zkserver import ZooKeeperServer
 
 log = logging.getLogger(__name__)
@@ -987,29 +996,18 @@ class QuorumDriver:
     def _apply_committed(self, era: Era, txn: Txn) -> None:
         server = era.server
         if txn.type in (OP_CREATE_SESSION, OP_CLOSE_SESSION):
-            log.debug("applying %s of session 0x%x at zxid 0x%x",
-                      "createSession" if txn.type == OP_CREATE_SESSION else "closeSession",
+            log.debug("applying %s of session 0x%x at zxid 0x%x", OP_NAMES[txn.type],
                       txn.session_id & 0xFFFFFFFFFFFFFFFF, txn.zxid)
         req = era.forwarded.pop((txn.session_id, txn.cxid), None)
-        if req is not None and req.conn.queue and req.conn.queue[0] is not req:
-            server.answer_reads_ahead(req.conn, req)  # before the txn: they must not see it
-        if txn.type == OP_CREATE_SESSION:
-            server.sessions.track(txn.session_id, txn.timeout)
-        server.apply(txn.type, txn)
+        if req is not None:
+            server.forwarded_done(req)
+            req.txn = txn
+        server.make_final(txn, req)
         if txn.type == OP_RECONFIG:
             try:
                 self._activate(Membership.parse(txn.data))
             except ConfigError as e:
                 log.error("reconfig 0x%x carries a config we cannot read: %s", txn.zxid, e)
-        if req is not None:
-            server.forwarded_done(req)
-            req.txn = txn
-            server.finish(req)
-        elif txn.type == OP_CLOSE_SESSION:
-            # the leader expired it (or it was closed through another server): drop its client here
-            other = server.by_session.get(txn.session_id)
-            if other is not None:
-                other.close_after_flush()
 
     def _finish_sync(self, era: Era) -> None:
         if not era.pending_syncs:

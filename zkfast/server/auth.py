@@ -16,9 +16,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from zkfast import javaorder
+from zkfast._jute import Code, Perm, ZkError
 from zkfast.limits import MAX_AUTH_IDS_PER_CONNECTION
-from zkfast.server import javaorder
-from zkfast.server.codes import Code, Perm, ZkError
 
 Acl = list[tuple[int, str, str]]
 AuthId = tuple[str, str]

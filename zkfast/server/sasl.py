@@ -45,10 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zkfast._jute import JuteError, decode_request
+from zkfast._jute import Code, JuteError, decode_request
 from zkfast.limits import MAX_AUTH_IDS_PER_CONNECTION
 from zkfast.server.auth import java_parse_int, java_split, joined_auth_ids
-from zkfast.server.codes import Code
 from zkfast.server.jaas import JAAS_CONF_KEY, JaasConfig, JaasError, default_jaas_spec, load_jaas
 
 if TYPE_CHECKING:

@@ -1,4 +1,5 @@
-"""Apache ZooKeeper's snapshot files (protocol.md §4.3), read for migration and written for export.
+"""Apache ZooKeeper's snapshot files (its FileSnap.java, SnapStream.java and SerializeUtils.java),
+read for migration and written for export.
 
 `snapshot.<hex zxid>` (plain, `.gz` or `.snappy`): FileHeader{ZKSN, 2, -1}, sessions, the ACL
 cache, node records in pre-order (root as ""), the path "/", then a seal: the Adler32 of every

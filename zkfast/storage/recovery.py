@@ -1,6 +1,7 @@
 """Start-up: the newest complete snapshot, then every logged txn after its start zxid.
 
-Replay is idempotent (txns carry absolute results, protocol.md §4.4). A torn tail is cut after the
+Replay is idempotent: txns carry absolute results (DataTree.java applies a txn's recorded outcome,
+which FileTxnSnapLog.java's replay over a fuzzy snapshot relies on). A torn tail is cut after the
 last whole entry and reported; a damaged entry with whole entries after it stops start-up, naming
 file and offset; a gap between the snapshot and the logs, or inside the logs, stops start-up too.
 """

@@ -1,4 +1,5 @@
-"""The txn log in Apache ZooKeeper's format (protocol.md §4.1): `version-2/log.<hex zxid>`.
+"""The txn log in Apache ZooKeeper's format (its FileTxnLog.java and Util.java):
+`version-2/log.<hex zxid>`.
 
 Writing is done by one thread with group commit: it takes every batch queued since its last flush,
 writes them with one `write`, fdatasyncs once, and hands the last durable zxid back to the event
