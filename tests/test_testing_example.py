@@ -1,9 +1,11 @@
-"""docs/testing.md's example project, run as a new user would run it: its files written to a temporary
-directory, then `pytest` there with the zkfast installed here (the plugin found through its `pytest11`
-entry point), once as the environment has it and once with no `java` on PATH.
+"""The documented example projects, run as a new user would run them: README's ("Testing with zkfast")
+and docs/testing.md's, their files written to a temporary directory, then `pytest` there with the
+zkfast installed here (the plugin found through its `pytest11` entry point), once as the environment
+has it and once with no `java` on PATH.
 
-The files are the documentation's own code blocks whose first line names a path (`# tests/...py`), so
-the documented example cannot drift from one that works.
+The files are the documents' own code blocks whose first line names a path (`# tests/...py`), so the
+documented examples cannot drift from ones that work. README's example is one file of docs/testing.md's
+project, word for word (checked here), so one run of that project runs both.
 """
 
 from __future__ import annotations
@@ -17,19 +19,38 @@ from pathlib import Path
 
 import pytest
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "testing.md"
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "testing.md"
+README = ROOT / "README.md"
+README_SECTION = "## Testing with zkfast"
 PROJECT_FILE = re.compile(r"```python\n# (?P<path>[\w/.-]+\.py)\n(?P<body>.*?)```", re.S)
 RUN_TIMEOUT_S = 120
 # the example's tests, as pytest names them: each must pass
 EXPECTED = {"test_lock", "test_a_lock_whose_holder_lost_its_session_is_free", "test_data_survives_a_leader_crash"}
 
 
+def project_files(text: str) -> dict[str, str]:
+    return {m["path"]: f"# {m['path']}\n{m['body']}" for m in PROJECT_FILE.finditer(text)}
+
+
 def example_files() -> dict[str, str]:
-    return {m["path"]: f"# {m['path']}\n{m['body']}" for m in PROJECT_FILE.finditer(DOC.read_text())}
+    """docs/testing.md's example project."""
+    return project_files(DOC.read_text())
+
+
+def readme_example_files() -> dict[str, str]:
+    """README's example project: the files in its section "Testing with zkfast"."""
+    text = README.read_text()
+    assert README_SECTION in text, f"README.md has no section {README_SECTION!r}"
+    section = text.split(README_SECTION, 1)[1].split("\n## ", 1)[0]
+    return project_files(section)
 
 
 def write_project(root: Path) -> None:
-    for rel, body in example_files().items():
+    files = example_files()
+    for rel, body in readme_example_files().items():
+        assert files.get(rel) == body, f"README's {rel} is not docs/testing.md's: the run would not test it"
+    for rel, body in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(body)
@@ -53,9 +74,13 @@ def passed_tests(output: str) -> set[str]:
     return set(re.findall(r"::(\w+) PASSED", output))
 
 
-def test_the_documented_project_has_its_files() -> None:
-    assert set(example_files()) == {"tests/conftest.py", "tests/test_lock.py"}
-    assert "def test_lock(zk_client):" in example_files()["tests/test_lock.py"]
+def test_the_documented_projects_have_their_files() -> None:
+    assert set(example_files()) == {"tests/conftest.py", "tests/test_lock.py", "tests/test_faults.py"}
+    readme = readme_example_files()
+    assert set(readme) == {"tests/test_lock.py"}
+    assert "def test_lock(zk_client):" in readme["tests/test_lock.py"]
+    # README's example is run as part of docs/testing.md's project: the very same file
+    assert readme["tests/test_lock.py"] == example_files()["tests/test_lock.py"]
 
 
 def without_java(path: str) -> str:
