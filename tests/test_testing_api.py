@@ -301,6 +301,18 @@ def test_partitions_cut_a_member_off_from_its_peers() -> None:
         assert old.mode == "follower"
 
 
+def test_apache_comes_from_zookeeper_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kind="apache" finds a release where kazoo's harness does: zookeeper_path=, else $ZOOKEEPER_PATH."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "zookeeper-3.8.0.jar").touch()
+    monkeypatch.setenv("ZOOKEEPER_PATH", str(tmp_path))
+    command = ZkServer(kind="apache").command()
+    assert command[0] == "java" and str(tmp_path / "lib" / "zookeeper-3.8.0.jar") in command[2]
+    assert apache_available() == (shutil.which("java") is not None)
+    monkeypatch.setenv("ZOOKEEPER_PATH", str(tmp_path / "nothing"))
+    assert not apache_available()
+
+
 def test_partitions_refuse_apache_members_clearly() -> None:
     cluster = ZkCluster(3, kind="apache")  # never started: the refusal comes first
     with pytest.raises(PartitionUnavailable, match="127.0.0.1"):

@@ -6,6 +6,7 @@ Both read the same zoo.cfg; Java system properties become `-Dkey=value` on eithe
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Mapping
@@ -21,6 +22,8 @@ DEBIAN_JARS = ("zookeeper.jar", "zookeeper-jute.jar", "slf4j-api.jar", "slf4j-si
                "netty-resolver.jar", "netty-transport.jar", "netty-transport-native-epoll.jar",
                "netty-transport-native-unix-common.jar")
 APACHE_MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+# where kazoo's own harness (and CI set-ups made for it) say an Apache ZooKeeper release is
+ZOOKEEPER_PATH_VARIABLE = "ZOOKEEPER_PATH"
 
 
 class Launcher(Protocol):
@@ -59,7 +62,8 @@ class ApacheLauncher:
     """Apache ZooKeeper's QuorumPeerMain on `java`, as zkServer.sh runs it (no extra JVM options).
 
     `zookeeper_path`: a release directory (its lib/*.jar and conf/ on the class path) or a directory
-    of jars laid out as Debian's; default: Debian's zookeeper package in /usr/share/java."""
+    of jars laid out as Debian's; default: `$ZOOKEEPER_PATH` (as kazoo's harness reads it) when set,
+    else Debian's zookeeper package in /usr/share/java."""
 
     zookeeper_path: Path | None = None
     kind: str = "apache"
@@ -89,6 +93,8 @@ def launcher_for(kind: str, *, python: str | None = None, zookeeper_path: Path |
     if kind == "zkfast":
         return ZkfastLauncher(python=python)
     if kind == "apache":
+        if zookeeper_path is None:
+            zookeeper_path = os.environ.get(ZOOKEEPER_PATH_VARIABLE) or None
         return ApacheLauncher(zookeeper_path=Path(zookeeper_path) if zookeeper_path is not None else None)
     raise ValueError(f"kind {kind!r}: one of {', '.join(KINDS)}")
 

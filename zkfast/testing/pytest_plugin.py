@@ -15,8 +15,8 @@ Options:
   --zk-tick-time=MS      the servers' tickTime (default 500: sessions of 1 s to 10 s)
   --zk-keep-data         keep the servers' directories (config, log, dataDir) after the run
   --zk-kind=KIND         zkfast (default) or apache: the same fixtures on Apache ZooKeeper 3.8
-  --zk-zookeeper-path=P  kind apache: an Apache ZooKeeper release directory (default: Debian's
-                         package in /usr/share/java)
+  --zk-zookeeper-path=P  kind apache: an Apache ZooKeeper release directory (default:
+                         $ZOOKEEPER_PATH, else Debian's package in /usr/share/java)
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="which server the fixtures start (default zkfast; apache needs java)")
     group.addoption("--zk-zookeeper-path", default=None, metavar="PATH",
                     help="with --zk-kind=apache: an Apache ZooKeeper release directory "
-                         "(default: Debian's zookeeper package)")
+                         "(default: $ZOOKEEPER_PATH, else Debian's zookeeper package)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
