@@ -247,7 +247,14 @@ def test_the_proxy_drops_connections_not_sessions(server: ZkServer) -> None:
 
 
 def test_a_cluster_serves_survives_its_leader_and_takes_members_back() -> None:
-    with ZkCluster(2, observers=1) as cluster:
+    cluster = ZkCluster(2, observers=1)
+    squatter = socket.socket()  # another process took member 2's election port after it was picked
+    squatter.bind(("127.0.0.3", cluster.peer_ports[2][1]))
+    squatter.listen()
+    taken = cluster.peer_ports[2]
+    with squatter, cluster:
+        assert cluster.peer_ports[2] != taken  # picked again, in every member's zoo.cfg
+        assert f"127.0.0.3:{cluster.peer_ports[2][0]}:{cluster.peer_ports[2][1]}" in cluster[1].cfg_path.read_text()
         assert sorted(m.host for m in cluster) == ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
         assert sorted(cluster.modes().values()) == ["follower", "leader", "observer"]
         assert cluster.observers == [cluster[3]]

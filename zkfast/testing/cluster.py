@@ -12,10 +12,13 @@ from zkfast.testing.partition import Endpoint, Partitions, PartitionUnavailable
 from zkfast.testing.ports import free_port
 from zkfast.testing.reaper import track
 from zkfast.testing.server import (
+    BIND_FAILURE,
     DEFAULT_TICK_TIME_MS,
     POLL_INTERVAL_S,
+    PORT_ATTEMPTS,
     START_TIMEOUT_S,
     STOP_TIMEOUT_S,
+    ServerExited,
     ZkServer,
 )
 
@@ -57,11 +60,12 @@ class ZkCluster(Started):
         self.start_timeout_s = start_timeout_s
         self.ids = list(range(1, n + observers + 1))
         self.observer_ids = frozenset(range(n + 1, n + observers + 1))
-        hosts = {i: f"127.0.0.{first_host + i - 1}" for i in self.ids}
+        self.hosts = hosts = {i: f"127.0.0.{first_host + i - 1}" for i in self.ids}
         # quorum and election ports, each member's on its own address
         self.peer_ports = {i: (free_port(hosts[i]), free_port(hosts[i])) for i in self.ids}
-        lines = {f"server.{i}": f"{hosts[i]}:{q}:{e}" + (":observer" if i in self.observer_ids else "")
-                 for i, (q, e) in self.peer_ports.items()}
+        # until the ensemble first serves, ports that another process took first are picked again
+        self._ports_fixed = False
+        lines = self._server_lines()
         self.members: dict[int, ZkServer] = {}
         for i in self.ids:
             member_config: dict[str, object] = {"initLimit": init_limit, "syncLimit": sync_limit, **lines}
@@ -77,6 +81,21 @@ class ZkCluster(Started):
                 keep_data=keep_data, start_timeout_s=start_timeout_s, stop_timeout_s=stop_timeout_s)
         self._partitions = Partitions()
         self._finalizer = track(self, self._partitions)
+
+    def _server_lines(self) -> dict[str, str]:
+        """zoo.cfg's `server.<id>` lines, every member's."""
+        return {f"server.{i}": f"{self.hosts[i]}:{q}:{e}" + (":observer" if i in self.observer_ids else "")
+                for i, (q, e) in self.peer_ports.items()}
+
+    def _pick_ports(self) -> None:
+        """New peer ports for every member (and client ports not given), in every member's zoo.cfg."""
+        # in place: whoever holds the mapping sees the new ports
+        self.peer_ports.update({i: (free_port(self.hosts[i]), free_port(self.hosts[i])) for i in self.ids})
+        lines = self._server_lines()
+        for m in self:
+            if not m._port_fixed:
+                m._pick_port()
+            m.config.update(lines)
 
     def make_member(self, server_id: int, **options: object) -> ZkServer:
         """Member `server_id` (a subclass may make it another ZkServer subclass)."""
@@ -136,31 +155,49 @@ class ZkCluster(Started):
 
     def start(self, timeout_s: float | None = None) -> Self:
         """Start every member not running, all at once (an ensemble member needs its peers to serve),
-        then wait_serving(). On a failure every member is killed."""
-        try:
-            for m in self:
-                m.start(wait=False)
-            self.wait_serving(timeout_s)
-        except BaseException:
-            for m in self:
-                m.kill()
-            raise
-        return self
+        then wait_serving(). On a failure every member is killed. Before the ensemble first served, a
+        member that could not bind a port (another process took it after it was picked) makes every
+        member start again on ports picked anew."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                for m in self:
+                    m.start(wait=False)
+                self.wait_serving(timeout_s)
+                self._ports_fixed = True
+                return self
+            except ServerExited:
+                self._kill_all()
+                if self._ports_fixed or attempt == PORT_ATTEMPTS or not any(
+                        BIND_FAILURE in m.log_text(True).lower() for m in self):
+                    raise
+                self._pick_ports()
+            except BaseException:
+                self._kill_all()
+                raise
+        raise AssertionError("unreachable")
+
+    def _kill_all(self) -> None:
+        for m in self:
+            m.kill()
 
     def wait_serving(self, timeout_s: float | None = None) -> ZkServer:
         """Wait until every running member (not paused) serves and one leads; the leader.
-        TimeoutError after `timeout_s` (default: the start time-out)."""
+        ServerExited if one of them exits, TimeoutError after `timeout_s` (default: the start time-out)."""
         timeout_s = self.start_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
-        for m in self:
-            if m.running and not m.paused:
-                m.wait_serving(max(0.0, deadline - time.monotonic()))
+        # every member at once: one that exits (ServerExited) is noticed while its peers wait for it
+        waiting = [m for m in self if m.running and not m.paused]
+        modes: dict[int, str | None] = {}
         while True:
-            modes = self.modes()
-            leader = self.leader
-            if leader is not None and all(mode in SERVING_MODES for mode in modes.values()):
-                return leader
+            waiting = [m for m in waiting if m.serving_mode() is None]
+            if not waiting:
+                modes = self.modes()
+                leader = self.leader
+                if leader is not None and all(mode in SERVING_MODES for mode in modes.values()):
+                    return leader
             if time.monotonic() >= deadline:
+                if waiting:
+                    raise waiting[0].not_serving(timeout_s)
                 raise TimeoutError(f"no serving ensemble within {timeout_s:g} s: {modes}")
             time.sleep(POLL_INTERVAL_S)
 

@@ -251,18 +251,29 @@ class ZkServer(Started):
         timeout_s = self.start_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
         while True:
-            proc = self.process
-            if proc is not None and proc.poll() is not None:
-                raise ServerExited(f"{self.kind} server on {self.connect_string} exited with {proc.returncode} "
-                                   f"before serving:\n{self.log_text(True)[-LOG_TAIL_BYTES:]}")
-            mode = self.mode
-            if mode is not None and self._answers_for_itself():
-                self._port_fixed = True
+            mode = self.serving_mode()
+            if mode is not None:
                 return mode
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"{self.kind} server on {self.connect_string} did not serve within "
-                                   f"{timeout_s:g} s:\n{self.log_text(True)[-LOG_TAIL_BYTES:]}")
+                raise self.not_serving(timeout_s)
             time.sleep(POLL_INTERVAL_S)
+
+    def serving_mode(self) -> str | None:
+        """One look: the Mode once this server serves, else None; ServerExited if its process has exited
+        (what wait_serving polls; a cluster polls its members with it)."""
+        proc = self.process
+        if proc is not None and proc.poll() is not None:
+            raise ServerExited(f"{self.kind} server on {self.connect_string} exited with {proc.returncode} "
+                               f"before serving:\n{self.log_text(True)[-LOG_TAIL_BYTES:]}")
+        mode = self.mode
+        if mode is not None and self._answers_for_itself():
+            self._port_fixed = True
+            return mode
+        return None
+
+    def not_serving(self, timeout_s: float) -> TimeoutError:
+        return TimeoutError(f"{self.kind} server on {self.connect_string} did not serve within "
+                            f"{timeout_s:g} s:\n{self.log_text(True)[-LOG_TAIL_BYTES:]}")
 
     def _answers_for_itself(self) -> bool:
         """Whether the server answering on our port is this one: its `conf` shows our dataDir (as
