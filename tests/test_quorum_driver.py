@@ -86,7 +86,8 @@ def logged_reconfig(sim: Sim, facts: dict[str, Any]) -> Iterator[Callable[[], bo
     yield lambda: (r := sim.replica(lid)) is not None and r.leader is None and not r.reloading
     proc = sim.nodes[lid].proc
     assert proc is not None
-    facts["kept"] = proc.driver.membership == before and proc.node_disk.membership is None
+    # on disk: nothing, or the membership the first leader established (ZOOKEEPER-1783's version)
+    facts["kept"] = proc.driver.membership == before and proc.node_disk.membership in (None, before.text())
     sim.crash(lid)
     sim.unpartition()
     w = yield from sim.write_at_new_leader(lid)

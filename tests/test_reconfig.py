@@ -9,6 +9,7 @@ import contextlib
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -205,3 +206,47 @@ def test_a_reconfig_without_a_synced_quorum_is_refused(ensemble: Ensemble) -> No
         other = next(i for i in e.ids if i not in (leader, follower))
         with pytest.raises(NewConfigNoQuorumError):
             admin.reconfig(joining=None, leaving=str(other), new_members=None)
+
+
+def _dynamic_file(member: Any) -> tuple[Path, bytes]:
+    """The dynamic config file member's zoo.cfg points at, and its content."""
+    text = member.cfg_path.read_text("latin-1")
+    pointer = [ln for ln in text.splitlines() if ln.startswith("dynamicConfigFile=")]
+    assert len(pointer) == 1, text
+    assert not any(ln.startswith("server.") for ln in text.splitlines()), text
+    path = Path(pointer[0].split("=", 1)[1])
+    return path, path.read_bytes()
+
+
+@pytest.mark.skipif(not apache_available(), reason="Apache ZooKeeper is not installed")
+def test_apache_starts_on_the_config_a_reconfig_left(ensemble: Ensemble) -> None:
+    """As Apache's QuorumPeer: once a membership is active (the first leader's, ZOOKEEPER-1783;
+    each reconfig's) zoo.cfg points at zoo.cfg.dynamic.<version>, zoo.cfg.bak keeps the file as
+    first written. Apache started on the files and dataDirs a zkfast reconfig left runs the new
+    membership (the way back from a migration)."""
+    e = ensemble
+    leader = e.wait_leader()
+    for i in e.ids:
+        member = e.members[i]
+        assert member.cfg_path.with_name("zoo.cfg.bak").read_text().count("server.") == 3
+        path, data = _dynamic_file(member)
+        assert re.fullmatch(r"zoo\.cfg\.dynamic\.[0-9a-f]+00000000", path.name), path.name
+        assert voters_of(data) == sorted(e.ids)
+    gone = next(i for i in e.ids if i != leader)
+    rest = [i for i in e.ids if i != gone]
+    with session(e.hosts(rest), superuser=True) as admin:
+        config, stat = admin.reconfig(joining=None, leaving=str(gone), new_members=None)
+    version = int(re.search(rb"^version=([0-9a-f]+)$", config, re.M).group(1), 16)
+    for i in rest:
+        path, data = _dynamic_file(e.members[i])
+        assert path.name == f"zoo.cfg.dynamic.{version:x}"
+        assert data == b"\n".join(ln for ln in config.split(b"\n") if ln.startswith(b"server."))
+    e.stop(gone)
+    for i in rest:
+        e.replace(i, "apache", config_on_disk=True)
+    e.start(rest)
+    e.wait_leader()
+    with session(e.hosts(rest)) as c:
+        c.sync("/zookeeper/config")
+        assert c.get("/zookeeper/config")[0] == config
+        c.create("/on-apache", b"a")

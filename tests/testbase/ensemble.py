@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from testbase.process import START_TIMEOUT_S, ApacheZkProcess, ServerProcess, ZkfastProcess
+from zkfast.config.properties import java_trim, parse_properties
 from zkfast.testing import ZkCluster, ZkServer
 
 KINDS: dict[str, type[ServerProcess]] = {"zkfast": ZkfastProcess, "apache": ApacheZkProcess}
@@ -76,12 +77,17 @@ class Ensemble:
         self.launch(i)
         self.members[i].wait_serving(timeout_s)
 
-    def replace(self, i: int, kind: str, fresh_data: bool = False) -> None:
+    def replace(self, i: int, kind: str, fresh_data: bool = False, config_on_disk: bool = False) -> None:
         """Stop member i (SIGTERM) and make it a server of `kind` with the same zoo.cfg, myid, ports
-        and, unless fresh_data, the same dataDir: a node-by-node migration. Not started."""
+        and, unless fresh_data, the same dataDir: a node-by-node migration. Not started. With
+        config_on_disk, zoo.cfg is the file as the old server left it (a reconfig rewrites it), not as
+        the ensemble first wrote it."""
         old = self.members[i]
         old.stop()
-        new = KINDS[kind](dict(old.cfg), host=old.host, port=old.port, jvm_flags=old.jvm_flags,
+        cfg = dict(old.cfg)
+        if config_on_disk:
+            cfg = {java_trim(e.key): java_trim(e.value) for e in parse_properties(old.cfg_path.read_text("latin-1"))}
+        new = KINDS[kind](cfg, host=old.host, port=old.port, jvm_flags=old.jvm_flags,
                           workdir=old.workdir, server_id=i, tick_time_ms=self.tick_ms)
         if fresh_data:
             shutil.rmtree(new.data_dir, ignore_errors=True)

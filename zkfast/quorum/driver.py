@@ -649,6 +649,7 @@ class QuorumDriver:
             # the first leader's epoch (its zxid 0)
             self.membership = dataclasses.replace(self.membership, version=make_zxid(epoch, 0))
             replica.election.config = self.membership.text()
+            self.disk.write_membership(self.membership.text())  # Apache's processReconfig at UPTODATE
         if found is None or found.version < self.membership.version:
             # a membership taken since the tree was loaded (from a peer's notification, or the one
             # above): /zookeeper/config shows it

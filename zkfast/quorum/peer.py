@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from zkfast._datatree import DataTree
-from zkfast.config import ServerConfig, ServerSpec
+from zkfast.config import EMBEDDED_SOURCE, ServerConfig, ServerSpec
+from zkfast.quorum.configfiles import back_up_static_config, write_config_files
 from zkfast.quorum.driver import Cancel, DiskError, Era, EraStore, QuorumDriver, Recovered, Settings
 from zkfast.quorum.membership import Membership
 from zkfast.quorum.transport import ElectionTransport, PacketConnection
@@ -59,6 +60,8 @@ class FileDisk:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
+        # where Apache's record of a membership change goes too (configfiles.py): the zoo.cfg we run on
+        self.config_file = Path(config.source).resolve() if config.source != EMBEDDED_SOURCE else None
 
     def new_tree(self) -> DataTree:
         return DataTree(extended_types=self.config.extended_types_enabled, skip_acl=self.config.skip_acl)
@@ -117,6 +120,25 @@ class FileDisk:
 
     def write_membership(self, text: bytes) -> None:
         write_atomically(self.config.data_dir, ACTIVE_MEMBERSHIP, text)
+        if self.config_file is not None:
+            m = Membership.parse(text)
+            try:
+                written = write_config_files(self.config_file, m, self.config.server_id)
+            except OSError as e:
+                # as Apache: logged, and the server goes on (dataDir/membership is what we start from)
+                log.error("cannot record the membership in %s's dynamic config file: %s", self.config_file, e)
+            else:
+                log.info("membership 0x%x written to %s; %s points at it", m.version, written.name,
+                         self.config_file.name)
+
+    def back_up_config(self) -> None:
+        """Before any reconfig rewrites zoo.cfg (Apache's backupOldConfig, at start-up)."""
+        config = self.config
+        if self.config_file is not None and config.reconfig_enabled and config.dynamic_config_file is None:
+            try:
+                back_up_static_config(self.config_file)
+            except OSError as e:
+                log.error("cannot back up %s: %s", self.config_file, e)
 
 
 class LoopScheduler:
@@ -242,6 +264,7 @@ class QuorumPeer:
         my_id = config.server_id
         me = next(s for s in config.servers if s.server_id == my_id)
         self.disk = FileDisk(config)
+        self.disk.back_up_config()
         # client listeners, AdminServer, metrics (zkfast.server.main.ClientSide): they follow the era's server
         self.client_side: Any = None
         self.stopped = asyncio.Event()
