@@ -20,6 +20,9 @@ from zkfast._jute cimport (Code, EventType, Perm, OP_CREATE, OP_CREATE2, OP_CREA
                            OP_GET_CHILDREN, OP_GET_CHILDREN2)
 from zkfast._jute import encode_acl_list
 
+import logging
+import re
+
 cdef enum:
     STATE_SYNC_CONNECTED = 3  # Apache's Watcher.Event.KeeperState.SyncConnected
     M_STANDARD = 0
@@ -47,6 +50,86 @@ CONTAINER_EPHEMERAL_OWNER = -0x8000000000000000
 
 OPEN_ACL_UNSAFE = [(31, "world", "anyone")]
 READ_ACL_UNSAFE = [(1, "world", "anyone")]
+
+
+# ------------------------------------------------------------------------------------------------
+# quotas (Apache's org.apache.zookeeper.Quotas and StatsTrack): the nodes are ordinary znodes that
+# clients write; the tree keeps the quota roots and updates each root's stats node in place
+
+QUOTA_ZOOKEEPER = b"/zookeeper/quota"
+LIMIT_NODE = b"zookeeper_limits"
+STAT_NODE = b"zookeeper_stats"
+cdef bytes LIMIT_SUFFIX = b"/zookeeper_limits"
+cdef bytes JAVA_BLANK = bytes(range(33))  # what String.trim() removes
+_PAIRS_SEPARATOR = re.compile("[,;]+")
+_JAVA_LONG = re.compile(r"[+-]?\d+")
+quota_log = logging.getLogger("zkfast.quotas")
+
+
+def _java_split(pattern, str text):
+    # String.split(regex): trailing empty strings removed
+    parts = pattern.split(text) if pattern is not None else text.split("=")
+    while parts and parts[len(parts) - 1] == "":
+        parts.pop()
+    return parts
+
+
+def parse_stats_track(data):
+    """Apache's StatsTrack(byte[]): {key: value}; ValueError where Java throws (a pair without a
+    value, a value Long.parseLong refuses)."""
+    stats = {}
+    if not data:
+        return stats
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    for pair in _java_split(_PAIRS_SEPARATOR, text):
+        kv = _java_split(None, pair)
+        if len(kv) < 2:
+            raise ValueError(f"quota record {text!r}: {pair!r} has no value")
+        value = kv[1] or "-1"
+        if _JAVA_LONG.fullmatch(value) is None:
+            raise ValueError(f"quota record {text!r}: {value!r} is not a long")
+        n = int(value)
+        if not -0x8000000000000000 <= n <= 0x7FFFFFFFFFFFFFFF:
+            raise ValueError(f"quota record {text!r}: {value!r} is out of range")
+        stats[kv[0]] = n
+    return stats
+
+
+def format_stats_track(dict stats):
+    """StatsTrack.toString: `count=N,bytes=N`, then `=;key=value` for the others, sorted."""
+    keys = sorted(k for k in stats if k != "count" and k != "bytes")
+    out = "count=%d,bytes=%d" % (stats.get("count", -1), stats.get("bytes", -1))
+    if keys:
+        out += "=" + "".join(";%s=%d" % (k, stats[k]) for k in keys)
+    return out.encode("utf-8")
+
+
+def quota_trie_key(bytes path):
+    """The key Apache's PathTrie files path under: its components without the blank ones
+    (String.trim() empty), as b"/a/b"; None when none is left."""
+    comps = [c for c in path.split(b"/") if c.strip(JAVA_BLANK)]
+    if not comps:
+        return None
+    return b"/" + b"/".join(comps)
+
+
+cdef void subtree_counts(Node* top, int64_t* count, int64_t* nbytes) noexcept:
+    # Apache's getCounts: the node and every descendant, and their data bytes
+    cdef Node* node = top
+    count[0] += 1
+    nbytes[0] += top.data_len if top.data_len > 0 else 0
+    node = top.first_child
+    while node is not NULL:
+        count[0] += 1
+        nbytes[0] += node.data_len if node.data_len > 0 else 0
+        if node.first_child is not NULL:
+            node = node.first_child
+            continue
+        while node is not NULL and node is not top and node.next_sibling is NULL:
+            node = node.parent
+        if node is NULL or node is top:
+            return
+        node = node.next_sibling
 
 
 
@@ -232,6 +315,9 @@ cdef class DataTree:
         self.acl_checker = acl_checker
         self.last_processed_zxid = 0
         self.data_bytes = 0
+        self.quota_roots = set()
+        self.quota_pending = False
+        self.quota_drift = 0
         # the built-in nodes (Apache's DataTree constructor): empty data, zero stat
         open_acl = self.acl_ref(OPEN_ACL_UNSAFE)
         self.root = self.new_node(b"/", NULL, b"", open_acl)
@@ -704,6 +790,10 @@ cdef class DataTree:
                 self.ephemerals_max[owner] = len(paths)
         if out is not NULL:
             self.copy_stat(node, out)
+        if cut >= 16 and memcmp(PyBytes_AS_STRING(path), b"/zookeeper/quota", 16) == 0:
+            self.quota_node_created(parent_path, path[cut + 1:])
+        if self.quota_roots:
+            self.update_quota_stat(path, PyBytes_GET_SIZE(data) if data is not None else 0, 1)
         self.trigger(self.data_watches, path, EventType.NODE_CREATED, acl_idx, None)
         self.trigger(self.child_watches, parent_path if cut > 0 else b"/", EventType.NODE_CHILDREN_CHANGED,
                      parent.acl, None)
@@ -730,9 +820,10 @@ cdef class DataTree:
         cdef bytes parent_path = path[:cut]
         cdef Node* parent = self.lookup_bytes(parent_path)
         cdef Node* node
-        cdef int32_t acl, parent_acl
+        cdef int32_t acl, parent_acl, data_len
         cdef int64_t owner
         cdef int kind
+        cdef bint limits
         if parent is NULL:
             return Code.NONODE
         if zxid > parent.pzxid:
@@ -747,6 +838,9 @@ cdef class DataTree:
         acl = node.acl
         owner = node.ephemeral_owner
         parent_acl = parent.acl
+        data_len = node.data_len if node.data_len > 0 else 0
+        limits = node.path_len - node.name_off == 16 and \
+            memcmp(node.path + node.name_off, b"zookeeper_limits", 16) == 0
         self.unlink(node)
         kind = owner_kind(owner, self.extended_types)
         if kind == KIND_CONTAINER:
@@ -757,6 +851,10 @@ cdef class DataTree:
             paths = self.ephemerals.get(owner)
             if paths is not None:
                 paths.pop(path, None)
+        if limits:
+            self.quota_node_deleted(parent_path, LIMIT_NODE)
+        if self.quota_roots:
+            self.update_quota_stat(path, -data_len, -1)
         processed = self.trigger(self.data_watches, path, EventType.NODE_DELETED, acl, None)
         self.trigger(self.child_watches, path, EventType.NODE_DELETED, acl, processed)
         self.trigger(self.child_watches, parent_path if cut > 0 else b"/", EventType.NODE_CHILDREN_CHANGED,
@@ -767,14 +865,18 @@ cdef class DataTree:
     cdef int set_data(self, bytes path, object data, int32_t version, int64_t zxid, int64_t time,
                       Stat* out) except -2:
         cdef Node* node = self.lookup_bytes(path)
+        cdef int32_t last_len
         if node is NULL:
             return Code.NONODE
+        last_len = node.data_len if node.data_len > 0 else 0
         self.set_node_data(node, data)
         node.mtime = time
         node.mzxid = zxid
         node.version = version
         if out is not NULL:
             self.copy_stat(node, out)
+        if self.quota_roots:
+            self.update_quota_stat(path, (PyBytes_GET_SIZE(data) if data is not None else 0) - last_len, 0)
         self.trigger(self.data_watches, path, EventType.NODE_DATA_CHANGED, node.acl, None)
         return Code.OK
 
@@ -823,6 +925,8 @@ cdef class DataTree:
 
     def apply(self, Txn t):
         """Apply one txn (Apache's DataTree.processTxn); results go into t.rc_err / t.stat."""
+        if self.quota_pending:
+            self.setup_quota()
         self.apply_one(t, False)
         if t.zxid > self.last_processed_zxid:
             self.last_processed_zxid = t.zxid
@@ -895,6 +999,124 @@ cdef class DataTree:
         return 0
 
     # ------------------------------------------------------------------------------------------
+    # quotas (Apache's DataTree: pTrie, updateQuotaStat, updateQuotaForPath, setupQuota)
+
+    def max_quota_prefix(self, bytes path):
+        """Apache's getMaxPrefixWithQuota: the deepest quota root at or above path (normalised as
+        the trie keeps it), or None."""
+        cdef bytes prefix = b"", best = None
+        if self.quota_pending:
+            self.setup_quota()
+        if not self.quota_roots:
+            return None
+        for c in path.split(b"/"):
+            if not c.strip(JAVA_BLANK):
+                continue
+            prefix = prefix + b"/" + c
+            if prefix in self.quota_roots:
+                best = prefix
+        return best
+
+    cdef int quota_node_created(self, bytes parent_path, bytes child) except -1:
+        # createNode under /zookeeper/quota: a limits node makes its path a quota root, a stats node
+        # starts with the subtree's count and bytes. Apache takes the path after the first 16
+        # characters whatever they are ("/zookeeper/quotaX/..." files "X").
+        cdef bytes trimmed = parent_path[16:]
+        if child == LIMIT_NODE:
+            key = quota_trie_key(trimmed)
+            if not trimmed:
+                # Apache ZooKeeper 3.8 throws IllegalArgumentException out of the txn (its server stops)
+                quota_log.error("Ignoring the quota limit node %s: a quota on / is not kept",
+                                (parent_path + b"/" + child).decode("utf-8", "replace"))
+            elif key is not None:
+                self.quota_roots.add(key)
+        if child == STAT_NODE:
+            self.update_quota_for_path(trimmed)
+        return 0
+
+    cdef int quota_node_deleted(self, bytes parent_path, bytes child) except -1:
+        # deleteNode of a limits node under /zookeeper: the quota root goes (Apache trims 16 characters)
+        if not parent_path.startswith(b"/zookeeper") or len(parent_path) <= 16:
+            return 0  # Apache: an exception out of the txn
+        key = quota_trie_key(parent_path[16:])
+        if key is not None:
+            self.quota_roots.discard(key)
+        return 0
+
+    cdef int set_in_place(self, Node* node, bytes data) except -1:
+        # new data without a txn's stat change; Apache's approximate data size never sees it
+        cdef int32_t before = node.data_len if node.data_len > 0 else 0
+        self.set_node_data(node, data)
+        self.quota_drift += PyBytes_GET_SIZE(data) - before
+        return 0
+
+    cdef int update_quota_stat(self, bytes path, int64_t bytes_diff, int count_diff) except -1:
+        # Apache's updateQuotaStat for the quota root above path, if any: the stats node's data
+        # changes in place (its Stat, mzxid and version stay)
+        prefix = self.max_quota_prefix(path)
+        if prefix is None:
+            return 0
+        cdef bytes stat_path = QUOTA_ZOOKEEPER + prefix + b"/" + STAT_NODE
+        cdef Node* node = self.lookup_bytes(stat_path)
+        if node is NULL:
+            quota_log.error("Missing node for stat %s", stat_path.decode("utf-8", "replace"))
+            return 0
+        try:
+            stats = parse_stats_track(None if node.data_len <= 0 else
+                                      PyBytes_FromStringAndSize(node.data, node.data_len))
+        except ValueError as e:
+            # Apache ZooKeeper 3.8 throws out of the txn here (its server stops)
+            quota_log.error("Quota stats of %s not updated: %s", prefix.decode("utf-8", "replace"), e)
+            return 0
+        stats["count"] = stats.get("count", -1) + count_diff
+        stats["bytes"] = stats.get("bytes", -1) + bytes_diff
+        self.set_in_place(node, format_stats_track(stats))
+        return 0
+
+    cdef int update_quota_for_path(self, bytes path) except -1:
+        # Apache's updateQuotaForPath: count and bytes of the subtree at path (as Apache looks it up:
+        # "" is the root), written in place into its stats node
+        cdef Node* node = self.lookup_bytes(path)
+        cdef int64_t count = 0, nbytes = 0
+        if node is not NULL:
+            subtree_counts(node, &count, &nbytes)
+        cdef bytes stat_path = QUOTA_ZOOKEEPER + path + b"/" + STAT_NODE
+        cdef Node* stat_node = self.lookup_bytes(stat_path)
+        if stat_node is NULL:
+            quota_log.warning("Missing quota stat node %s", stat_path.decode("utf-8", "replace"))
+            return 0
+        self.set_in_place(stat_node, b"count=%d,bytes=%d" % (count, nbytes))
+        return 0
+
+    def setup_quota(self):
+        """Apache's setupQuota after a tree is loaded (snapshot, SNAP): the quota roots are the
+        leaf limits nodes under /zookeeper/quota, and each root's stats node is recounted in place.
+        Loading marks it pending; it runs before the tree is next used."""
+        cdef Node* node
+        cdef Node* child
+        self.quota_pending = False
+        self.quota_roots = set()
+        self.quota_drift = 0  # Apache recounts its data size when it loads
+        stack = [QUOTA_ZOOKEEPER]
+        while stack:
+            path = stack.pop()
+            node = self.lookup_bytes(path)
+            if node is NULL:
+                continue
+            if node.first_child is NULL:
+                if path.endswith(LIMIT_SUFFIX):
+                    real = path[16:path.find(LIMIT_SUFFIX)]
+                    self.update_quota_for_path(real)
+                    key = quota_trie_key(real)
+                    if real and key is not None:
+                        self.quota_roots.add(key)
+                continue
+            child = node.first_child
+            while child is not NULL:
+                stack.append(PyBytes_FromStringAndSize(child.path, child.path_len))
+                child = child.next_sibling
+
+    # ------------------------------------------------------------------------------------------
     # reads for the slow path, prep and tools
 
     def exists(self, bytes path):
@@ -920,6 +1142,8 @@ cdef class DataTree:
                 node.num_children, self.acl_lists[node.acl])
 
     def get_data(self, bytes path):
+        if self.quota_pending:
+            self.setup_quota()
         cdef Node* node = self.lookup_bytes(path)
         if node is NULL:
             return None
@@ -977,7 +1201,8 @@ cdef class DataTree:
         return n
 
     def approximate_data_size(self):
-        """Apache's approximateDataSize: path lengths plus data lengths of every node."""
+        """Apache's cachedApproximateDataSize (mntr): path lengths plus data lengths of every node,
+        less what quota stats updates changed in place (Apache's running count misses those)."""
         cdef size_t i
         cdef Node* node
         cdef int64_t total = 0
@@ -985,7 +1210,7 @@ cdef class DataTree:
             node = self.slots[i]
             if node is not NULL:
                 total += node.path_len + (node.data_len if node.data_len > 0 else 0)
-        return total
+        return total - self.quota_drift
 
     def walk(self):
         """Every path in pre-order, parents before children (snapshots, dumps)."""
@@ -1005,6 +1230,8 @@ cdef class DataTree:
 
     def node_info(self, bytes path):
         """(data, StatPersisted 9-tuple, ACL list) of one node, or None."""
+        if self.quota_pending:
+            self.setup_quota()
         cdef Node* node = self.lookup_bytes(path)
         if node is NULL:
             return None
@@ -1029,6 +1256,8 @@ cdef class DataTree:
         cdef Py_ssize_t start, count_pos, i
         cdef int32_t nkids
         cdef Node** ordered
+        if self.quota_pending:
+            self.setup_quota()
         cursor_init(&c, body, n)
         plen = rd_bytes(&c, &path)
         watch = rd_bool(&c)
@@ -1167,6 +1396,8 @@ def serialize_chunk(DataTree tree, list stack, int max_nodes, WriteBuffer out, d
     cdef Node* last
     cdef int32_t idx
     cdef long snap_id
+    if tree.quota_pending:
+        tree.setup_quota()
     while stack and count < max_nodes:
         entry = stack.pop()
         if type(entry) is tuple:
@@ -1274,6 +1505,9 @@ def load_chunk(DataTree tree, bytes chunk, dict acls):
         node.pzxid = rd_i64(&c)
         tree.note_loaded_owner(path, node.ephemeral_owner)
         loaded += 1
+    node = tree.lookup_bytes(QUOTA_ZOOKEEPER)
+    if node is not NULL and node.first_child is not NULL:
+        tree.quota_pending = True  # setupQuota once every chunk is in, before the tree is used
     return loaded, orphans
 
 

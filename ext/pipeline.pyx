@@ -14,6 +14,7 @@ in (sessions, auth, commit stage, connections), so that this module imports noth
 
 import logging
 import sys
+from time import monotonic as _monotonic
 from collections import deque
 
 cimport cython
@@ -31,6 +32,7 @@ from zkfast._jute cimport (Code, Perm, Stat, Txn, WriteBuffer, is_txn_op, is_val
                            OP_GET_CHILDREN, OP_GET_CHILDREN2, OP_GET_DATA, OP_MULTI, OP_PING, OP_RECONFIG,
                            OP_REMOVE_WATCHES, OP_SASL, OP_SET_ACL, OP_SET_DATA, OP_SET_WATCHES, OP_SYNC)
 from zkfast._datatree cimport DataTree, Node
+from zkfast._datatree import LIMIT_NODE, QUOTA_ZOOKEEPER, STAT_NODE, parse_stats_track
 from zkfast._fastpath cimport ConnCore
 
 from zkfast import javaorder
@@ -77,6 +79,53 @@ CONFIG_NODE = b"/zookeeper/config"
 _MALFORMED = (JuteError, ValueError, TypeError, AttributeError, IndexError)
 
 
+class RateLogger:
+    """Apache's RateLogger (100 ms): a message is logged at WARN when it first comes; repeats within
+    the interval are counted and logged as `[N times] Message: ...` when it passes or another
+    message comes."""
+
+    def __init__(self, logger, interval_ms=100, clock=None):
+        self.logger = logger
+        self.interval_ms = interval_ms
+        self.clock = clock if clock is not None else (lambda: int(_monotonic() * 1000))
+        self.msg = None
+        self.value = None
+        self.count = 0
+        self.timestamp = 0
+
+    def flush(self):
+        if self.msg is not None and self.count > 0:
+            text = "[%d times] " % self.count if self.count > 1 else ""
+            text += "Message: " + self.msg
+            if self.value is not None:
+                text += " Last value:" + self.value
+            self.logger.warning("%s", text)
+        self.msg = None
+        self.value = None
+        self.count = 0
+
+    def rate_limit_log(self, msg, value=None):
+        now = self.clock()
+        if msg == self.msg:
+            self.count += 1
+            self.value = value
+            if now - self.timestamp >= self.interval_ms:
+                self.flush()
+                self.msg = msg
+                self.timestamp = now
+                self.value = value
+        else:
+            self.flush()
+            self.msg = msg
+            self.value = value
+            self.timestamp = now
+            self.logger.warning("Message:%s Value:%s", msg, "null" if value is None else value)
+
+
+# ZooKeeperServer's RATE_LOGGER (one per process, as Apache's static one)
+QUOTA_RATE_LOGGER = RateLogger(logging.getLogger("zkfast.quotas"))
+
+
 cdef class Request:
     """One client request on its way through prep, commit and apply."""
 
@@ -118,6 +167,7 @@ cdef class ChangeRecord:
     cdef public bint exists
     cdef public int64_t czxid, mzxid, ctime, mtime, owner, pzxid
     cdef public int32_t version, cversion, aversion, child_count
+    cdef public int32_t data_len  # Apache's ChangeRecord.data, as far as quotas need it (-1: null)
     cdef public object acl
 
     cdef ChangeRecord duplicate(self, int64_t zxid):
@@ -129,6 +179,7 @@ cdef class ChangeRecord:
         r.owner, r.pzxid = self.owner, self.pzxid
         r.version, r.cversion, r.aversion = self.version, self.cversion, self.aversion
         r.child_count = self.child_count
+        r.data_len = self.data_len
         r.acl = self.acl
         return r
 
@@ -238,9 +289,11 @@ cdef class Prep:
     cdef public bint track_owners    # an ensemble leader's: SESSIONMOVED for a write from where the session is not
     cdef public object outstanding
     cdef public dict by_path
+    cdef public bint enforce_quota   # zookeeper.enforceQuota: hard quotas refuse with QUOTAEXCEEDED
+    cdef public dict quota_exceeded  # top namespace → QUOTAEXCEEDED refusals (quota_exceeded_error_per_namespace)
 
     def __init__(self, DataTree tree, sessions, auth, bint extended_types=False,
-                 bint reconfig_enabled=False, bint close_session_txn=True):
+                 bint reconfig_enabled=False, bint close_session_txn=True, bint enforce_quota=False):
         self.tree = tree
         self.sessions = sessions
         self.auth = auth
@@ -252,6 +305,8 @@ cdef class Prep:
         self.track_owners = False
         self.outstanding = deque()
         self.by_path = {}
+        self.enforce_quota = enforce_quota
+        self.quota_exceeded = {}
 
     cdef inline int64_t next_zxid(self) noexcept:
         self.last_zxid += 1
@@ -290,6 +345,7 @@ cdef class Prep:
             rec.owner, rec.pzxid = node.ephemeral_owner, node.pzxid
             rec.version, rec.cversion, rec.aversion = node.version, node.cversion, node.aversion
             rec.child_count = node.num_children
+            rec.data_len = node.data_len
             rec.acl = self.tree.acl_lists[node.acl]
             return rec
         if not rec.exists:
@@ -357,6 +413,55 @@ cdef class Prep:
         for rec in pending.values():
             if rec.zxid >= first:
                 self.by_path[rec.path] = rec
+
+    # -- quotas (Apache's ZooKeeperServer.checkQuota): limits and stats as committed in the tree
+
+    cdef void check_quota(self, bytes path, int64_t bytes_diff, int count_diff) except *:
+        prefix = self.tree.max_quota_prefix(path)
+        if prefix is None:
+            return
+        limit_path = QUOTA_ZOOKEEPER + prefix + b"/" + LIMIT_NODE
+        limits_data = self.tree.get_data(limit_path)
+        if limits_data is None and not self.tree.exists(limit_path):
+            log.error("Missing limit node for quota %s", limit_path.decode("utf-8", "replace"))
+            return
+        limits = parse_stats_track(limits_data)  # ValueError: MARSHALLINGERROR, as Apache's prep
+        count_limit, count_hard = limits.get("count", -1), limits.get("countHardLimit", -1)
+        bytes_limit, bytes_hard = limits.get("bytes", -1), limits.get("byteHardLimit", -1)
+        check_count = count_diff != 0 and (count_limit > -1 or count_hard > -1)
+        check_bytes = bytes_diff != 0 and (bytes_limit > -1 or bytes_hard > -1)
+        if not check_count and not check_bytes:
+            return
+        stat_path = QUOTA_ZOOKEEPER + prefix + b"/" + STAT_NODE
+        stats_data = self.tree.get_data(stat_path)
+        if stats_data is None and not self.tree.exists(stat_path):
+            log.error("Missing node for stat %s", stat_path.decode("utf-8", "replace"))
+            return
+        current = parse_stats_track(stats_data)
+        name = prefix.decode("utf-8", "replace")
+        if check_count:
+            new = current.get("count", -1) + count_diff
+            limit = count_hard if count_hard > -1 else count_limit
+            if new > limit:
+                QUOTA_RATE_LOGGER.rate_limit_log("Quota exceeded: %s [current count=%d, %sCountLimit=%d]" % (
+                    name, new, "hard" if count_hard > -1 else "soft", limit))
+                if count_hard > -1:
+                    self.quota_refused(path, prefix)
+        if check_bytes:
+            new = current.get("bytes", -1) + bytes_diff
+            limit = bytes_hard if bytes_hard > -1 else bytes_limit
+            if new > limit:
+                QUOTA_RATE_LOGGER.rate_limit_log("Quota exceeded: %s [current bytes=%d, %sByteLimit=%d]" % (
+                    name, new, "hard" if bytes_hard > -1 else "soft", limit))
+                if bytes_hard > -1:
+                    self.quota_refused(path, prefix)
+
+    cdef void quota_refused(self, bytes path, bytes prefix) except *:
+        parts = path.split(b"/")
+        if len(parts) > 1:  # PathUtils.getTopNamespace
+            namespace = parts[1].decode("utf-8", "replace")
+            self.quota_exceeded[namespace] = self.quota_exceeded.get(namespace, 0) + 1
+        raise ZkError(Code.QUOTAEXCEEDED, prefix)
 
     # -- ACL checks: world:anyone in C, the rest through the Python providers
 
@@ -490,6 +595,9 @@ cdef class Prep:
             validate(path)
             node = self.record(path)
             self.require(node.acl, Perm.WRITE, req.auth_ids)
+            if self.enforce_quota and self.tree.quota_roots:
+                self.check_quota(path, (PyBytes_GET_SIZE(data) if data is not None else 0)
+                                 - (node.data_len if node.data_len > 0 else 0), 0)
             version = check_version(node.version, version, path)
             txn.path = path
             txn.data = data
@@ -498,6 +606,7 @@ cdef class Prep:
             node.version = version
             node.mtime = txn.time
             node.mzxid = txn.zxid
+            node.data_len = -1 if data is None else PyBytes_GET_SIZE(data)
             self.add(node)
         elif typ == OP_SET_ACL:
             self.check_session(req)
@@ -597,6 +706,8 @@ cdef class Prep:
         if is_session_owner(parent.owner, self.extended_types):
             raise ZkError(Code.NOCHILDRENFOREPHEMERALS, path)
         new_cversion = parent.cversion + 1
+        if self.enforce_quota and self.tree.quota_roots:
+            self.check_quota(path, PyBytes_GET_SIZE(data) if data is not None else 0, 1)
         txn.path = path
         txn.data = data
         txn.acl = acl
@@ -627,6 +738,7 @@ cdef class Prep:
         rec.owner = owner
         rec.version = rec.cversion = rec.aversion = 0
         rec.child_count = 0
+        rec.data_len = -1 if data is None else PyBytes_GET_SIZE(data)
         rec.acl = acl
         self.add(rec)
 

@@ -558,7 +558,6 @@ def test_zoo_datadir_autocreate_disable_turns_autocreate_off(tmp_path: Path) -> 
     ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl", "security"),
     ("quorum.auth.enableSasl=true\nquorum.auth.learnerRequireSasl=true\nquorum.auth.serverRequireSasl=true",
      "quorum.auth.enableSasl", "security"),
-    ("enforceQuota=TRUE", "enforceQuota", "security"),  # Boolean.parseBoolean ignores case
     ("audit.enable=true", "audit.enable", "security"),
     ("requireKerberosConfig=true", "requireKerberosConfig", "security"),
     ("DigestAuthenticationProvider.digestAlg=SHA-256", "DigestAuthenticationProvider.digestAlg", "security"),
@@ -588,16 +587,25 @@ def test_harmless_values_of_those_settings_are_accepted_and_logged(tmp_path: Pat
     assert cfg.warnings == ()
     no_effect = {r.getMessage().split(": ")[1] for r in caplog.records if "has no effect in zkfast" in r.getMessage()}
     assert no_effect == {"sslQuorum", "sslQuorumReloadCertFiles", "quorum.auth.enableSasl",
-                         "quorum.auth.kerberos.servicePrincipal", "enforceQuota", "audit.enable", "ssl.crl",
+                         "quorum.auth.kerberos.servicePrincipal", "audit.enable", "ssl.crl",
                          "ssl.quorum.keyStore.location", "request_throttle_max_requests"}
 
 
 def test_a_refused_property_from_the_environment_names_its_variable(tmp_path: Path) -> None:
-    env = {"SERVER_JVMFLAGS": "-Xmx1g -Dzookeeper.enforceQuota=true"}
+    env = {"SERVER_JVMFLAGS": "-Xmx1g -Dzookeeper.audit.enable=true"}
     assert error_of(tmp_path, "clientPort=2181\n", env=env).startswith(
-        "$SERVER_JVMFLAGS: zookeeper.enforceQuota: zkfast does not implement quota enforcement")
+        "$SERVER_JVMFLAGS: zookeeper.audit.enable: zkfast does not implement audit logging")
     # zoo.cfg sets the system property after the JVM started, so its false wins, as in Apache
-    assert load(tmp_path, "clientPort=2181\nenforceQuota=false\n", env=env).property("zookeeper.enforceQuota") == "false"
+    assert load(tmp_path, "clientPort=2181\naudit.enable=false\n", env=env).property("zookeeper.audit.enable") == "false"
+
+
+def test_enforce_quota_from_zoo_cfg_or_the_environment(tmp_path: Path) -> None:
+    assert not load(tmp_path, "clientPort=2181\n").enforce_quota
+    assert load(tmp_path, "clientPort=2181\nenforceQuota=TRUE\n").enforce_quota  # Boolean.parseBoolean: any case
+    env = {"SERVER_JVMFLAGS": "-Dzookeeper.enforceQuota=true"}
+    assert load(tmp_path, "clientPort=2181\n", env=env).enforce_quota
+    # zoo.cfg sets the system property after the JVM started, so its false wins, as in Apache
+    assert not load(tmp_path, "clientPort=2181\nenforceQuota=false\n", env=env).enforce_quota
 
 
 def test_a_value_apache_would_read_as_false_is_an_error_not_a_silent_false(tmp_path: Path) -> None:
@@ -874,7 +882,7 @@ def test_describe_escapes_awkward_paths(tmp_path: Path) -> None:
 # Configs where zkfast is deliberately stricter than Apache ZooKeeper 3.8.0 (see config.py's docstring).
 STRICTER_THAN_APACHE = {"neg_cnxns", "sync_yes_prop", "no_client_port", "snap_abc", "admin_upper"}
 # Settings Apache honours and zkfast does not implement, refused because ignoring them would be unsafe.
-REFUSED_AS_NOT_IMPLEMENTED = {"group_ok", "quorum_sasl_on", "ssl_quorum_on", "enforce_quota_on"}
+REFUSED_AS_NOT_IMPLEMENTED = {"group_ok", "quorum_sasl_on", "ssl_quorum_on"}
 
 APACHE_CASES = {
     "plain": "clientPort=2181\n",

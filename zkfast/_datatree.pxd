@@ -77,6 +77,11 @@ cdef class DataTree:
     cdef public bint skip_acl
     cdef public bint extended_types
     cdef public object acl_checker
+    # quotas (Apache's PathTrie of quota roots, normalised "/a/b"), a load's pending setupQuota, and
+    # the bytes the in-place stats updates moved that Apache's approximate data size never counts
+    cdef public set quota_roots
+    cdef public bint quota_pending
+    cdef public int64_t quota_drift
 
     cdef Node* lookup(self, const char* p, Py_ssize_t n) noexcept
     cdef Node* lookup_bytes(self, bytes path) noexcept
@@ -105,5 +110,10 @@ cdef class DataTree:
     cdef int set_acl(self, bytes path, list acl, int32_t version, Stat* out) except -2
     cdef int set_cversion_pzxid(self, bytes path, int32_t cversion, int64_t zxid) except -2
     cdef int apply_one(self, Txn t, bint is_sub) except -1
+    cdef int quota_node_created(self, bytes parent_path, bytes child) except -1
+    cdef int quota_node_deleted(self, bytes parent_path, bytes child) except -1
+    cdef int update_quota_stat(self, bytes path, int64_t bytes_diff, int count_diff) except -1
+    cdef int update_quota_for_path(self, bytes path) except -1
+    cdef int set_in_place(self, Node* node, bytes data) except -1
     cdef int fast_read(self, int32_t op, int32_t xid, const uint8_t* body, Py_ssize_t n,
                        Watcher w, WriteBuffer out, bint acl_checked=*) except -1

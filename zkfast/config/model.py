@@ -126,6 +126,7 @@ class ServerConfig:
     skip_acl: bool = False  # skipACL=yes|no
     digest_enabled: bool = True  # digest.enabled
     close_session_txn_enabled: bool = True  # closeSessionTxn.enabled
+    enforce_quota: bool = False  # enforceQuota: hard quotas (setquota -N/-B) refuse with QUOTAEXCEEDED
     election_port_bind_retry: int = 3  # electionPortBindRetry; 0 = forever
     cnx_timeout_ms: int = 5000  # cnxTimeout
     leader_serves: bool = True  # leaderServes=yes|no

@@ -78,6 +78,7 @@ PROPERTY_SPECS: tuple[PropSpec, ...] = (
     PropSpec("skipACL", False, "skip_acl", parse_yes_no, False),
     PropSpec("digest.enabled", False, "digest_enabled", parse_true_false, True),
     PropSpec("closeSessionTxn.enabled", False, "close_session_txn_enabled", parse_true_false, True),
+    PropSpec("enforceQuota", False, "enforce_quota", parse_true_false, False),
     PropSpec("electionPortBindRetry", False, "election_port_bind_retry",
              _at_least(0, _decode32, " (0 = retry forever)"), 3),
     PropSpec("cnxTimeout", False, "cnx_timeout_ms", _at_least(1, parse_java_int), 5000),

@@ -43,8 +43,6 @@ _UNSUPPORTED: dict[str, Unsupported] = {
     "sslQuorum": Unsupported(_is_true, "TLS between servers", "security",
                              "quorum and election traffic would travel unencrypted and unauthenticated"),
     # system properties (names without "zookeeper.")
-    "enforceQuota": Unsupported(_is_true, "quota enforcement", "security",
-                                "a client could write past a znode quota instead of getting QUOTAEXCEEDED"),
     "audit.enable": Unsupported(_is_true, "audit logging", "security",
                                 "no audit log of who changed what would be written"),
     "requireKerberosConfig": Unsupported(_is_true, "Kerberos", "security",

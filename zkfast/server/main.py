@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("zkfast")
 
 
+_quota_enforcement_logged: list[bool] = []  # Apache logs it once, when its class loads
+
+
 def build_server(config: ServerConfig, commit: Any = None, role: Role = roles.LOOKING) -> ZooKeeperServer:
     auth_schemes = []
     for cls in config.auth_providers.values():
@@ -56,6 +59,11 @@ def build_server(config: ServerConfig, commit: Any = None, role: Role = roles.LO
         role=role,
         config=config,
     )
+    if config.enforce_quota:  # Apache's ZooKeeperServer.enforceQuota (zookeeper.enforceQuota)
+        server.prep.enforce_quota = True
+        if not _quota_enforcement_logged:
+            _quota_enforcement_logged.append(True)
+            log.info("zookeeper.enforceQuota = true, Quota Enforce enables")
     server.attach_sasl(build_sasl_server(config.system_properties, server.auth))  # SaslConfigError: no start
     sasl_provider = server.auth.get("sasl")
     if sasl_provider is not None:
