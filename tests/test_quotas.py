@@ -11,8 +11,9 @@ module's fixture runs it once; each test checks one aspect of what it recorded):
    node; after every step the result and each quota root's stats node (data and Stat: they change in
    place, without a txn) are recorded;
 3. the quota warnings both servers logged (RateLogger's "Message:Quota exceeded: ..." lines);
-4. a restart of both with `enforceQuota=false`: every quota znode as before, and a write past a hard
-   limit now accepted by both, with the same stats.
+4. a restart of both with `enforceQuota=false` (the txn log replayed), then another (the snapshot
+   each took at start-up loaded, its stats recounted): every quota znode as before, and a write past a
+   hard limit now accepted by both, with the same stats.
 
 In-process tests below check the pieces the servers cannot show on their own: StatsTrack parsing and
 formatting, setupQuota after a tree is loaded (a snapshot or a leader's SNAP), Apache's RateLogger.
@@ -211,6 +212,7 @@ class Run:
     dumps: tuple[Any, Any] = (None, None)
     logs: tuple[list[str], list[str]] = ([], [])
     restarted_dumps: tuple[Any, Any] = (None, None)
+    reloaded_dumps: tuple[Any, Any] = (None, None)
     after_restart: tuple[Any, Any] = (None, None)
     data_size: tuple[str, str] = ("", "")
 
@@ -281,9 +283,15 @@ def run() -> Iterator[Run]:
         for srv in (ref, tgt):
             srv.stop()
             srv.config["enforceQuota"] = "false"
-        both(ref.start, tgt.start)
+        both(ref.start, tgt.start)  # the txn log replayed over the first (empty) snapshot
         clients = [ref.client(), tgt.client()]
         r.restarted_dumps = (dump(clients[0]), dump(clients[1]))
+        for zk in clients:
+            zk.stop()
+            zk.close()
+        both(ref.restart, tgt.restart)  # now the snapshot start-up took: setupQuota recounts
+        clients = [ref.client(), tgt.client()]
+        r.reloaded_dumps = (dump(clients[0]), dump(clients[1]))
         r.after_restart = tuple((attempt(lambda zk: zk.create("/r/big", b"x" * 10), zk), stats_of(zk))
                                 for zk in clients)  # type: ignore[assignment]
         yield r
@@ -370,6 +378,7 @@ def test_quota_warnings_logged_as_apache(run: Run) -> None:
 def test_restart_keeps_quota_state(run: Run) -> None:
     assert run.restarted_dumps[0] == run.dumps[0]
     assert run.restarted_dumps[1] == run.dumps[1]
+    assert run.reloaded_dumps == run.restarted_dumps
     apache, zkfast = run.after_restart
     assert apache == zkfast
     assert apache[0] == "/r/big"  # enforceQuota=false: the hard limit no longer refuses
