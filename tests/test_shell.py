@@ -3,8 +3,7 @@
 The same scripted sessions run through zkCli.sh against Apache ZooKeeper and through `python -m zkfast.shell`
 (what `zkfast shell` calls) against the target server (zkfast; ZKFAST_DIFF_TARGET=apache makes it a second
 Apache server), each on fresh servers, and their normalised transcripts (testbase.zkcli) must be
-equal.  The quota and `auth`-ACL script runs against two Apache servers: it checks the shell alone, apart
-from what the zkfast server does with quota statistics.  One-shot mode is compared the same way; the terminal
+equal.  One-shot mode is compared the same way; the terminal
 features (prompt, readline history, tab completion, events printed while the prompt waits) are driven through
 a pseudo-terminal.
 """
@@ -19,7 +18,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -212,7 +210,7 @@ CORE_SCRIPT = [
     "quit",
 ]
 
-# Against two Apache servers (the zkfast server does not keep quota statistics up to date).
+# Against the target server: quotas (the server keeps their statistics), auth ACLs, reconfig's errors.
 QUOTA_SCRIPT = [
     "create /w",
     "create /w/a",
@@ -286,18 +284,6 @@ def _clients_installed() -> None:
         pytest.fail(str(e), pytrace=False)
 
 
-@contextmanager
-def _two_apache() -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    servers: list[ServerProcess] = [ApacheZkProcess(), ApacheZkProcess()]
-    try:
-        both(servers[0].start, servers[1].start)
-        yield servers[0], servers[1]
-    finally:
-        for srv in servers:
-            srv.stop()
-            srv.cleanup()
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
     """One target server for the tests that do not compare against Apache."""
@@ -332,11 +318,11 @@ def test_core_session_matches_zkcli() -> None:
 
 
 def test_quota_session_matches_zkcli() -> None:
-    with _two_apache() as (ref, tgt):
+    with reference_and_target() as (ref, tgt):
         a, b = both(lambda: normalise(run_zkcli(ref.address, QUOTA_SCRIPT)),
                     lambda: run_shell(tgt.address, QUOTA_SCRIPT))
     assert "Output quota for /w count=2,bytes=-1=;byteHardLimit=100;countHardLimit=1" in a
-    _assert_same(a, b, "zkfast shell on apache")
+    _assert_same(a, b, f"zkfast shell on {target_kind()}")
 
 
 ONESHOT = [
