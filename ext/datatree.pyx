@@ -909,6 +909,8 @@ cdef class DataTree:
 
     def kill_session(self, int64_t session_id, int64_t zxid, paths):
         """closeSession: delete the txn's paths, then any ephemeral of the session left over."""
+        if self.quota_pending:
+            self.setup_quota()
         local = self.ephemerals.pop(session_id, None)
         self.ephemerals_max.pop(session_id, None)
         if paths is not None:

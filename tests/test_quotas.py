@@ -437,6 +437,24 @@ def test_tree_keeps_stats_and_rebuilds_them_when_loaded() -> None:
     assert fresh.quota_roots == {b"/a"}
 
 
+def test_chunked_load_then_dead_session_cleanup_counts_once() -> None:
+    tree = _quota_tree()
+    t = Txn(77, 1, 100, 1000, OP_CREATE)
+    t.path, t.data, t.acl, t.parent_cversion, t.ephemeral = b"/a/eph", b"abcd", [(31, "world", "anyone")], -1, True
+    assert tree.apply(t) == 0
+    assert tree.get_data(b"/zookeeper/quota/a/zookeeper_stats") == b"count=4,bytes=10"
+    acl_map: dict[Any, Any] = {}
+    acl_out: list[Any] = []
+    stack = [b"/"]
+    fresh = DataTree()
+    while stack:  # a zkfast snapshot's chunks, two nodes each, loaded one by one
+        out = WriteBuffer(1 << 16)
+        serialize_chunk(tree, stack, 2, out, acl_map, acl_out)
+        load_chunk(fresh, out.getvalue(), dict(acl_out))
+    fresh.kill_session(77, 101, None)  # loadData: the ephemerals of a session that is gone
+    assert fresh.get_data(b"/zookeeper/quota/a/zookeeper_stats") == b"count=3,bytes=6"
+
+
 def test_rate_logger_as_apache() -> None:
     lines: list[str] = []
 
