@@ -15,6 +15,7 @@ MODULES = {
     "zkfast._datatree": "ext/datatree.pyx",
     "zkfast._fastpath": "ext/fastpath.pyx",
     "zkfast._pipeline": "ext/pipeline.pyx",
+    "zkfast._quorum": "ext/quorum.pyx",
 }
 
 compile_args = ["-O0", "-g"] if DEBUG else ["-O2"]

@@ -9,7 +9,8 @@ Both kinds are started the same way (testbase.ensemble.Ensemble: one process per
 compare.py (fsync on, 4lw whitelist *, admin server off, maxClientCnxns=0) and tickTime=2000,
 initLimit=10, syncLimit=5. The load is bench/loadgen.py's, its connections spread over the members
 (connection k of all generator processes on member k mod n, followers first, then the leader, then
-observers; so the 1x1 shape talks to a follower, as 2 clients in 3 do).
+observers; so the 1x1 shape talks to a follower, as 2 clients in 3 do). `--via leader` or `--via
+follower` sends every connection of the writes and reads to the leader, or to one follower, instead.
 
   writes    create and setData, in the shapes lat (1 connection x depth 1) and thr (P processes x C
             connections x depth D, default 2 x 8 x 16)
@@ -86,6 +87,9 @@ KINDS = ("zkfast", "apache")
 PARTS = ("writes", "reads", "failover")
 VOTERS = 3
 WRITE_PHASES = ("create", "set")
+VIA = ("spread", "leader", "follower")
+VIA_NOTES = {"spread": "connections spread over the members, followers first (1x1: a follower)",
+             "leader": "every connection to the leader", "follower": "every connection to one follower"}
 FAILOVER_PARENT = ROOT + "/f"
 STEADY_ACKS = 5             # acknowledged writes per writer before the kill
 RETRY_PAUSE_S = 0.02        # after a failed connection attempt, before the next member
@@ -133,6 +137,7 @@ class Settings(Shapes):
     work_dir: Path | None
     plot: bool
     keep: bool
+    via: str = "spread"  # a default: results files from before --via existed read back as spread
 
     def cfg(self) -> dict[str, str]:
         return {**common_cfg(), "tickTime": str(self.tick_ms), "initLimit": str(self.init_limit),
@@ -160,6 +165,9 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     ap.add_argument("--duration", type=float, default=None,
                     help="seconds per timed phase but create (default 2, quick 0.5)")
     add_shape_args(ap)
+    ap.add_argument("--via", default="spread", choices=VIA,
+                    help="where the load's connections go: spread over the members, all to the leader, "
+                         "or all to one follower (default %(default)s)")
     ap.add_argument("--read-keys", type=int, default=None, help="znodes the reads cycle over (default 10000)")
     ap.add_argument("--observers", default="0,1,2", help="observer counts for the reads (default %(default)s)")
     ap.add_argument("--failover-rounds", type=int, default=None, help="leader kills per kind (default 5, quick 2)")
@@ -205,7 +213,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         servers=servers, parts=parts, modes=modes, read_modes=read_modes, rounds=max(1, pick(a.rounds, 3, 3)),
         warmup=not a.no_warmup, duration_s=pick(a.duration, 2.0, 0.5), lat_keys=pick(a.lat_keys, 1000, 100),
         thr_keys=pick(a.thr_keys, 40000, 4000), read_keys=pick(a.read_keys, 10000, 2000), conns=a.conns,
-        depth=a.depth, procs=a.procs, data_size=a.data_size, observers=observers,
+        depth=a.depth, via=a.via, procs=a.procs, data_size=a.data_size, observers=observers,
         failover_rounds=max(1, pick(a.failover_rounds, 5, 2)), writers=max(1, a.writers),
         write_rate=a.write_rate, session_timeout_ms=a.session_timeout, failover_timeout_s=a.failover_timeout,
         tick_ms=a.tick, init_limit=a.init_limit, sync_limit=a.sync_limit, out_dir=a.out, work_dir=a.workdir,
@@ -475,15 +483,24 @@ class Run(PassRunner[Settings]):
             out[kind] = ens
         return out
 
-    def where(self, ens: Ensemble) -> Where:
-        """Followers first, then the leader, then the observers: connection k on member k mod n."""
+    def roles(self, ens: Ensemble) -> list[int]:
+        """The members: followers first, then the leader, then the observers."""
         leader = ens.wait_leader(timeout_s=60)
         voters = [i for i in ens.ids if i not in ens.observer_ids]
-        order = [i for i in voters if i != leader] + [leader] + sorted(ens.observer_ids)
+        return [i for i in voters if i != leader] + [leader] + sorted(ens.observer_ids)
+
+    def where(self, ens: Ensemble) -> Where:
+        """With --via spread connection k on member k mod n of roles(); else all on the leader, or
+        all on the first follower. The CPU is summed over every member either way."""
+        order = self.roles(ens)
+        if self.s.via == "leader":
+            order = [order[VOTERS - 1]]
+        elif self.s.via == "follower":
+            order = order[:1]
         eps = ens.endpoints(order)
         return Where(eps[0][0], eps[0][1], tuple(ens.pids()), tuple(eps))
 
-    def check(self, kind: str, ens: Ensemble, before: Where | None, what: str) -> None:
+    def check(self, kind: str, ens: Ensemble, before: list[int] | None, what: str) -> None:
         """After a pass: every member still running, in the same role as `before`. A member that
         exited is restarted (the run goes on) and reported with its log's tail."""
         for i in ens.ids:
@@ -497,14 +514,13 @@ class Run(PassRunner[Settings]):
                 except Exception as e:  # noqa: BLE001 - recorded
                     self.problems.append(f"{kind} server{i} did not restart: {type(e).__name__}: {e}")
         try:
-            after = self.where(ens)
+            after = self.roles(ens)
         except TimeoutError as e:
             self.problems.append(f"{kind} no leader after {what}: {e}")
             return
-        if before is not None and after.targets != before.targets:
+        if before is not None and after != before:
             self.problems.append(f"{kind} roles changed during {what}: members (followers, leader, "
-                                 f"observers) by port {[p for _, p in before.targets]} -> "
-                                 f"{[p for _, p in after.targets]}")
+                                 f"observers) {before} -> {after}")
 
     def passes(self, ensembles: dict[str, Ensemble], modes: list[str], phases: list[str],
                store: Store, row: Callable[[str], str] = str, keys: int | None = None) -> None:
@@ -520,10 +536,11 @@ class Run(PassRunner[Settings]):
                     m = self.s.mode(mode)
                     if keys is not None:
                         m = dataclasses.replace(m, keys=keys)
+                    roles = self.roles(ens)
                     where = self.where(ens)
                     label = f"{what} {phases[-1] if len(phases) == 1 else 'writes'}"
                     res = self.load_pass(kind, where, m, phases, label)
-                    self.check(kind, ens, where, label)
+                    self.check(kind, ens, roles, label)
                     if res is not None and record:
                         self.record(store, kind, mode, what, res, row)
 
@@ -592,7 +609,7 @@ def print_report(s: Settings, doc: dict[str, Any]) -> None:
           + (s.servers[1] if len(s.servers) > 1 else "-"))
     print(f"tickTime={s.tick_ms} initLimit={s.init_limit} syncLimit={s.sync_limit}, fsync on; phases "
           f"{s.duration_s:g} s each (create: {s.lat_keys} / {s.thr_keys} znodes of {s.data_size} B); "
-          "connections spread over the members, followers first (1x1: a follower)")
+          + VIA_NOTES[s.via])
     print("srv CPU-us/op: utime+stime of all members over the phase / ops; gen CPU: generator share of the "
           "machine; bg CPU: everything else busy meanwhile")
     if doc["writes"]:

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from zkfast._datatree import DataTree
-from zkfast._jute import JuteError, Reader, WriteBuffer
+from zkfast._jute import Reader, WriteBuffer
+from zkfast._quorum import SPLIT_MALFORMED, SPLIT_STOP, SPLIT_TOO_BIG
 from zkfast.net.connection import set_nodelay
 from zkfast.quorum.wire import (
     MAX_ELECTION_MESSAGE_BYTES,
@@ -31,7 +32,7 @@ from zkfast.quorum.wire import (
     InitialMessage,
     PacketType,
     QuorumPacket,
-    decode_packet,
+    split_packets,
 )
 from zkfast.storage.apache import encode_tree_stream
 
@@ -369,46 +370,36 @@ class PacketConnection(_Stream):
                 if not self._read_snapshot():
                     break
                 continue
-            if not self._read_packet():
+            if not self._read_packets():
                 break
         if self.on_drained is not None and not self.closed:
             self.on_drained(self)
 
-    def _read_packet(self) -> bool:
-        if len(self.buf) < 16:
-            return False
-        # type, zxid, then the data's length: refuse a packet that could not be this big
-        (n,) = struct.unpack_from(">i", self.buf, 12)
-        if n > self.max_packet_bytes:
+    def _read_packets(self) -> bool:
+        """Every whole packet buffered, split in C and dropped from the buffer at once; True if a
+        SNAP's tree stream follows them."""
+        stop_after = PacketType.SNAP if self.learner_side else -1
+        packets, used, stopped = split_packets(self.buf, self.max_packet_bytes, stop_after)
+        if used:
+            del self.buf[:used]
+        if stopped == SPLIT_STOP:
+            *packets, snap = packets
+        for p in packets:
+            if self.closed:
+                return False
+            self.on_packet(self, p)
+        if stopped == SPLIT_STOP:
+            self.snap_zxid = snap.zxid
+            self.scanner = None
+            return not self.closed
+        if stopped == SPLIT_TOO_BIG:
+            (n,) = struct.unpack_from(">i", self.buf, 12)
             log.warning("quorum packet of %d bytes from %s: closing", n, self.remote)
             self.close()
-            return False
-        need = 16 + max(n, 0) + 4  # and the authinfo entries, usually none
-        if len(self.buf) < need:
-            return False
-        # decode from a window, not a copy of everything buffered (many packets may wait)
-        window = bytes(self.buf[:need + 4096])
-        try:
-            r = Reader(window, 0)
-            p = decode_packet(r)
-        except JuteError:
-            if len(window) == len(self.buf) and len(self.buf) <= need + 64 * 1024:
-                return False  # the authinfo entries are still coming
-            try:
-                r = Reader(bytes(self.buf), 0)
-                p = decode_packet(r)
-            except JuteError:
-                if len(self.buf) > need + 64 * 1024:
-                    log.warning("malformed quorum packet from %s: closing", self.remote)
-                    self.close()
-                return False
-        del self.buf[:r.offset]
-        if p.type == PacketType.SNAP and self.learner_side:
-            self.snap_zxid = p.zxid
-            self.scanner = None
-            return True
-        self.on_packet(self, p)
-        return True
+        elif stopped == SPLIT_MALFORMED:
+            log.warning("malformed quorum packet from %s: closing", self.remote)
+            self.close()
+        return False
 
     def _read_snapshot(self) -> bool:
         """Wait for the whole tree stream (scanned as it arrives), then load it once."""

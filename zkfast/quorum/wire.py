@@ -5,7 +5,9 @@ in zookeeper-jute/src/main/resources/zookeeper.jute).
 Election port: the connecting side sends an initial message (long protocol version -65536, long sid,
 int length + "host:port"), then each message is int length + payload; a notification payload is
 `int state, long leader, long zxid, long electionEpoch, long peerEpoch, int version, int configLen,
-config` (version 2). Quorum port: QuorumPackets back to back, jute-encoded, no outer length.
+config` (version 2). Quorum port: QuorumPackets back to back, jute-encoded, no outer length; the record,
+its codec and the split of a stream into packets are C (zkfast._quorum, ext/quorum.pyx), as a replicated
+write is several packets on every member.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from zkfast._jute import JuteError, Reader, WriteBuffer
+from zkfast._jute import JuteError
+from zkfast._quorum import QuorumPacket as QuorumPacket
+from zkfast._quorum import split_packets as split_packets
 
 PROTOCOL_VERSION_V1 = -65536
 PROTOCOL_VERSION_V2 = -65535
@@ -133,66 +137,6 @@ class Notification:
 
 # ------------------------------------------------------------------------------------------------
 # Zab
-
-
-@dataclass(frozen=True)
-class QuorumPacket:
-    type: int
-    zxid: int
-    data: bytes | None = None
-    authinfo: tuple[tuple[str, str], ...] = ()
-
-    def encode_into(self, b: WriteBuffer) -> None:
-        b.write_int(self.type)
-        b.write_long(self.zxid)
-        b.write_buffer(self.data)
-        if self.authinfo is None:
-            b.write_int(-1)
-        else:
-            b.write_int(len(self.authinfo))
-            for scheme, ident in self.authinfo:
-                b.write_ustring(scheme)
-                b.write_ustring(ident)
-
-    def encode(self) -> bytes:
-        b = WriteBuffer(64 + (len(self.data) if self.data else 0))
-        self.encode_into(b)
-        return b.getvalue()
-
-    def name(self) -> str:
-        try:
-            return PacketType(self.type).name
-        except ValueError:
-            return f"type {self.type}"
-
-
-def decode_packet(r: Reader) -> QuorumPacket:
-    """One QuorumPacket from a Reader positioned at it; JuteError if cut short."""
-    typ = r.read_int()
-    zxid = r.read_long()
-    data = r.read_buffer()
-    n = r.read_int()
-    auth: list[tuple[str, str]] = []
-    for _ in range(max(n, 0)):
-        scheme = r.read_ustring()
-        ident = r.read_ustring()
-        auth.append(((scheme or b"").decode("utf-8", "replace"), (ident or b"").decode("utf-8", "replace")))
-    return QuorumPacket(typ, zxid, data, tuple(auth))
-
-
-def split_packets(buf: bytes) -> tuple[list[QuorumPacket], int]:
-    """Every whole packet at the start of buf, and how many bytes they took."""
-    out: list[QuorumPacket] = []
-    pos = 0
-    while pos < len(buf):
-        r = Reader(buf, pos)
-        try:
-            p = decode_packet(r)
-        except JuteError:
-            break
-        out.append(p)
-        pos = r.offset
-    return out, pos
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,15 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+# Actions and the commit rule (quorum_of) are C: every packet of a replicated write makes Actions, and
+# every ACK is counted
+from zkfast._quorum import Actions as Actions
+from zkfast._quorum import quorum_of
 from zkfast.quorum.wire import (
     LEARNER_PROTOCOL_VERSION,
     LearnerInfo,
-    Notification,
     PacketType,
     QuorumPacket,
-    ServerState,
     make_zxid,
     zxid_epoch,
 )
@@ -39,70 +41,12 @@ COMMITTED_LOG_MAX = 500
 MAX_LEARNER_QUEUE = 100_000
 
 
-@dataclass
-class Actions:
-    """What a core wants done. The peer does them in this order: persist, write epochs, apply, send."""
-
-    send: list[tuple[int, QuorumPacket]] = field(default_factory=list)  # (sid or 0 for the leader, packet)
-    persist: list[tuple[int, bytes]] = field(default_factory=list)      # (zxid, txn bytes) to log
-    sync: bool = False                                                  # fsync the log after persisting
-    truncate_to: int | None = None                                      # drop logged txns past this zxid
-    snapshot: tuple[int, bytes] | None = None                           # (zxid, Apache snapshot stream) to load
-    write_accepted_epoch: int | None = None
-    write_current_epoch: int | None = None
-    apply: list[tuple[int, bytes]] = field(default_factory=list)        # committed txns, in zxid order
-    commit_upto: int | None = None                                      # leader: its own txns up to here
-    serve: bool = False                                                 # start serving clients
-    stop: str | None = None                                             # leave this role (reason)
-    drop: list[int] = field(default_factory=list)                       # leader: close these learners
-    activate: int | None = None                                         # leader: the reconfig of this zxid
-    # is committed: its membership now rules
-    # replica-level (zkfast.quorum.replica)
-    notify: list[tuple[int, Notification]] = field(default_factory=list)  # election messages
-    role: ServerState | None = None                                      # the role just taken
-    connect_leader: int | None = None                                    # learner: connect to this sid
-    reload: bool = False       # the role ended: stop serving, rebuild from disk, then Replica.on_reloaded
-
-    def merge(self, other: Actions) -> Actions:
-        self.send.extend(other.send)
-        self.persist.extend(other.persist)
-        self.sync = self.sync or other.sync
-        if other.truncate_to is not None:
-            self.truncate_to = other.truncate_to
-        if other.snapshot is not None:
-            self.snapshot = other.snapshot
-        if other.write_accepted_epoch is not None:
-            self.write_accepted_epoch = other.write_accepted_epoch
-        if other.write_current_epoch is not None:
-            self.write_current_epoch = other.write_current_epoch
-        self.apply.extend(other.apply)
-        if other.commit_upto is not None:
-            self.commit_upto = max(self.commit_upto or 0, other.commit_upto)
-        self.serve = self.serve or other.serve
-        self.stop = self.stop or other.stop
-        self.drop.extend(other.drop)
-        if other.activate is not None:
-            self.activate = other.activate
-        self.notify.extend(other.notify)
-        if other.role is not None:
-            self.role = other.role
-        if other.connect_leader is not None:
-            self.connect_leader = other.connect_leader
-        self.reload = self.reload or other.reload
-        return self
-
-
 def _long(v: int) -> bytes:
     return struct.pack(">q", v)
 
 
 def _int(v: int) -> bytes:
     return struct.pack(">i", v)
-
-
-def quorum_of(voters: frozenset[int], acks: Iterable[int]) -> bool:
-    got = len(set(acks) & voters)
-    return 2 * got > len(voters)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -357,8 +301,9 @@ class LeaderCore:
         """The leader's own log holds everything up to zxid."""
         self.local_durable = max(self.local_durable, zxid)
         for p in self.proposals.values():
-            if p.zxid <= zxid:
-                p.acks.add(self.my_id)
+            if p.zxid > zxid:
+                break  # in zxid order (propose): the rest are not durable yet
+            p.acks.add(self.my_id)
         return self._try_commit()
 
     def _maybe_established(self) -> Actions:
@@ -408,20 +353,32 @@ class LeaderCore:
             self.last_committed = nxt
             self.committed.append((nxt, p.data))
             out.commit_upto = nxt
-            if p.membership is None:
-                commit = QuorumPacket(PacketType.COMMIT, nxt)
-                inform = QuorumPacket(PacketType.INFORM, nxt, p.data)
-            else:
-                # Apache's commitAndActivate / informAndActivate: the designated leader (us) first
-                commit = QuorumPacket(PacketType.COMMITANDACTIVATE, nxt, _long(self.my_id))
-                inform = QuorumPacket(PacketType.INFORMANDACTIVATE, nxt, _long(self.my_id) + p.data)
+            commit = inform = None  # made once, for the first learner that gets one
             for ls in self.learners.values():
-                if ls.forwarding:
-                    out.send.append((ls.sid, inform if ls.observer else commit))
+                if not ls.forwarding:
+                    continue
+                if ls.observer:
+                    inform = inform or self._inform_packet(p)
+                    out.send.append((ls.sid, inform))
+                else:
+                    commit = commit or self._commit_packet(p)
+                    out.send.append((ls.sid, commit))
             if p.membership is not None:
                 out.merge(self._activate(nxt, *p.membership))
                 if out.stop is not None:
                     return out
+
+    def _commit_packet(self, p: Proposal) -> QuorumPacket:
+        if p.membership is None:
+            return QuorumPacket(PacketType.COMMIT, p.zxid)
+        # Apache's commitAndActivate: the designated leader (us) first
+        return QuorumPacket(PacketType.COMMITANDACTIVATE, p.zxid, _long(self.my_id))
+
+    def _inform_packet(self, p: Proposal) -> QuorumPacket:
+        if p.membership is None:
+            return QuorumPacket(PacketType.INFORM, p.zxid, p.data)
+        # Apache's informAndActivate
+        return QuorumPacket(PacketType.INFORMANDACTIVATE, p.zxid, _long(self.my_id) + p.data)
 
     def _acked_by_quorum(self, p: Proposal) -> bool:
         """A proposal commits once a quorum of the voters (the leader counting once durable) acked it."""
