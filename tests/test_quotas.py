@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 import pytest
 from kazoo.client import KazooClient
 from kazoo.protocol.states import ZnodeStat
-from testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess, apache_available
+from testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess, apache_available, free_port
 from testbase.zkcli import (
     MARKER_COMMAND,
     ClientMissing,
@@ -53,6 +54,8 @@ from zkfast._datatree import (
 )
 from zkfast._jute import OP_CREATE, Txn, WriteBuffer
 from zkfast._pipeline import RateLogger
+
+from zkfast.quotas import BYTES_LIMIT, BYTES_USAGE, COUNT_LIMIT, COUNT_USAGE, GAUGE_SETS, chm_order
 
 ENFORCED = {"enforceQuota": "true"}
 
@@ -215,6 +218,8 @@ class Run:
     reloaded_dumps: tuple[Any, Any] = (None, None)
     after_restart: tuple[Any, Any] = (None, None)
     data_size: tuple[str, str] = ("", "")
+    mntr: tuple[list[str], list[str]] = ([], [])
+    prometheus: list[str] = field(default_factory=list)  # zkfast's (Debian has no Prometheus provider jar)
 
 
 def quota_lines(server: ServerProcess) -> list[str]:
@@ -232,6 +237,10 @@ def mntr_value(server: ServerProcess, key: str) -> str:
         if name == key:
             return value
     return ""
+
+
+def quota_mntr(server: ServerProcess) -> list[str]:
+    return [line for line in server.four_letter("mntr").splitlines() if "_quota_" in line]
 
 
 def run_shell(address: str) -> str:
@@ -256,7 +265,11 @@ def run() -> Iterator[Run]:
         require_zkcli()
     except ClientMissing as e:
         pytest.fail(str(e), pytrace=False)
-    servers: list[ServerProcess] = [ApacheZkProcess(ENFORCED), ZkfastProcess(ENFORCED), ZkfastProcess(ENFORCED)]
+    metrics_port = free_port()
+    prometheus = {"metricsProvider.className": "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider",
+                  "metricsProvider.httpPort": str(metrics_port), "metricsProvider.httpHost": "127.0.0.1"}
+    servers: list[ServerProcess] = [ApacheZkProcess(ENFORCED), ZkfastProcess({**ENFORCED, **prometheus}),
+                                    ZkfastProcess(ENFORCED)]
     clients: list[KazooClient] = []
     try:
         with ThreadStarts() as starts:
@@ -275,6 +288,9 @@ def run() -> Iterator[Run]:
             r.steps.append((name, a, b, stats_of(clients[0]), stats_of(clients[1])))
         r.dumps = (dump(clients[0]), dump(clients[1]))
         r.data_size = (mntr_value(ref, "zk_approximate_data_size"), mntr_value(tgt, "zk_approximate_data_size"))
+        r.mntr = (quota_mntr(ref), quota_mntr(tgt))
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as resp:
+            r.prometheus = [ln for ln in resp.read().decode().splitlines() if "quota_" in ln]
         for zk in clients:
             zk.stop()
             zk.close()
@@ -366,6 +382,16 @@ def test_kazoo_script_same_results_and_stats(run: Run) -> None:
 def test_quota_znodes_same_on_both(run: Run) -> None:
     assert run.dumps[0] == run.dumps[1]
     assert run.data_size[0] == run.data_size[1] != ""
+
+
+def test_quota_metrics_in_mntr_as_apache(run: Run) -> None:
+    apache, zkfast = run.mntr
+    assert "zk_q_quota_count_limit_per_namespace\t6" in apache and "zk_q_quota_exceeded_error_per_namespace\t4" in apache
+    assert apache == zkfast
+    # Apache's PrometheusMetricsProvider: one family per set, the namespace as label `key`
+    assert 'quota_count_limit_per_namespace{key="q"} 6.0' in run.prometheus
+    assert "# TYPE quota_exceeded_error_per_namespace counter" in run.prometheus
+    assert 'quota_exceeded_error_per_namespace{key="r"} 5.0' in run.prometheus
 
 
 def test_quota_warnings_logged_as_apache(run: Run) -> None:
@@ -472,3 +498,11 @@ def test_rate_logger_as_apache() -> None:
     now[0] = 300
     rl.rate_limit_log("b")
     assert lines == ["Message:a Value:null", "[2 times] Message: a", "Message:b Value:null", "Message: b"]
+
+
+def test_concurrent_hash_map_order_as_apache_prints_it() -> None:
+    # both seen in Apache 3.8's mntr: the gauge sets, and namespaces a, c, zz
+    assert chm_order([COUNT_LIMIT, BYTES_LIMIT, COUNT_USAGE, BYTES_USAGE]) == list(GAUGE_SETS)
+    assert chm_order(["a", "c", "zz"]) == ["zz", "a", "c"]
+    many = [f"ns{i}" for i in range(40)]  # two resizes: every key once
+    assert sorted(chm_order(many)) == sorted(many)

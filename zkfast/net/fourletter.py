@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from zkfast import quotas
 from zkfast.net import serverdata
 from zkfast.net.serverdata import U64, Vanished, dir_size
 from zkfast.version import version_line
@@ -319,6 +320,7 @@ def monitor_values(server: ZooKeeperServer, listener: ClientListener) -> Iterato
     yield "outstanding_tls_handshake", len(secure.handshaking) if secure is not None else 0
     yield "min_client_response_size", -1
     yield "non_mtls_local_conn_count", 0
+    yield from quotas.gauge_values(tree)  # the gauge sets follow the gauges
     yield "proposal_count", 0
     yield "watch_bytes", 0
     yield "outstanding_changes_removed", 0
@@ -327,6 +329,7 @@ def monitor_values(server: ZooKeeperServer, listener: ClientListener) -> Iterato
     yield "large_requests_rejected", 0
     yield "connection_rejected", listener.rejected
     yield "unrecoverable_error_count", 0
+    yield from quotas.exceeded_values(server.prep)
     yield from server.quorum_values()
     yield from server.extra_metrics()
 

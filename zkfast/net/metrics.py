@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from zkfast import quotas
 from zkfast.net.admin import HttpRequest, HttpResponse, HttpServer, error_page
 from zkfast.net.fourletter import monitor_values
 from zkfast.net.serverdata import slices
@@ -200,11 +201,21 @@ class ZooKeeperCollector:
 
         server = self.server
         values: list[tuple[str, object]] = []
+        labelled: dict[str, dict[str, object]] = {}  # the quota sets: name → {namespace: value}
         if server.listener is not None:
             for item in monitor_values(server, server.listener):
-                values.append(item)
+                split = quotas.split_labelled(item[0])
+                if split is None:
+                    values.append(item)
+                else:
+                    labelled.setdefault(split[0], {})[split[1]] = item[1]
                 yield None
         gauges, counters, summaries = classify(values)
+        for name, by_namespace in labelled.items():  # Apache: a gauge (counter) with the label `key`
+            m = Metric(name, _help(name), "counter" if name == quotas.EXCEEDED else "gauge")
+            for namespace, value in by_namespace.items():
+                m.add_sample(name, {"key": namespace}, float(value))  # type: ignore[arg-type]
+            yield m
         if "snapshottime" not in summaries and server.store is not None:
             summaries["snapshottime"] = (float(self.snapshots.count), self.snapshots.total)
         for name, value in gauges.items():
