@@ -65,6 +65,8 @@ def summary(samples: list[float]) -> str:
 
 
 def measure(rounds: int) -> None:
+    if rounds < 1:
+        return  # --rounds 0: the kazoo table only
     kinds = ["zkfast", "apache"] if apache_available() else ["zkfast"]
     if len(kinds) == 1:
         print("Apache ZooKeeper is not installed: zkfast only")
@@ -118,7 +120,7 @@ def kazoo(run_missing: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--rounds", type=int, default=10, help="fresh servers and clusters per kind (default 10)")
+    p.add_argument("--rounds", type=int, default=10, help="fresh servers and clusters per kind (default 10; 0: only the kazoo table)")
     p.add_argument("--kazoo", action="store_true", help="run the kazoo suites whose results are missing")
     args = p.parse_args(argv)
     measure(args.rounds)
