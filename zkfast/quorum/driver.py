@@ -229,7 +229,7 @@ class Era:
     leader_syncs: list[tuple[int, int]] = field(default_factory=list)         # leader: (zxid to wait for, sid)
     global_sessions: set[int] = field(default_factory=set)                    # sessions before read-only mode
     pending_acks: dict[int, list[int]] = field(default_factory=dict)          # leader: ACKs of this read
-    leader_batch: Actions | None = None                                       # learner: packets of this read
+    leader_packets: list[QuorumPacket] = field(default_factory=list)          # learner: broadcast of this read
     leader_commit: QuorumCommit | None = None                                 # leader: its pipeline's commit stage
     # learner: reconnecting clients waiting for the leader's word on their session, one per session
     pending_revalidations: dict[int, Any] = field(default_factory=dict)
@@ -720,7 +720,6 @@ class QuorumDriver:
         if era is None or era.closed or replica is None or replica.leader is None:
             conn.close()
             return
-        now = self.clock.now_ms()
         if conn.sid is None:
             if p.type not in (PacketType.FOLLOWERINFO, PacketType.OBSERVERINFO):
                 log.warning("learner %s did not start with FOLLOWERINFO/OBSERVERINFO: closing", conn.remote)
@@ -737,7 +736,7 @@ class QuorumDriver:
             conn.sid = sid
             era.learner_conns[sid] = conn
             log.info("learner %d connected from %s", sid, conn.remote)
-            self._execute(replica.on_learner_packet(sid, p, now))
+            self._execute(replica.on_learner_packet(sid, p, self.clock.now_ms()))
             return
         sid = conn.sid
         if p.type == PacketType.ACK and p.zxid & 0xFFFFFFFF:
@@ -751,7 +750,7 @@ class QuorumDriver:
             self._leader_revalidate(era, conn, p)
         elif p.type == PacketType.PING and p.data:
             self._leader_touch(era, p.data)
-        self._execute(replica.on_learner_packet(sid, p, now))
+        self._execute(replica.on_learner_packet(sid, p, self.clock.now_ms()))
 
     def on_learner_lost(self, conn: Link) -> None:
         era = self.era
@@ -879,10 +878,9 @@ class QuorumDriver:
             return
         learner = self.replica.learner
         if p.type in BATCHED_FROM_LEADER and learner is not None and learner.phase == "serving":
-            # broadcast: the Actions of one read's packets are done together (one log write, one
-            # apply pass, one set of client replies)
-            out = self.replica.on_leader_packet(p, self.clock.now_ms())
-            era.leader_batch = out if era.leader_batch is None else era.leader_batch.merge(out)
+            # broadcast: one read's packets are handled together (one call into the replica, one
+            # log write, one apply pass, one set of client replies)
+            era.leader_packets.append(p)
             return
         self.on_leader_read(conn)  # what came before this packet is done first (a SYNC's reply
         # must see every commit before it)
@@ -895,12 +893,12 @@ class QuorumDriver:
         self._execute(self.replica.on_leader_packet(p, self.clock.now_ms()))
 
     def on_leader_read(self, conn: Link) -> None:
-        """The packets of one read from the leader are in: their merged Actions are done."""
+        """The packets of one read from the leader are in: the broadcast among them is handled."""
         era = self.era
-        if era is None or era.closed or era.leader_batch is None:
+        if era is None or era.closed or not era.leader_packets or self.replica is None:
             return
-        out, era.leader_batch = era.leader_batch, None
-        self._execute(out)
+        packets, era.leader_packets = era.leader_packets, []
+        self._execute(self.replica.on_leader_packets(packets, self.clock.now_ms()))
 
     def on_leader_snapshot(self, conn: Link, zxid: int, loaded: tuple[DataTree, dict[int, int]]) -> None:
         era = self.era

@@ -197,6 +197,12 @@ class Replica:
             return Actions()
         return self._checked(self.learner.on_packet(p), now_ms)
 
+    def on_leader_packets(self, packets: list[QuorumPacket], now_ms: int) -> Actions:
+        """A read's worth of the leader's broadcast (PROPOSAL, COMMIT, INFORM, PING), in order."""
+        if self.learner is None:
+            return Actions()
+        return self._checked(self.learner.on_packets(packets), now_ms)
+
     def on_snapshot(self, zxid: int, stream: bytes, now_ms: int) -> Actions:
         if self.learner is None:
             return Actions()

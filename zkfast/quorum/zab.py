@@ -497,17 +497,26 @@ class LearnerCore:
         out.send.append((0, QuorumPacket(typ, make_zxid(self.accepted_epoch, 0), info)))
         return out
 
+    def on_packets(self, packets: Iterable[QuorumPacket]) -> Actions:
+        """Several packets in the order they came (a read's worth of broadcast): as many on_packet
+        calls, their Actions merged into one."""
+        out = Actions()
+        for p in packets:
+            out.merge(self.on_packet(p))
+        return out
+
     def on_packet(self, p: QuorumPacket) -> Actions:
         self.last_heard_tick = self.tick
         t = p.type
-        if t == PacketType.LEADERINFO:
-            return self._leaderinfo(p)
-        if t in (PacketType.DIFF, PacketType.TRUNC):
-            return self._sync_start(p)
+        # the broadcast's packets first: every write brings one of each
         if t == PacketType.PROPOSAL:
             return self._proposal(p)
         if t in (PacketType.COMMIT, PacketType.COMMITANDACTIVATE):
             return self._commit(p.zxid)  # the peer activates a reconfig when it applies the txn
+        if t == PacketType.LEADERINFO:
+            return self._leaderinfo(p)
+        if t in (PacketType.DIFF, PacketType.TRUNC):
+            return self._sync_start(p)
         if t == PacketType.INFORM:
             return self._inform(p)
         if t == PacketType.INFORMANDACTIVATE:
