@@ -30,6 +30,8 @@ OPERATOR_VARIABLES = frozenset({
     "ZOO_DATADIR_AUTOCREATE_DISABLE", "SERVER_JVMFLAGS", "JVMFLAGS",
     # zkfast's own (README, `zkfast --help`)
     "ZKFAST_LOG_LEVEL",
+    # zkfast.testing's kind="apache": an Apache release directory, as kazoo's harness reads it (docs/testing.md)
+    "ZOOKEEPER_PATH",
     # the platform's: where per-user files go, and envi's java.io.tmpdir
     "HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "TMPDIR",
 })
