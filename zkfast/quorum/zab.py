@@ -143,6 +143,12 @@ class LeaderCore:
             self.epoch_acked.add(self.my_id)
             for sid in self.learners:
                 out.send.append((sid, self._leaderinfo()))
+            if quorum_of(self.voters, self.epoch_acked):
+                # the only voter (standaloneEnabled=false): its own ACKEPOCH and NEWLEADER ack make the
+                # quorums that waitForEpochAck and waitForNewLeaderAck wait for, as on Apache
+                self.current_epoch = self.epoch
+                out.write_current_epoch = self.epoch
+                out.merge(self._maybe_established())
         return out
 
     def _next_epoch(self) -> int:
