@@ -52,6 +52,10 @@ MAX_PENDING_TLS_HANDSHAKES = 1000
 # closed). Apache has no such limit.
 MAX_AUTH_IDS_PER_CONNECTION = 64
 
+# -- sessions that time out together (thousands in one tickTime bucket): closeSessions submitted per
+# loop turn, so requests of live sessions are served between the slices
+EXPIRED_SESSIONS_PER_TURN = 256
+
 # -- four-letter words and admin commands: their answers are produced in slices between request
 # batches and written through a buffer of at most this many bytes
 ANSWER_SLICE_BYTES = 64 * KIB

@@ -642,13 +642,12 @@ class SimTasks:
         self._next(timer, server)
         return [timer]
 
-    def _next(self, timer: Timer, server: ZooKeeperServer) -> None:
-        self.proc.clock.later(max(server.sessions.wait_ms(), 1), lambda: self._expire(timer, server))
+    def _next(self, timer: Timer, server: ZooKeeperServer, more: bool = False) -> None:
+        self.proc.clock.later(1 if more else max(server.sessions.wait_ms(), 1), lambda: self._expire(timer, server))
 
     def _expire(self, timer: Timer, server: ZooKeeperServer) -> None:
         if not timer.cancelled:
-            server.expire_sessions()
-            self._next(timer, server)
+            self._next(timer, server, server.expire_sessions())
 
 
 # ------------------------------------------------------------------------------------------------ server

@@ -297,9 +297,11 @@ async def _autopurge_quorum(peer: Any, interval_s: float) -> None:
 
 async def expire_sessions_loop(server: ZooKeeperServer) -> None:
     sessions = server.sessions
+    more = False
     while True:
-        await asyncio.sleep(max(sessions.wait_ms(), 1) / 1000)
-        server.expire_sessions()
+        # sessions still to expire go on the next turn, after what clients sent meanwhile
+        await asyncio.sleep(0 if more else max(sessions.wait_ms(), 1) / 1000)
+        more = server.expire_sessions()
 
 
 def serve(config: ServerConfig, truncate_log_at: tuple[str, int] | None = None) -> int:

@@ -8,6 +8,7 @@ connection, releasing the reads that waited behind the write.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from zkfast._jute import (
     encode_connect_response,
 )
 from zkfast._pipeline import THIS_SERVER, PipelineCore, Prep, Request, now_ms
+from zkfast.limits import EXPIRED_SESSIONS_PER_TURN
 from zkfast.server import reads, roles
 from zkfast.server.auth import AuthRegistry
 from zkfast.server.commit import CommitStage, ImmediateCommit
@@ -93,6 +95,7 @@ class ZooKeeperServer(PipelineCore):
         self.connections: set[ClientConnection] = set()
         self.stats = ServerStats()
         self.auth_failed_count = 0
+        self.expiring: deque[int] = deque()  # timed out, closeSession not submitted yet (expire_sessions)
         self.store: Store | None = None                     # its txn log and snapshots (attach_store)
         self.listener: ClientListener | None = None         # the client port's (attach_listeners)
         self.secure_listener: ClientListener | None = None  # secureClientPort's, if any
@@ -345,12 +348,19 @@ class ZooKeeperServer(PipelineCore):
 
     # -- sessions that time out, containers that empty
 
-    def expire_sessions(self) -> None:
-        for sid in self.sessions.poll_expired():
+    def expire_sessions(self) -> bool:
+        """Submit the closeSessions of sessions that timed out, at most EXPIRED_SESSIONS_PER_TURN at
+        a time; True while some wait for the next turn (call again soon, not at the next bucket)."""
+        self.expiring.extend(self.sessions.poll_expired())
+        for _ in range(min(len(self.expiring), EXPIRED_SESSIONS_PER_TURN)):
+            sid = self.expiring.popleft()
+            if sid not in self.sessions.sessions:
+                continue  # its client closed it while it waited here
             log.info("expiring session 0x%x, timeout of %d ms exceeded",
                      sid & 0xFFFFFFFFFFFFFFFF, self.sessions.timeout_of(sid) or 0)
             self.submit(Request(sid, 0, OP_CLOSE_SESSION, b"", [], None, create_ms=now_ms()))
         self.end_batch()
+        return bool(self.expiring)
 
     def delete_container(self, path: bytes) -> None:
         self.submit(Request(0, 0, OP_DELETE_CONTAINER, path, [], None, create_ms=now_ms()))
