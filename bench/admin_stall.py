@@ -74,8 +74,9 @@ KINDS: dict[str, type[ServerProcess]] = {"zkfast": ZkfastProcess, "apache": Apac
 
 # ------------------------------------------------------------------------------------ the sessions
 
-def _ephemeral_encoder() -> Any:
-    prefix = EPHEMERALS.encode() + b"/"
+def ephemeral_encoder(parent: str = EPHEMERALS) -> Any:
+    """Session i's ephemeral znode parent/<i>, one create frame."""
+    prefix = parent.encode() + b"/"
 
     def enc(wb: WriteBuffer, xid: int, i: int) -> None:
         s = wb.frame_start()
@@ -111,13 +112,13 @@ class Population:
         return range(start, start + self.per_session)
 
 
-async def _ping(conns: list[Conn]) -> None:
+async def ping_forever(conns: list[Conn], interval_s: float = PING_INTERVAL_S) -> None:
     """Keep the sessions alive, their pings spread over the interval."""
     frame = struct.pack(">iii", 8, -2, OP_PING)
     ticks = 20
     slot = 0
     while True:
-        await asyncio.sleep(PING_INTERVAL_S / ticks)
+        await asyncio.sleep(interval_s / ticks)
         for conn in conns[slot::ticks]:
             if conn.transport is not None and not conn.transport.is_closing():
                 conn.transport.write(frame)
@@ -127,10 +128,10 @@ async def _ping(conns: list[Conn]) -> None:
 async def _hold(host: str, port: int, pop: Population, pipe: multiprocessing.connection.Connection) -> None:
     loop = asyncio.get_running_loop()
     watch = make_encoder("watch_register", WATCHED, b"")
-    ephemeral = _ephemeral_encoder()
+    ephemeral = ephemeral_encoder()
     gate = asyncio.Semaphore(OPEN_CONCURRENCY)
     conns: list[Conn] = []
-    pinging = asyncio.ensure_future(_ping(conns))
+    pinging = asyncio.ensure_future(ping_forever(conns))
 
     async def one(i: int) -> None:
         async with gate:

@@ -327,10 +327,13 @@ def _frame(wb: WriteBuffer, xid: int, op: int) -> None:
 
 async def open_session(loop: asyncio.AbstractEventLoop, host: str, port: int, timeout_ms: int,
                        on_event: Callable[[bytes, int, int], None] | None = None,
-                       session: tuple[int, bytes] | None = None, handshake_timeout_s: float = 30.0) -> Conn:
-    """A connected session: a new one, or `session` = (id, password) reattached. On a failed
-    handshake the connection is closed before the exception goes up."""
-    _, conn = await loop.create_connection(lambda: Conn(loop, on_event), host, port)
+                       session: tuple[int, bytes] | None = None, handshake_timeout_s: float = 30.0,
+                       source_ip: str | None = None) -> Conn:
+    """A connected session: a new one, or `session` = (id, password) reattached; from source_ip if
+    given (127.0.0.x: many clients, as maxClientCnxns sees them). On a failed handshake the
+    connection is closed before the exception goes up."""
+    _, conn = await loop.create_connection(lambda: Conn(loop, on_event), host, port,
+                                           local_addr=(source_ip, 0) if source_ip else None)
     conn.write(connect_frame(timeout_ms, *session) if session else connect_frame(timeout_ms))
     try:
         await asyncio.wait_for(conn.handshake, handshake_timeout_s)

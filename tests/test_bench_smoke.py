@@ -1,7 +1,7 @@
 """The benchmark scripts under bench/ run end to end on tiny counts, so they cannot rot.
 
 Not a measurement: compare.py runs one round of tiny phases, zk_latencies.py a few dozen znodes,
-admin_stall.py a few hundred watches, the micro benchmarks once each (--benchmark-disable).
+admin_stall.py a few hundred watches, sessions.py a hundred sessions, the micro benchmarks once each (--benchmark-disable).
 """
 
 from __future__ import annotations
@@ -136,6 +136,15 @@ def test_admin_stall(tmp_path: Path) -> None:
         return
     ours, theirs = doc["servers"]["zkfast"]["commands"], doc["servers"]["apache"]["commands"]
     assert ours["4lw wchc"]["bytes"] == theirs["4lw wchc"]["bytes"]  # the same watches, the same text
+
+
+def test_sessions(tmp_path: Path) -> None:
+    out = run([str(BENCH / "sessions.py"), "--kinds", "zkfast", "--sessions", "100", "--processes", "2",
+               "--steady", "0.5", "--timeout-ms", "4000", "--json", str(tmp_path / "sessions.json")], timeout_s=60)
+    for row in ("RSS per session", "CPU while only pings flow", "probe p99 during expiry"):
+        assert re.search(rf"^\| {row} \| [\d,.]+", out, re.M), (row, out)
+    (r,) = json.loads((tmp_path / "sessions.json").read_text())
+    assert r["sessions"] == 100 and r["rss_open_bytes"] > r["rss_before_bytes"] > 0 and r["expiry_s"] > 0, r
 
 
 def test_micro_benchmarks() -> None:
