@@ -13,7 +13,7 @@ from libc.stdlib cimport malloc, free, calloc, realloc, qsort
 from libc.string cimport memcpy, memcmp, memchr, memset
 
 from zkfast._jute cimport (Stat, Txn, WriteBuffer, Cursor, cursor_init, rd_i32, rd_i64, rd_bool,
-                           rd_bytes, wb_i32, wb_i64, wb_bytes)
+                           rd_bytes, wb_i32, wb_i64, wb_bytes, store_u32, store_u64)
 from zkfast._jute cimport (Code, EventType, Perm, OP_CREATE, OP_CREATE2, OP_CREATE_CONTAINER, OP_CREATE_TTL,
                            OP_DELETE, OP_DELETE_CONTAINER, OP_SET_DATA, OP_RECONFIG, OP_SET_ACL, OP_CHECK,
                            OP_ERROR, OP_MULTI, OP_CREATE_SESSION, OP_CLOSE_SESSION, OP_EXISTS, OP_GET_DATA,
@@ -22,6 +22,7 @@ from zkfast._jute import encode_acl_list
 
 import logging
 import re
+from time import monotonic as _monotonic
 
 cdef enum:
     STATE_SYNC_CONNECTED = 3  # Apache's Watcher.Event.KeeperState.SyncConnected
@@ -47,6 +48,143 @@ MODE_PERSISTENT_RECURSIVE = M_RECURSIVE
 
 
 CONTAINER_EPHEMERAL_OWNER = -0x8000000000000000
+
+
+class RateLogger:
+    """Apache's RateLogger (100 ms): a message is logged at WARN when it first comes; repeats within
+    the interval are counted and logged as `[N times] Message: ...` when it passes or another
+    message comes."""
+
+    def __init__(self, logger, interval_ms=100, clock=None):
+        self.logger = logger
+        self.interval_ms = interval_ms
+        self.clock = clock if clock is not None else (lambda: int(_monotonic() * 1000))
+        self.msg = None
+        self.value = None
+        self.count = 0
+        self.timestamp = 0
+
+    def flush(self):
+        if self.msg is not None and self.count > 0:
+            text = "[%d times] " % self.count if self.count > 1 else ""
+            text += "Message: " + self.msg
+            if self.value is not None:
+                text += " Last value:" + self.value
+            self.logger.warning("%s", text)
+        self.msg = None
+        self.value = None
+        self.count = 0
+
+    def rate_limit_log(self, msg, value=None):
+        now = self.clock()
+        if msg == self.msg:
+            self.count += 1
+            self.value = value
+            if now - self.timestamp >= self.interval_ms:
+                self.flush()
+                self.msg = msg
+                self.timestamp = now
+                self.value = value
+        else:
+            self.flush()
+            self.msg = msg
+            self.value = value
+            self.timestamp = now
+            self.logger.warning("Message:%s Value:%s", msg, "null" if value is None else value)
+
+
+# ------------------------------------------------------------------------------------------------
+# txn digests (Apache's DigestCalculator, NodeHashMapImpl, AdHash and DataTree.compareDigest in
+# zookeeper-server/src/main/java/org/apache/zookeeper/server/): every node's digest is a CRC32 of its
+# path, data and StatPersisted; the tree's is their wrapping 64-bit sum, kept up to date by taking a
+# node's digest out before each change and adding it back after. The leader puts the digest the tree
+# will have after a txn into the txn; every server that applies it compares.
+
+cdef extern from "zlib.h":
+    unsigned long crc32(unsigned long crc, const unsigned char* buf, unsigned int n) nogil
+
+DIGEST_VERSION = TXN_DIGEST_VERSION
+digest_log = logging.getLogger("zkfast.digest")
+# DataTree's static RATE_LOGGER
+DIGEST_RATE_LOGGER = RateLogger(digest_log)
+
+# zookeeper.digest.enabled: one switch per process, as Apache's static ZooKeeperServer.digestEnabled
+cdef bint DIGESTS_ON = True
+# ServerMetrics.DIGEST_MISMATCHES_COUNT: a process-wide counter, as Apache's, so it outlives the
+# trees a server replaces (SNAP, a new role)
+cdef int64_t DIGEST_MISMATCHES = 0
+cdef bint DIGEST_MISMATCH_LOGGED = False
+
+
+cdef bint digests_on() noexcept:
+    return DIGESTS_ON
+
+
+def set_digest_enabled(bint enabled):
+    """zookeeper.digest.enabled (zoo.cfg digest.enabled): set before any tree is built or loaded."""
+    global DIGESTS_ON
+    DIGESTS_ON = enabled
+
+
+def digest_enabled():
+    return DIGESTS_ON
+
+
+def digest_mismatches_count():
+    """digest_mismatches_count (mntr, Prometheus): txns and snapshots whose digest differed."""
+    return DIGEST_MISMATCHES
+
+
+cdef uint32_t digest_of(const char* path, Py_ssize_t path_len, const char* data, Py_ssize_t data_len,
+                        int64_t czxid, int64_t mzxid, int64_t pzxid, int64_t ctime, int64_t mtime,
+                        int32_t version, int32_t cversion, int32_t aversion, int64_t owner) noexcept nogil:
+    # DigestCalculator.calculateDigest: 0 below /zookeeper/ (quota stats change in place there);
+    # "/" counts as "", the root's other name. Paths are UTF-8, as Java's getBytes() gives them with
+    # a UTF-8 default charset.
+    cdef unsigned char stat[60]
+    cdef unsigned long crc
+    if path_len >= 11 and memcmp(path, b"/zookeeper/", 11) == 0:
+        return 0
+    store_u64(<char*>stat, <uint64_t>czxid)
+    store_u64(<char*>stat + 8, <uint64_t>mzxid)
+    store_u64(<char*>stat + 16, <uint64_t>pzxid)
+    store_u64(<char*>stat + 24, <uint64_t>ctime)
+    store_u64(<char*>stat + 32, <uint64_t>mtime)
+    store_u32(<char*>stat + 40, <uint32_t>version)
+    store_u32(<char*>stat + 44, <uint32_t>cversion)
+    store_u32(<char*>stat + 48, <uint32_t>aversion)
+    store_u64(<char*>stat + 52, <uint64_t>owner)
+    crc = crc32(0, NULL, 0)
+    if not (path_len == 1 and path[0] == b'/'):
+        crc = crc32(crc, <const unsigned char*>path, <unsigned int>path_len)
+    if data_len > 0:
+        crc = crc32(crc, <const unsigned char*>data, <unsigned int>data_len)
+    crc = crc32(crc, stat, 60)
+    return <uint32_t>crc
+
+
+cdef inline uint32_t node_digest(Node* n) noexcept nogil:
+    return digest_of(n.path, n.path_len, n.data, n.data_len, n.czxid, n.mzxid, n.pzxid, n.ctime, n.mtime,
+                     n.version, n.cversion, n.aversion, n.ephemeral_owner)
+
+
+def path_digest(bytes path, data, int64_t czxid, int64_t mzxid, int64_t pzxid, int64_t ctime, int64_t mtime,
+                int32_t version, int32_t cversion, int32_t aversion, int64_t owner):
+    """DigestCalculator.calculateDigest for one node's fields (tests, tools)."""
+    return digest_of(PyBytes_AS_STRING(path), PyBytes_GET_SIZE(path),
+                     PyBytes_AS_STRING(data) if data is not None else NULL,
+                     PyBytes_GET_SIZE(data) if data is not None else -1,
+                     czxid, mzxid, pzxid, ctime, mtime, version, cversion, aversion, owner)
+
+
+cdef void report_mismatch(int64_t zxid) noexcept:
+    # DataTree.reportDigestMismatch
+    global DIGEST_MISMATCHES
+    DIGEST_MISMATCHES += 1
+    try:
+        DIGEST_RATE_LOGGER.rate_limit_log("Digests are not matching. Value is Zxid.", str(zxid))
+    except Exception:
+        pass
 
 OPEN_ACL_UNSAFE = [(31, "world", "anyone")]
 READ_ACL_UNSAFE = [(1, "world", "anyone")]
@@ -318,13 +456,18 @@ cdef class DataTree:
         self.quota_roots = set()
         self.quota_pending = False
         self.quota_drift = 0
+        self.digest_sum = 0
+        self.snapshot_digest_zxid = -1
+        self.snapshot_digest = 0
         # the built-in nodes (Apache's DataTree constructor): empty data, zero stat
         open_acl = self.acl_ref(OPEN_ACL_UNSAFE)
         self.root = self.new_node(b"/", NULL, b"", open_acl)
+        self.digest_in(self.root)
         self.attach(b"/zookeeper", b"", self.acl_ref(OPEN_ACL_UNSAFE))
         self.attach(b"/zookeeper/quota", b"", self.acl_ref(OPEN_ACL_UNSAFE))
         self.attach(b"/zookeeper/config", b"", self.acl_ref(READ_ACL_UNSAFE))
-        # Apache sets the config node's ACL with setACL(..., -1): its aversion is -1
+        # Apache sets the config node's ACL with setACL(..., -1): its aversion is -1 (no digest:
+        # the node is under /zookeeper/)
         self.lookup_bytes(b"/zookeeper/config").aversion = -1
 
     def __dealloc__(self):
@@ -465,6 +608,15 @@ cdef class DataTree:
                 parent.child_cap_log2 += 1
         return node
 
+    cdef void digest_out(self, Node* node) noexcept:
+        # NodeHashMap.preChange: the node's digest as it was leaves the sum
+        self.digest_sum -= node.digest
+
+    cdef void digest_in(self, Node* node) noexcept:
+        # NodeHashMap.postChange / put: the node's digest as it is now joins the sum
+        node.digest = node_digest(node) if DIGESTS_ON else 0
+        self.digest_sum += node.digest
+
     cdef int set_node_data(self, Node* node, object data) except -1:
         cdef char* fresh = NULL
         cdef Py_ssize_t n
@@ -489,16 +641,18 @@ cdef class DataTree:
         version -1 and zxid the config's version, that fires no watch."""
         cdef Node* node = self.lookup_bytes(b"/zookeeper/config")
         assert node is not NULL
+        self.digest_out(node)
         self.set_node_data(node, data)
         node.version = -1
         node.mzxid = zxid
         node.mtime = mtime_ms
+        self.digest_in(node)
 
     cdef int attach(self, bytes path, object data, int32_t acl) except -1:
         # for the built-in nodes: no stat change on the parent, as Apache's constructor does
         cdef Py_ssize_t cut = path.rfind(b"/")
         cdef Node* parent = self.lookup_bytes(path[:cut])
-        self.new_node(path, parent, data, acl)
+        self.digest_in(self.new_node(path, parent, data, acl))
         return 0
 
     cdef void unlink(self, Node* node) noexcept:
@@ -761,12 +915,14 @@ cdef class DataTree:
             return Code.NONODE
         if self.lookup_bytes(path) is not NULL:
             return Code.NODEEXISTS
+        self.digest_out(parent)
         if parent_cversion == -1:
             parent_cversion = parent.cversion + 1
         # replay of a create that the fuzzy snapshot already holds must not move cversion back
         if parent_cversion > parent.cversion:
             parent.cversion = parent_cversion
             parent.pzxid = zxid
+        self.digest_in(parent)
         acl_idx = self.acl_ref(acl)
         node = self.new_node(path, parent, data, acl_idx)
         node.czxid = zxid
@@ -775,6 +931,7 @@ cdef class DataTree:
         node.ctime = time
         node.mtime = time
         node.ephemeral_owner = owner
+        self.digest_in(node)
         kind = owner_kind(owner, self.extended_types)
         if kind == KIND_CONTAINER:
             self.containers.add(path)
@@ -826,8 +983,10 @@ cdef class DataTree:
         cdef bint limits
         if parent is NULL:
             return Code.NONODE
+        self.digest_out(parent)
         if zxid > parent.pzxid:
             parent.pzxid = zxid
+        self.digest_in(parent)
         node = self.lookup_bytes(path)
         if node is NULL or node is self.root:
             return Code.NONODE
@@ -841,6 +1000,7 @@ cdef class DataTree:
         data_len = node.data_len if node.data_len > 0 else 0
         limits = node.path_len - node.name_off == 16 and \
             memcmp(node.path + node.name_off, b"zookeeper_limits", 16) == 0
+        self.digest_out(node)
         self.unlink(node)
         kind = owner_kind(owner, self.extended_types)
         if kind == KIND_CONTAINER:
@@ -869,10 +1029,12 @@ cdef class DataTree:
         if node is NULL:
             return Code.NONODE
         last_len = node.data_len if node.data_len > 0 else 0
+        self.digest_out(node)
         self.set_node_data(node, data)
         node.mtime = time
         node.mzxid = zxid
         node.version = version
+        self.digest_in(node)
         if out is not NULL:
             self.copy_stat(node, out)
         if self.quota_roots:
@@ -888,7 +1050,9 @@ cdef class DataTree:
         old = node.acl
         node.acl = self.acl_ref(acl)
         self.acl_unref(old)
+        self.digest_out(node)
         node.aversion = version
+        self.digest_in(node)
         if out is not NULL:
             self.copy_stat(node, out)
         return Code.OK
@@ -903,8 +1067,10 @@ cdef class DataTree:
         if cversion == -1:
             cversion = node.cversion + 1
         if cversion > node.cversion:
+            self.digest_out(node)
             node.cversion = cversion
             node.pzxid = zxid
+            self.digest_in(node)
         return Code.OK
 
     def kill_session(self, int64_t session_id, int64_t zxid, paths):
@@ -932,7 +1098,79 @@ cdef class DataTree:
         self.apply_one(t, False)
         if t.zxid > self.last_processed_zxid:
             self.last_processed_zxid = t.zxid
+        if DIGESTS_ON:
+            self.compare_digest(t)
         return t.rc_err
+
+    cdef int compare_digest(self, Txn t) except -1:
+        # the end of Apache's processTxn (a loaded snapshot's digest, once replay reaches its zxid),
+        # then compareDigest: while a fuzzy snapshot's digest is pending, the tree is not comparable
+        global DIGEST_MISMATCH_LOGGED
+        if self.snapshot_digest_zxid >= 0:
+            if t.zxid == self.snapshot_digest_zxid:
+                if <int64_t>self.digest_sum != self.snapshot_digest:
+                    report_mismatch(t.zxid)
+                self.snapshot_digest_zxid = -1
+            else:
+                if t.zxid > self.snapshot_digest_zxid:
+                    DIGEST_RATE_LOGGER.rate_limit_log(
+                        "The txn 0x%x of snapshot digest does not exist." % self.snapshot_digest_zxid)
+                return 0
+        if not t.has_digest:
+            return 0
+        if t.digest_version != TXN_DIGEST_VERSION:
+            DIGEST_RATE_LOGGER.rate_limit_log("Digest version not the same on zxid.", str(t.zxid))
+            return 0
+        if t.digest != <int64_t>self.digest_sum:
+            report_mismatch(t.zxid)
+            if not DIGEST_MISMATCH_LOGGED:
+                DIGEST_MISMATCH_LOGGED = True
+                digest_log.error("First digest mismatch on txn: %r, expected digest is %d, actual digest is %d",
+                                 t, t.digest, <int64_t>self.digest_sum)
+        return 0
+
+    @property
+    def tree_digest(self):
+        """DataTree.getTreeDigest: the sum of every node's digest, as a Java long."""
+        return <int64_t>self.digest_sum
+
+    def node_digest(self, bytes path):
+        """The digest the tree keeps for one node, or None."""
+        cdef Node* node = self.lookup_bytes(path)
+        return None if node is NULL else node.digest
+
+    def recount_digest(self):
+        """The tree digest summed afresh over every node (a check of the kept one: they must agree)."""
+        cdef size_t i
+        cdef uint64_t total = 0
+        cdef Node* node
+        if not DIGESTS_ON:
+            return 0
+        for i in range(self.mask + 1):
+            node = self.slots[i]
+            if node is not NULL:
+                total += node_digest(node)
+        return <int64_t>total
+
+    def set_snapshot_digest(self, int64_t zxid, int32_t version, int64_t digest, int64_t snapshot_zxid):
+        """A loaded snapshot's ZxidDigest (DataTree.deserializeZxidDigest, FileSnap.deserialize): the
+        tree digest it must have once replay applies zxid; checked at once when that is the snapshot's
+        own zxid. A digest older than the snapshot, or of another version, is not compared."""
+        if not DIGESTS_ON:
+            return
+        self.snapshot_digest_zxid = -1
+        if zxid <= 0 or zxid < snapshot_zxid:
+            return
+        if version != TXN_DIGEST_VERSION:
+            digest_log.info("Digest version changed, local: %d, new: %d, skip comparing digest now.",
+                            version, TXN_DIGEST_VERSION)
+            return
+        if zxid == snapshot_zxid:
+            if <int64_t>self.digest_sum != digest:
+                report_mismatch(zxid)
+            return
+        self.snapshot_digest_zxid = zxid
+        self.snapshot_digest = digest
 
     cdef int apply_one(self, Txn t, bint is_sub) except -1:
         cdef int32_t typ = t.type
@@ -1048,7 +1286,9 @@ cdef class DataTree:
     cdef int set_in_place(self, Node* node, bytes data) except -1:
         # new data without a txn's stat change; Apache's approximate data size never sees it
         cdef int32_t before = node.data_len if node.data_len > 0 else 0
+        self.digest_out(node)  # (a node under /zookeeper/: its digest stays 0, as in Apache)
         self.set_node_data(node, data)
+        self.digest_in(node)
         self.quota_drift += PyBytes_GET_SIZE(data) - before
         return 0
 
@@ -1492,6 +1732,7 @@ def load_chunk(DataTree tree, bytes chunk, dict acls):
                 continue
             node = tree.new_node(path, parent, data, tree.acl_ref(acl))
         else:
+            tree.digest_out(node)
             tree.set_node_data(node, data)
             old = node.acl
             node.acl = tree.acl_ref(acl)
@@ -1505,6 +1746,7 @@ def load_chunk(DataTree tree, bytes chunk, dict acls):
         node.aversion = rd_i32(&c)
         node.ephemeral_owner = rd_i64(&c)
         node.pzxid = rd_i64(&c)
+        tree.digest_in(node)
         tree.note_loaded_owner(path, node.ephemeral_owner)
         loaded += 1
     node = tree.lookup_bytes(QUOTA_ZOOKEEPER)

@@ -830,8 +830,13 @@ cdef int decode_txn_body(Txn t, Cursor* c) except -1:
     elif typ == OP_CREATE_SESSION:
         t.timeout = rd_i32(c)
     elif typ == OP_CLOSE_SESSION:
-        # older logs have no body
-        t.paths = read_string_list(c) if c.left >= 4 else None
+        # older logs, and a server with closeSessionTxn.enabled=false, write no body: then 12 bytes
+        # left that start with version 2 are a TxnDigest (a body of 12 bytes that counts 2 paths
+        # would hold two empty ones, which no closeSession lists)
+        if c.left >= 4 and not (c.left == 12 and load_u32(c.p) == 2):
+            t.paths = read_string_list(c)
+        else:
+            t.paths = None
     elif typ == OP_MULTI:
         n = rd_i32(c)
         t.subtxns = []

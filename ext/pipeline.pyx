@@ -31,8 +31,8 @@ from zkfast._jute cimport (Code, Perm, Stat, Txn, WriteBuffer, is_txn_op, is_val
                            OP_CREATE_TTL, OP_DELETE, OP_DELETE_CONTAINER, OP_ERROR, OP_EXISTS,
                            OP_GET_CHILDREN, OP_GET_CHILDREN2, OP_GET_DATA, OP_MULTI, OP_PING, OP_RECONFIG,
                            OP_REMOVE_WATCHES, OP_SASL, OP_SET_ACL, OP_SET_DATA, OP_SET_WATCHES, OP_SYNC)
-from zkfast._datatree cimport DataTree, Node
-from zkfast._datatree import LIMIT_NODE, QUOTA_ZOOKEEPER, STAT_NODE, parse_stats_track
+from zkfast._datatree cimport DataTree, Node, digest_of, digests_on, TXN_DIGEST_VERSION
+from zkfast._datatree import LIMIT_NODE, QUOTA_ZOOKEEPER, STAT_NODE, RateLogger, parse_stats_track
 from zkfast._fastpath cimport ConnCore
 
 from zkfast import javaorder
@@ -79,49 +79,6 @@ CONFIG_NODE = b"/zookeeper/config"
 _MALFORMED = (JuteError, ValueError, TypeError, AttributeError, IndexError)
 
 
-class RateLogger:
-    """Apache's RateLogger (100 ms): a message is logged at WARN when it first comes; repeats within
-    the interval are counted and logged as `[N times] Message: ...` when it passes or another
-    message comes."""
-
-    def __init__(self, logger, interval_ms=100, clock=None):
-        self.logger = logger
-        self.interval_ms = interval_ms
-        self.clock = clock if clock is not None else (lambda: int(_monotonic() * 1000))
-        self.msg = None
-        self.value = None
-        self.count = 0
-        self.timestamp = 0
-
-    def flush(self):
-        if self.msg is not None and self.count > 0:
-            text = "[%d times] " % self.count if self.count > 1 else ""
-            text += "Message: " + self.msg
-            if self.value is not None:
-                text += " Last value:" + self.value
-            self.logger.warning("%s", text)
-        self.msg = None
-        self.value = None
-        self.count = 0
-
-    def rate_limit_log(self, msg, value=None):
-        now = self.clock()
-        if msg == self.msg:
-            self.count += 1
-            self.value = value
-            if now - self.timestamp >= self.interval_ms:
-                self.flush()
-                self.msg = msg
-                self.timestamp = now
-                self.value = value
-        else:
-            self.flush()
-            self.msg = msg
-            self.value = value
-            self.timestamp = now
-            self.logger.warning("Message:%s Value:%s", msg, "null" if value is None else value)
-
-
 # ZooKeeperServer's RATE_LOGGER (one per process, as Apache's static one)
 QUOTA_RATE_LOGGER = RateLogger(logging.getLogger("zkfast.quotas"))
 
@@ -160,7 +117,8 @@ cdef class Request:
 @cython.no_gc
 cdef class ChangeRecord:
     """What prep knows of a node once outstanding txns are counted: exists=False while a delete is
-    pending. Fields as Apache's StatPersisted, plus the child count and the ACL list."""
+    pending. Fields as Apache's StatPersisted, plus the child count and the ACL list, the data and
+    Apache's precalculatedDigest (the node's digest, and the tree's once this change is applied)."""
 
     cdef public int64_t zxid
     cdef public bytes path
@@ -169,6 +127,10 @@ cdef class ChangeRecord:
     cdef public int32_t version, cversion, aversion, child_count
     cdef public int32_t data_len  # Apache's ChangeRecord.data, as far as quotas need it (-1: null)
     cdef public object acl
+    cdef public bint tree_data    # the data is the tree node's (no copy taken): no change set it
+    cdef public object data       # else the data a change set (None: null)
+    cdef public uint32_t node_digest
+    cdef public uint64_t tree_digest
 
     cdef ChangeRecord duplicate(self, int64_t zxid):
         cdef ChangeRecord r = ChangeRecord.__new__(ChangeRecord)
@@ -181,6 +143,9 @@ cdef class ChangeRecord:
         r.child_count = self.child_count
         r.data_len = self.data_len
         r.acl = self.acl
+        r.tree_data = self.tree_data
+        r.data = self.data
+        r.node_digest = self.node_digest
         return r
 
     @property
@@ -291,6 +256,7 @@ cdef class Prep:
     cdef public dict by_path
     cdef public bint enforce_quota   # zookeeper.enforceQuota: hard quotas refuse with QUOTAEXCEEDED
     cdef public dict quota_exceeded  # top namespace → QUOTAEXCEEDED refusals (quota_exceeded_error_per_namespace)
+    cdef public bint digests         # zookeeper.digest.enabled: txns carry the tree digest they lead to
 
     def __init__(self, DataTree tree, sessions, auth, bint extended_types=False,
                  bint reconfig_enabled=False, bint close_session_txn=True, bint enforce_quota=False):
@@ -307,6 +273,7 @@ cdef class Prep:
         self.by_path = {}
         self.enforce_quota = enforce_quota
         self.quota_exceeded = {}
+        self.digests = digests_on()
 
     cdef inline int64_t next_zxid(self) noexcept:
         self.last_zxid += 1
@@ -347,6 +314,8 @@ cdef class Prep:
             rec.child_count = node.num_children
             rec.data_len = node.data_len
             rec.acl = self.tree.acl_lists[node.acl]
+            rec.tree_data = True
+            rec.node_digest = node.digest
             return rec
         if not rec.exists:
             return None
@@ -361,6 +330,45 @@ cdef class Prep:
     cdef void add(self, ChangeRecord rec):
         self.outstanding.append(rec)
         self.by_path[rec.path] = rec
+
+    # -- txn digests (Apache's precalculateDigest, getCurrentTreeDigest, setTxnDigest)
+
+    cdef uint64_t current_digest(self):
+        """The tree's digest once every outstanding change is applied."""
+        if self.outstanding:
+            return (<ChangeRecord>self.outstanding[len(self.outstanding) - 1]).tree_digest
+        return self.tree.digest_sum
+
+    cdef uint32_t record_digest(self, ChangeRecord rec):
+        cdef const char* data = NULL
+        cdef Py_ssize_t data_len = -1
+        cdef Node* node
+        if rec.tree_data:
+            node = self.tree.lookup_bytes(rec.path)
+            if node is not NULL:
+                data, data_len = node.data, node.data_len
+        elif rec.data is not None:
+            data, data_len = PyBytes_AS_STRING(rec.data), PyBytes_GET_SIZE(rec.data)
+        return digest_of(PyBytes_AS_STRING(rec.path), PyBytes_GET_SIZE(rec.path), data, data_len,
+                         rec.czxid, rec.mzxid, rec.pzxid, rec.ctime, rec.mtime, rec.version, rec.cversion,
+                         rec.aversion, rec.owner)
+
+    cdef void add_change(self, ChangeRecord rec, ChangeRecord prev):
+        """add(rec), with the digests Apache precalculates: rec replaces prev, the latest record of its
+        path (UPDATE; REMOVE when rec is a deletion), or is a new node's (ADD, prev None)."""
+        cdef uint32_t old = prev.node_digest if prev is not None else 0
+        if self.digests:
+            rec.node_digest = self.record_digest(rec) if rec.exists else 0
+            rec.tree_digest = self.current_digest() - old + rec.node_digest
+        self.add(rec)
+
+    cdef void stamp(self, Txn txn):
+        # a txn that is not an error carries the digest the tree has once it is applied; an error
+        # txn carries none, as Apache's prep leaves it
+        if self.digests and txn.type != OP_ERROR:
+            txn.has_digest = True
+            txn.digest_version = TXN_DIGEST_VERSION
+            txn.digest = <int64_t>self.current_digest()
 
     def applied(self, int64_t zxid):
         """A txn up to zxid reached the tree: its change records are no longer needed."""
@@ -507,6 +515,7 @@ cdef class Prep:
                     log.warning("failed to process request type %d of session 0x%x: %s", typ,
                                 req.session_id & 0xFFFFFFFFFFFFFFFF, e)
                     fail(txn, Code.MARSHALLINGERROR)
+                self.stamp(txn)
                 return txn
             self.check_session(req)
         except ZkError as e:
@@ -559,12 +568,13 @@ cdef class Prep:
             fail(txn, Code.MARSHALLINGERROR)
             return txn
         txn.subtxns = subs
+        self.stamp(txn)
         return txn
 
     # -- per type (Apache's pRequest2Txn)
 
     cdef void to_txn(self, int32_t typ, Txn txn, Request req, object args) except *:
-        cdef ChangeRecord node, parent
+        cdef ChangeRecord node, parent, prev
         cdef bytes path, parent_path
         cdef int32_t version
         if typ == OP_CREATE or typ == OP_CREATE2 or typ == OP_CREATE_TTL or typ == OP_CREATE_CONTAINER:
@@ -584,11 +594,12 @@ cdef class Prep:
             if node.child_count > 0:
                 raise ZkError(Code.NOTEMPTY, path)
             txn.path = path
+            prev = parent
             parent = parent.duplicate(txn.zxid)
             parent.child_count -= 1
             parent.pzxid = txn.zxid
-            self.add(parent)
-            self.add(deleted_record(txn.zxid, path))
+            self.add_change(parent, prev)
+            self.add_change(deleted_record(txn.zxid, path), node)
         elif typ == OP_SET_DATA:
             self.check_session(req)
             path, data, version = args if args is not None else decode_request(typ, req.body)
@@ -602,12 +613,15 @@ cdef class Prep:
             txn.path = path
             txn.data = data
             txn.version = version
+            prev = node
             node = node.duplicate(txn.zxid)
             node.version = version
             node.mtime = txn.time
             node.mzxid = txn.zxid
             node.data_len = -1 if data is None else PyBytes_GET_SIZE(data)
-            self.add(node)
+            node.tree_data = False
+            node.data = data
+            self.add_change(node, prev)
         elif typ == OP_SET_ACL:
             self.check_session(req)
             path, acl, version = args if args is not None else decode_request(typ, req.body)
@@ -619,10 +633,11 @@ cdef class Prep:
             txn.path = path
             txn.acl = acl
             txn.version = version
+            prev = node
             node = node.duplicate(txn.zxid)
             node.aversion = version
             node.acl = acl
-            self.add(node)
+            self.add_change(node, prev)
         elif typ == OP_CHECK:
             self.check_session(req)
             path, version = args if args is not None else decode_request(typ, req.body)
@@ -646,11 +661,15 @@ cdef class Prep:
             txn.path = b"/zookeeper/config"
             txn.data = data
             txn.version = -1
+            prev = node
             node = node.duplicate(txn.zxid)
             node.version = -1
             node.mtime = txn.time
             node.mzxid = txn.zxid
-            self.add(node)
+            node.tree_data = False
+            node.data = data
+            node.data_len = -1 if data is None else PyBytes_GET_SIZE(data)
+            self.add_change(node, prev)
         elif typ == OP_CREATE_SESSION:
             txn.timeout = req.extra["timeout_ms"]
             if self.track_owners:
@@ -667,7 +686,7 @@ cdef class Prep:
         cdef int32_t flags, new_cversion
         cdef int64_t ttl, owner
         cdef Py_ssize_t cut
-        cdef ChangeRecord parent, rec
+        cdef ChangeRecord parent, rec, prev
         cdef bint sequential, ephemeral
         if typ == OP_CREATE_TTL:
             path, data, acl, flags, ttl = args
@@ -724,11 +743,12 @@ cdef class Prep:
             owner = req.session_id
         else:
             owner = 0
+        prev = parent
         parent = parent.duplicate(txn.zxid)
         parent.child_count += 1
         parent.cversion = new_cversion
         parent.pzxid = txn.zxid
-        self.add(parent)
+        self.add_change(parent, prev)
         rec = ChangeRecord.__new__(ChangeRecord)
         rec.zxid = txn.zxid
         rec.path = path
@@ -740,7 +760,8 @@ cdef class Prep:
         rec.child_count = 0
         rec.data_len = -1 if data is None else PyBytes_GET_SIZE(data)
         rec.acl = acl
-        self.add(rec)
+        rec.data = data
+        self.add_change(rec, None)
 
     cdef void delete_container(self, Txn txn, bytes body, bint from_client) except *:
         # the ContainerManager's request carries the bare path, not a DeleteRequest. Apache reads a
@@ -750,21 +771,22 @@ cdef class Prep:
             raise ZkError(Code.BADARGUMENTS)
         cdef bytes path = body
         cdef bytes parent_path = parent_of_deletable(path)
-        cdef ChangeRecord node = self.record(path), parent
+        cdef ChangeRecord node = self.record(path), parent, prev
         if node.child_count > 0:
             raise ZkError(Code.NOTEMPTY, path)
         if is_session_owner(node.owner, self.extended_types):
             raise ZkError(Code.BADVERSION, path)
         parent = self.record(parent_path)
         txn.path = path
+        prev = parent
         parent = parent.duplicate(txn.zxid)
         parent.child_count -= 1
         parent.pzxid = txn.zxid
-        self.add(parent)
-        self.add(deleted_record(txn.zxid, path))
+        self.add_change(parent, prev)
+        self.add_change(deleted_record(txn.zxid, path), node)
 
     cdef void close_session(self, Txn txn, Request req) except *:
-        cdef ChangeRecord rec
+        cdef ChangeRecord rec, prev, parent
         order, capacity = self.ephemeral_order(req.session_id)
         for rec in self.outstanding:
             if not rec.exists:
@@ -773,7 +795,13 @@ cdef class Prep:
             elif rec.owner == req.session_id:
                 order, capacity = javaorder.add_to_set(order, capacity, len(order), rec.path)
         for path in order:
-            self.add(deleted_record(txn.zxid, path))
+            if self.digests:
+                # Apache records the parent's new pzxid only for the digest
+                prev = self.record(path[:path.rfind(b"/")])
+                parent = prev.duplicate(txn.zxid)
+                parent.pzxid = txn.zxid
+                self.add_change(parent, prev)
+            self.add_change(deleted_record(txn.zxid, path), self.lookup(path))
         if self.close_session_txn:
             txn.paths = order
         self.sessions.set_closing(req.session_id)

@@ -28,6 +28,7 @@ cdef struct Node:
     uint32_t path_len
     uint32_t name_off         # where the last segment starts inside path
     int32_t jhash             # Java's String.hashCode of the name: child order is a HashSet's
+    uint32_t digest           # this node's DigestCalculator digest, kept current (0 under /zookeeper/)
     uint8_t child_cap_log2    # log2 of the capacity Apache's HashSet of children would have (0: none)
     char path[1]
 
@@ -45,6 +46,16 @@ cdef class Watcher:
     cdef public bint dirty
     cdef public int64_t packets_sent
     cdef int deliver(self, int32_t event_type, bytes path) except -1
+
+
+# Apache's DigestCalculator (DIGEST_VERSION 2): a node's digest from its path, data and StatPersisted
+cdef enum:
+    TXN_DIGEST_VERSION = 2
+
+cdef uint32_t digest_of(const char* path, Py_ssize_t path_len, const char* data, Py_ssize_t data_len,
+                        int64_t czxid, int64_t mzxid, int64_t pzxid, int64_t ctime, int64_t mtime,
+                        int32_t version, int32_t cversion, int32_t aversion, int64_t owner) noexcept nogil
+cdef bint digests_on() noexcept
 
 
 cdef class DataTree:
@@ -82,6 +93,11 @@ cdef class DataTree:
     cdef public set quota_roots
     cdef public bint quota_pending
     cdef public int64_t quota_drift
+    # txn digests (Apache's NodeHashMapImpl + AdHash): the wrapping sum of every node's digest, and
+    # the digest a loaded snapshot recorded at a zxid, checked when replay reaches it (-1: none)
+    cdef uint64_t digest_sum
+    cdef public int64_t snapshot_digest_zxid
+    cdef public int64_t snapshot_digest
 
     cdef Node* lookup(self, const char* p, Py_ssize_t n) noexcept
     cdef Node* lookup_bytes(self, bytes path) noexcept
@@ -90,6 +106,8 @@ cdef class DataTree:
     cdef void index_remove(self, Node* node) noexcept
     cdef Node* new_node(self, bytes path, Node* parent, object data, int32_t acl) except NULL
     cdef int set_node_data(self, Node* node, object data) except -1
+    cdef void digest_out(self, Node* node) noexcept
+    cdef void digest_in(self, Node* node) noexcept
     cdef int attach(self, bytes path, object data, int32_t acl) except -1
     cdef void unlink(self, Node* node) noexcept
     cdef void copy_stat(self, Node* node, Stat* s) noexcept
@@ -110,6 +128,7 @@ cdef class DataTree:
     cdef int set_acl(self, bytes path, list acl, int32_t version, Stat* out) except -2
     cdef int set_cversion_pzxid(self, bytes path, int32_t cversion, int64_t zxid) except -2
     cdef int apply_one(self, Txn t, bint is_sub) except -1
+    cdef int compare_digest(self, Txn t) except -1
     cdef int quota_node_created(self, bytes parent_path, bytes child) except -1
     cdef int quota_node_deleted(self, bytes parent_path, bytes child) except -1
     cdef int update_quota_stat(self, bytes path, int64_t bytes_diff, int count_diff) except -1

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from zkfast import quotas
+from zkfast._datatree import digest_mismatches_count
 from zkfast.net import serverdata
 from zkfast.net.serverdata import U64, Vanished, dir_size
 from zkfast.version import version_line
@@ -328,6 +329,7 @@ def monitor_values(server: ZooKeeperServer, listener: ClientListener) -> Iterato
     yield "stale_requests_dropped", 0
     yield "large_requests_rejected", 0
     yield "connection_rejected", listener.rejected
+    yield "digest_mismatches_count", digest_mismatches_count()
     yield "unrecoverable_error_count", 0
     yield from quotas.exceeded_values(server.prep)
     yield from server.quorum_values()

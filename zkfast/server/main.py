@@ -11,7 +11,7 @@ import ssl
 import sys
 from typing import TYPE_CHECKING, Any
 
-from zkfast._datatree import DataTree
+from zkfast._datatree import DataTree, set_digest_enabled
 from zkfast.limits import MAX_PENDING_TLS_HANDSHAKES
 from zkfast.net.admin import start_admin_server
 from zkfast.net.listener import ClientListener
@@ -197,6 +197,9 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None,
     if config.client_port is None:
         log.error("no clientPort configured: nothing to serve")
         return 2
+    # before any tree is built or loaded, as Apache's static initializer reads it
+    set_digest_enabled(config.digest_enabled)
+    log.info("zookeeper.digest.enabled = %s", "true" if config.digest_enabled else "false")
     if config.is_quorum:
         return await run_quorum(config, stop)
     log.info("zkfast %s starting (standalone)", version_line())

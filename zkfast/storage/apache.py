@@ -3,7 +3,9 @@ read for migration and written for export.
 
 `snapshot.<hex zxid>` (plain, `.gz` or `.snappy`): FileHeader{ZKSN, 2, -1}, sessions, the ACL
 cache, node records in pre-order (root as ""), the path "/", then a seal: the Adler32 of every
-byte so far and the path "/" again. 3.8 may add a digest section with a second seal.
+byte so far and the path "/" again. With digests enabled 3.8 adds a ZxidDigest (long zxid, int
+version, long digest: the tree digest after that zxid, DataTree.serializeZxidDigest) and a second
+seal over every byte before it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zkfast._datatree import load_chunk, serialize_chunk, snapshot_nodes_end
+from zkfast._datatree import DIGEST_VERSION, digest_enabled, load_chunk, serialize_chunk, snapshot_nodes_end
 from zkfast._jute import SNAP_MAGIC, Reader, WriteBuffer
 from zkfast.storage.txnlog import fsync_dir, zxid_of_name
 
@@ -74,11 +76,32 @@ def read_snapshot_bytes(path: Path) -> bytes:
     return raw
 
 
+ZXID_DIGEST_BYTES = 20  # long zxid, int digestVersion, long digest
+
+
 @dataclass
 class ApacheSnapshot:
     zxid: int
     sessions: dict[int, int]
     nodes: int
+    digest: tuple[int, int, int] | None = None  # its ZxidDigest (zxid, version, digest), if it has one
+
+
+def _read_seal(data: bytes, at: int, what: str) -> int:
+    # SnapStream.checkSealIntegrity: the Adler32 of every byte before it, then the path "/"
+    r = Reader(data, at)
+    if (r.read_long() & 0xFFFFFFFFFFFFFFFF) != zlib.adler32(data[:at]):
+        raise ApacheSnapshotError(f"{what}: checksum mismatch")
+    if r.read_ustring() != b"/":
+        raise ApacheSnapshotError(f"{what}: bad seal")
+    return r.offset
+
+
+def _seal(body: bytes) -> bytes:
+    seal = WriteBuffer(64)
+    seal.write_long(zlib.adler32(body))
+    seal.write_ustring(b"/")
+    return seal.take()
 
 
 def load_apache_snapshot(path: Path, tree: Any) -> ApacheSnapshot:
@@ -97,17 +120,20 @@ def load_apache_snapshot(path: Path, tree: Any) -> ApacheSnapshot:
         if magic != SNAP_MAGIC or version != 2:
             raise ApacheSnapshotError(f"{path.name}: not a version-2 snapshot")
         sessions, loaded, end = decode_tree_stream(data, r.offset, tree)
-        seal_at = end
-        r2 = Reader(data, end)
-        crc = r2.read_long() & 0xFFFFFFFFFFFFFFFF
-        if crc != zlib.adler32(data[:seal_at]):
-            raise ApacheSnapshotError(f"{path.name}: checksum mismatch")
-        if r2.read_ustring() != b"/":
-            raise ApacheSnapshotError(f"{path.name}: bad seal")
+        end = _read_seal(data, end, path.name)
+        digest = None
+        if digest_enabled() and len(data) - end >= ZXID_DIGEST_BYTES:
+            # FileSnap.deserialize: the digest section, then its own seal
+            r3 = Reader(data, end)
+            digest = (r3.read_long(), r3.read_int(), r3.read_long())
+            if digest[1] < 2:
+                digest = None  # an older version's digest, in hex text: not comparable (Apache skips it too)
+            else:
+                _read_seal(data, r3.offset, path.name)
     except (ValueError, EOFError, OSError, zlib.error) as e:
         raise ApacheSnapshotError(f"{path.name}: {e}") from e
     tree.last_processed_zxid = zxid
-    return ApacheSnapshot(zxid, sessions, loaded)
+    return ApacheSnapshot(zxid, sessions, loaded, digest)
 
 
 def encode_tree_stream(tree: Any, sessions: dict[int, int]) -> bytes:
@@ -162,16 +188,20 @@ def write_apache_snapshot(tree: Any, sessions: dict[int, int], out_dir: Path) ->
     b.write_long(-1)
     b.write_raw(encode_tree_stream(tree, sessions))
     body = b.take()
-    crc = zlib.adler32(body)
-    seal = WriteBuffer(64)
-    seal.write_long(crc)
-    seal.write_ustring(b"/")
+    body += _seal(body)
+    if digest_enabled():
+        # the whole tree at its last zxid: its digest is the one Apache checks once loaded
+        d = WriteBuffer(32)
+        d.write_long(tree.last_processed_zxid)
+        d.write_int(DIGEST_VERSION)
+        d.write_long(tree.tree_digest)
+        body += d.take()
+        body += _seal(body)
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / f"{SNAP_PREFIX}{tree.last_processed_zxid:x}"
     tmp = final.with_name(final.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(body)
-        f.write(seal.take())
         f.flush()
         os.fsync(f.fileno())
     os.rename(tmp, final)

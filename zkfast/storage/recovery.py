@@ -86,6 +86,7 @@ def recover(snap_dir: Path, log_dir: Path, new_tree: Callable[[], Any],
             if ours:
                 loaded = load_snapshot(path, tree, snap_progress)
                 nodes, loaded_sessions, loaded_zxid = loaded.nodes, loaded.sessions, loaded.zxid
+                digest = loaded.digest
                 if loaded.orphans:
                     log.warning("snapshot %s held %d znodes whose parent is not in it", path.name,
                                 loaded.orphans)
@@ -93,12 +94,16 @@ def recover(snap_dir: Path, log_dir: Path, new_tree: Callable[[], Any],
                 say(f"importing Apache ZooKeeper snapshot {path.name}")
                 apache = load_apache_snapshot(path, tree)
                 nodes, loaded_sessions, loaded_zxid = apache.nodes, apache.sessions, apache.zxid
+                digest = list(apache.digest) if apache.digest is not None else None
         except (SnapshotError, ApacheSnapshotError, OSError) as e:
             log.warning("snapshot %s is not usable (%s): trying the one before", path.name, e)
             skipped.append(f"{path.name}: {e}")
             tree = new_tree()
             continue
         snap_path, snap_zxid, sessions = path, loaded_zxid, dict(loaded_sessions)
+        if digest is not None:
+            # compared at once, or when replay reaches its zxid (the txn digests wait until then)
+            tree.set_snapshot_digest(digest[0], digest[1], digest[2], snap_zxid)
         say(f"loaded snapshot {path.name}: {nodes} znodes, {len(sessions)} sessions, zxid 0x{snap_zxid:x}")
         break
     tree.last_processed_zxid = snap_zxid

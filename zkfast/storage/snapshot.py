@@ -35,7 +35,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import lmdb
 
-from zkfast._datatree import DataTree, load_chunk, serialize_chunk
+from zkfast._datatree import DIGEST_VERSION, DataTree, digest_enabled, load_chunk, serialize_chunk
 from zkfast._jute import Reader, WriteBuffer, adler32_of, encode_acl_list
 from zkfast.storage.txnlog import fsync_dir, zxid_of_name
 
@@ -134,6 +134,9 @@ class SnapshotStats:
     bytes: int = 0
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
+    # the tree's digest when the walk ended, with that zxid (Apache's ZxidDigest trailer): replay
+    # over this fuzzy snapshot reaches that tree at that zxid, and compares digests from there on
+    digest: list[int] | None = None
 
 
 class SnapshotWriter:
@@ -189,6 +192,9 @@ class SnapshotWriter:
         if self.stack:
             self.loop.call_soon(self._step)
         else:
+            tree = self.source.tree
+            if digest_enabled():
+                self.stats.digest = [tree.last_processed_zxid, DIGEST_VERSION, tree.tree_digest]
             self.queue.put((_DONE, list(self.acl_out)))
 
     # -- on the snapshot thread
@@ -225,7 +231,7 @@ class SnapshotWriter:
                     txn.put(_key(sid), struct.pack(">i", timeout), db=dbs[b"sessions"])
                 meta = {"format": FORMAT_VERSION, "zxid": self.stats.zxid, "nodes": self.stats.nodes,
                         "chunks": self.stats.chunks, "acls": len(acls), "sessions": len(sessions),
-                        "created_ms": int(time.time() * 1000)}
+                        "created_ms": int(time.time() * 1000), "digest": self.stats.digest}
                 txn.put(b"info", json.dumps(meta).encode(), db=dbs[b"meta"])
             os.close(data_fd)
             data_fd = -1
@@ -280,6 +286,7 @@ class LoadedSnapshot:
     nodes: int
     sessions: dict[int, int]
     orphans: int
+    digest: list[int] | None = None  # SnapshotStats.digest, if it was written with digests on
 
 
 def read_snapshot_meta(path: Path) -> dict[str, Any]:
@@ -339,6 +346,6 @@ def load_snapshot(path: Path, tree: Any, progress: Callable[[int, int], None] | 
                     progress(loaded, int(info.get("nodes", 0)))
             if chunks != expected_chunks:
                 raise SnapshotError(f"{path.name}: {chunks} chunks, the meta record says {expected_chunks}")
-        return LoadedSnapshot(path, int(info["zxid"]), loaded, sessions, orphans)
+        return LoadedSnapshot(path, int(info["zxid"]), loaded, sessions, orphans, info.get("digest"))
     finally:
         env.close()
