@@ -22,6 +22,7 @@ from zkfast._jute import encode_acl_list
 
 import logging
 import re
+from collections import deque
 from time import monotonic as _monotonic
 
 cdef enum:
@@ -104,6 +105,8 @@ cdef extern from "zlib.h":
     unsigned long crc32(unsigned long crc, const unsigned char* buf, unsigned int n) nogil
 
 DIGEST_VERSION = TXN_DIGEST_VERSION
+DIGEST_LOG_INTERVAL = 128  # DataTree.DIGEST_LOG_INTERVAL: the `hash` command's history, every 0x80 zxids
+DIGEST_LOG_LIMIT = 1024
 digest_log = logging.getLogger("zkfast.digest")
 # DataTree's static RATE_LOGGER
 DIGEST_RATE_LOGGER = RateLogger(digest_log)
@@ -459,6 +462,7 @@ cdef class DataTree:
         self.digest_sum = 0
         self.snapshot_digest_zxid = -1
         self.snapshot_digest = 0
+        self.digest_log = deque(maxlen=DIGEST_LOG_LIMIT)
         # the built-in nodes (Apache's DataTree constructor): empty data, zero stat
         open_acl = self.acl_ref(OPEN_ACL_UNSAFE)
         self.root = self.new_node(b"/", NULL, b"", open_acl)
@@ -1098,7 +1102,13 @@ cdef class DataTree:
         self.apply_one(t, False)
         if t.zxid > self.last_processed_zxid:
             self.last_processed_zxid = t.zxid
-        if DIGESTS_ON:
+        if self.snapshot_digest_zxid < 0:
+            # logZxidDigest, once the tree is past a fuzzy snapshot's digest zxid
+            if t.zxid % DIGEST_LOG_INTERVAL == 0:
+                self.digest_log.append((t.zxid, <int64_t>self.digest_sum))
+            if DIGESTS_ON:
+                self.compare_digest(t)
+        elif DIGESTS_ON:
             self.compare_digest(t)
         return t.rc_err
 

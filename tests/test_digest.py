@@ -122,6 +122,22 @@ def test_close_session_txn_without_body_keeps_its_digest() -> None:
     assert back.paths is None and back.has_digest and back.digest == 0x1234
 
 
+def test_a_fuzzy_snapshots_digest_waits_for_its_zxid() -> None:
+    # DataTree.deserializeZxidDigest / compareSnapshotDigests: txn digests are not compared until
+    # replay reaches the zxid the snapshot's digest was taken at; then that digest is
+    t = DataTree()
+    before = digest_mismatches_count()
+    t.set_snapshot_digest(5, 2, 12345, 3)  # a wrong digest for zxid 5
+    for zxid in (4, 5, 6):
+        txn = _txn(zxid, OP_CREATE, path=b"/f%d" % zxid, data=b"", acl=OPEN, parent_cversion=-1)
+        txn.has_digest, txn.digest_version, txn.digest = True, 2, 999  # wrong too
+        t.apply(txn)
+    # 4 was not compared; at 5 the snapshot's digest and the txn's were; 6 was
+    assert digest_mismatches_count() == before + 3
+    t.set_snapshot_digest(7, 2, t.tree_digest, 7)  # a snapshot's own zxid: compared at once, and right
+    assert digest_mismatches_count() == before + 3 and t.snapshot_digest_zxid == -1
+
+
 def test_simulated_ensembles_count_no_mismatch() -> None:
     # zkfast leaders' precalculated digests against zkfast followers' trees, through crashes, torn
     # logs, SNAP, DIFF and TRUNC syncs, pipelined and forwarded writes, multis and session closes
@@ -202,7 +218,8 @@ def apache_history() -> Iterator[Path]:
     srv = ApacheZkProcess(cfg={"4lw.commands.whitelist": "*"})
     try:
         srv.start()
-        write_load(srv.address, "/digest", 12)
+        write_load(srv.address, "/digest", 14)
+        (srv.data_dir / "hash.txt").write_text(srv.four_letter("hash"))
         srv.stop()
         # started again, Apache replays its log and snapshots the tree with its digest trailer
         srv.start()
@@ -228,6 +245,17 @@ def test_zkfast_tree_digest_equals_apaches_after_every_txn(apache_history: Path)
         compared += 1
     assert compared > 100 and errors > 0
     assert any(t.type == OP_MULTI for t in log_txns(apache_history))
+
+
+@needs_apache
+def test_hash_command_lists_the_digests_apache_lists(apache_history: Path) -> None:
+    tree = DataTree(extended_types=True)
+    for txn in log_txns(apache_history):
+        tree.apply(txn)
+    theirs = (apache_history / "hash.txt").read_text()
+    assert theirs.count("\n") >= 1
+    ours = "".join(f"{z:x}: {d}\n" for z, d in tree.digest_log)
+    assert ours == theirs
 
 
 @needs_apache
@@ -275,13 +303,19 @@ def test_apache_replays_zkfasts_log_and_counts_only_the_altered_digest() -> None
                              jvm_flags=("-Dzookeeper.snapshot.trust.empty=true",))
     try:
         zk.start()
-        write_load(zk.address, "/digest", 12)
+        write_load(zk.address, "/digest", 14)
+        hashed = zk.four_letter("hash")
         zk.stop()
         txns = list(log_txns(zk.data_dir))
         assert all(t.has_digest == (t.type != OP_ERROR) for t in txns), "digest on every txn but error txns"
         expected = DataTree(extended_types=True)
         for t in txns:
             expected.apply(t)
+        assert hashed and hashed == "".join(f"{z:x}: {d}\n" for z, d in expected.digest_log)
+        # restarted, zkfast replays its log over its start-up snapshot, comparing, and snapshots again
+        zk.start()
+        assert digest_count(zk.four_letter("mntr")) == 0
+        zk.stop()
         # Apache reads zkfast's logs alone (no snapshot: it replays from an empty tree)
         logs = apache.data_dir / "version-2"
         logs.mkdir(parents=True, exist_ok=True)
@@ -351,3 +385,20 @@ def test_mixed_ensemble_digests(leader_kind: str) -> None:
             assert "First digest mismatch" in e.members[2].log_text()
         else:
             assert seen[1] > 0 and seen[2] > 0, seen
+
+
+def test_digest_enabled_false_writes_no_digests() -> None:
+    zk = ZkfastProcess(cfg={"4lw.commands.whitelist": "*", "digest.enabled": "false"})
+    try:
+        zk.start()
+        c = client(zk.address)
+        c.create("/off", b"1")
+        c.set("/off", b"2")
+        c.stop()
+        c.close()
+        assert digest_count(zk.four_letter("mntr")) == 0
+        zk.stop()
+        txns = list(log_txns(zk.data_dir))
+        assert len(txns) >= 3 and not any(t.has_digest for t in txns)
+    finally:
+        zk.cleanup()

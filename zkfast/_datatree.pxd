@@ -98,6 +98,7 @@ cdef class DataTree:
     cdef uint64_t digest_sum
     cdef public int64_t snapshot_digest_zxid
     cdef public int64_t snapshot_digest
+    cdef public object digest_log  # DataTree.digestLog: (zxid, digest) of every 128th zxid, 1024 at most
 
     cdef Node* lookup(self, const char* p, Py_ssize_t n) noexcept
     cdef Node* lookup_bytes(self, bytes path) noexcept

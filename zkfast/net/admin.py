@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
+from zkfast._datatree import DIGEST_VERSION
 from zkfast.net import serverdata
 from zkfast.net.fourletter import NOT_SERVING, environment, java_double, mntr_values, monitor_values
 from zkfast.net.serverdata import Vanished
@@ -509,7 +510,9 @@ def _envi(ctx: CommandContext, kw: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _hash(ctx: CommandContext, kw: Mapping[str, str]) -> dict[str, Any]:
-    return {"digests": []}  # zkfast keeps no digest log
+    # DataTree.getDigestLog, each ZxidDigest as Jackson writes it
+    return {"digests": [{"zxid": zxid, "digest": digest, "digest_version": DIGEST_VERSION}
+                        for zxid, digest in list(ctx.server.tree.digest_log)]}
 
 
 def _gtmk(ctx: CommandContext, kw: Mapping[str, str]) -> dict[str, Any]:
