@@ -112,10 +112,9 @@ class Population:
         return range(start, start + self.per_session)
 
 
-async def ping_forever(conns: list[Conn], interval_s: float = PING_INTERVAL_S) -> None:
-    """Keep the sessions alive, their pings spread over the interval."""
+async def ping_forever(conns: list[Conn], interval_s: float = PING_INTERVAL_S, ticks: int = 20) -> None:
+    """Keep the sessions alive, their pings spread over the interval in `ticks` bursts."""
     frame = struct.pack(">iii", 8, -2, OP_PING)
-    ticks = 20
     slot = 0
     while True:
         await asyncio.sleep(interval_s / ticks)

@@ -13,9 +13,10 @@ one exists() at a time, `--probe-interval-ms` apart) runs throughout. Phases:
 
   open     the sessions are opened (and their ephemerals created)
   steady   `--steady` seconds of pings only: the server's CPU per second
-  expiry   every holder killed at once (SIGKILL: their sockets close, the sessions stay until their
-           timeout): from the kill until the last ephemeral is gone, so every session expired at
-           about the same moment and its closeSession deleted its znode
+  disconnect  every holder killed at once (SIGKILL): from the kill until the server has closed
+           every one of their connections (the sessions stay until their timeout)
+  expiry   from there until the last ephemeral is gone: every session expires at about the same
+           moment and its closeSession deletes its znode
 
 Printed per server: the server's RSS growth per session (VmRSS with the sessions open minus VmRSS
 before, /proc), CPU milliseconds per second while only pings flow, the time to open and to expire
@@ -52,6 +53,7 @@ ROOT = "/sessions"
 EPHEMERALS = ROOT + "/e"
 OPEN_CONCURRENCY = 128  # sessions being opened at once per holder
 FIRST_SOURCE_HOST = 10  # holders connect from 127.0.0.10, .11, ...
+PING_BURSTS_PER_INTERVAL = 200
 KINDS: dict[str, type[ServerProcess]] = {"zkfast": ZkfastProcess, "apache": ApacheZkProcess}
 
 
@@ -78,7 +80,8 @@ async def _hold(host: str, port: int, first: int, count: int, timeout_ms: int, s
 
     await asyncio.gather(*(one(i) for i in range(first, first + count)))
     pipe.send(("ready",))
-    await ping_forever(conns, timeout_ms / 3000)
+    # real clients ping whenever their own idle time runs out: spread finely, not in a few bursts
+    await ping_forever(conns, timeout_ms / 3000, PING_BURSTS_PER_INTERVAL)
 
 
 def holder_main(host: str, port: int, first: int, count: int, timeout_ms: int, source_ip: str,
@@ -134,12 +137,12 @@ def percentile(sorted_ms: list[float], q: float) -> float | None:
     return sorted_ms[min(len(sorted_ms) - 1, int(q * len(sorted_ms)))]
 
 
-def ephemerals_count(srv: ServerProcess) -> int:
+def mntr_value(srv: ServerProcess, key: str) -> int:
     for line in srv.four_letter("mntr").splitlines():
-        key, _, value = line.partition("\t")
-        if key == "zk_ephemerals_count":
+        k, _, value = line.partition("\t")
+        if k == key:
             return int(value)
-    raise RuntimeError("mntr has no zk_ephemerals_count")
+    raise RuntimeError(f"mntr has no {key}")
 
 
 def run_server(kind: str, args: argparse.Namespace, workdir: Path) -> ServerRun:
@@ -196,13 +199,20 @@ def run_server(kind: str, args: argparse.Namespace, workdir: Path) -> ServerRun:
                 os.kill(h.pid, signal.SIGKILL)
         t4 = time.perf_counter_ns()
         deadline = time.monotonic() + args.timeout_ms / 1000 * 3 + 120
-        while ephemerals_count(srv) > 0:
+        # the probe's connection and mntr's own are left
+        while mntr_value(srv, "zk_num_alive_connections") > 2:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{kind}: the holders' connections stayed open")
+            time.sleep(0.05)
+        t5 = time.perf_counter_ns()
+        run.phases.append(Phase("disconnect", t4, t5))
+        while mntr_value(srv, "zk_ephemerals_count") > 0:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{kind}: sessions did not expire")
             time.sleep(0.1)
-        t5 = time.perf_counter_ns()
-        run.expiry_s = (t5 - t4) / 1e9
-        run.phases.append(Phase("expiry", t4, t5))
+        t6 = time.perf_counter_ns()
+        run.expiry_s = (t6 - t4) / 1e9
+        run.phases.append(Phase("expiry", t5, t6))
         log(f"{kind}: every session expired {run.expiry_s:.1f} s after the kill")
         time.sleep(2)
         run.rss_after_expiry_bytes = proc_rss_bytes(pid)
@@ -245,7 +255,7 @@ def report(runs: list[ServerRun], args: argparse.Namespace) -> str:
     row("kill to last session expired", [r.expiry_s for r in runs], " s")
     row("RSS after expiry, over before", [(r.rss_after_expiry_bytes - r.rss_before_bytes) / mib for r in runs],
         " MiB")
-    for name in ("open", "steady", "expiry"):
+    for name in ("open", "steady", "disconnect", "expiry"):
         for q, label in ((0.5, "p50"), (0.99, "p99"), (1.0, "worst")):
             vals = []
             for r in runs:

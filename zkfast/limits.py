@@ -54,7 +54,7 @@ MAX_AUTH_IDS_PER_CONNECTION = 64
 
 # -- sessions that time out together (thousands in one tickTime bucket): closeSessions submitted per
 # loop turn, so requests of live sessions are served between the slices
-EXPIRED_SESSIONS_PER_TURN = 256
+EXPIRED_SESSIONS_PER_TURN = 64
 
 # -- four-letter words and admin commands: their answers are produced in slices between request
 # batches and written through a buffer of at most this many bytes
