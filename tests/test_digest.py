@@ -34,7 +34,7 @@ from kazoo.retry import KazooRetry
 from kazoo.security import ACL, Id
 from testbase.ensemble import Ensemble
 from testbase.process import ApacheZkProcess, ZkfastProcess, apache_available
-from zkfast._datatree import DataTree, digest_mismatches_count, path_digest
+from zkfast._datatree import DataTree, crc32_of, digest_mismatches_count, path_digest
 from zkfast._jute import (
     LOG_FILE_HEADER_BYTES,
     OP_CLOSE_SESSION,
@@ -65,6 +65,13 @@ def java_digest(path: bytes, data: bytes | None, stat: tuple[int, ...]) -> int:
     czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid = stat
     body = struct.pack(">qqqqqiiiq", czxid, mzxid, pzxid, ctime, mtime, version, cversion, aversion, owner)
     return zlib.crc32((b"" if path == b"/" else path) + (data or b"") + body)
+
+
+def test_sliced_crc32_is_zlibs() -> None:
+    rng = random.Random(3)
+    for n in [*range(70), 511, 512, 513, 4000]:
+        b = rng.randbytes(n)
+        assert crc32_of(b) == zlib.crc32(b) == crc32_of(memoryview(b"u" + b)[1:]), n
 
 
 def test_node_digest_is_crc32_of_path_data_and_stat() -> None:
