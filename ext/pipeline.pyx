@@ -446,23 +446,24 @@ cdef class Prep:
             log.error("Missing node for stat %s", stat_path.decode("utf-8", "replace"))
             return
         current = parse_stats_track(stats_data)
-        name = prefix.decode("utf-8", "replace")
         if check_count:
-            new = current.get("count", -1) + count_diff
-            limit = count_hard if count_hard > -1 else count_limit
-            if new > limit:
-                QUOTA_RATE_LOGGER.rate_limit_log("Quota exceeded: %s [current count=%d, %sCountLimit=%d]" % (
-                    name, new, "hard" if count_hard > -1 else "soft", limit))
-                if count_hard > -1:
-                    self.quota_refused(path, prefix)
+            self.check_quota_limit(path, prefix, "count", "CountLimit", current.get("count", -1) + count_diff,
+                                   count_limit, count_hard)
         if check_bytes:
-            new = current.get("bytes", -1) + bytes_diff
-            limit = bytes_hard if bytes_hard > -1 else bytes_limit
-            if new > limit:
-                QUOTA_RATE_LOGGER.rate_limit_log("Quota exceeded: %s [current bytes=%d, %sByteLimit=%d]" % (
-                    name, new, "hard" if bytes_hard > -1 else "soft", limit))
-                if bytes_hard > -1:
-                    self.quota_refused(path, prefix)
+            self.check_quota_limit(path, prefix, "bytes", "ByteLimit", current.get("bytes", -1) + bytes_diff,
+                                   bytes_limit, bytes_hard)
+
+    cdef void check_quota_limit(self, bytes path, bytes prefix, str stat, str limit_name, int64_t new,
+                                int64_t soft, int64_t hard) except *:
+        """One of checkQuota's two checks: the hard limit wins where set; past it the write is refused,
+        past a soft one only logged."""
+        cdef int64_t limit = hard if hard > -1 else soft
+        if new <= limit:
+            return
+        QUOTA_RATE_LOGGER.rate_limit_log("Quota exceeded: %s [current %s=%d, %s%s=%d]" % (
+            prefix.decode("utf-8", "replace"), stat, new, "hard" if hard > -1 else "soft", limit_name, limit))
+        if hard > -1:
+            self.quota_refused(path, prefix)
 
     cdef void quota_refused(self, bytes path, bytes prefix) except *:
         parts = path.split(b"/")

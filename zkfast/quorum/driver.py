@@ -239,6 +239,17 @@ class Era:
 # ------------------------------------------------------------------------------------------------ the driver
 
 
+def _membership_or_none(data: bytes | None, where: str) -> Membership | None:
+    """The membership data holds; None (logged) if there is none or it cannot be read."""
+    if not data:
+        return None
+    try:
+        return Membership.parse(data)
+    except ConfigError as e:
+        log.warning("ignoring %s: %s", where, e)
+        return None
+
+
 class QuorumDriver:
     def __init__(self, my_id: int, me: ServerSpec, membership: Membership, settings: Settings, *,
                  build_server: Callable[[], ZooKeeperServer], disk: DiskPort, net: NetPort,
@@ -294,24 +305,10 @@ class QuorumDriver:
             tree.set_config(self.membership.text(), self.clock.now_ms(), self.membership.version)
 
     def _read_active_membership(self) -> Membership | None:
-        data = self.disk.read_membership()
-        if data is None:
-            return None
-        try:
-            return Membership.parse(data)
-        except ConfigError as e:
-            log.warning("ignoring the active membership on disk: %s", e)
-            return None
+        return _membership_or_none(self.disk.read_membership(), "the active membership on disk")
 
     def _tree_membership(self, tree: DataTree) -> Membership | None:
-        data = tree.get_data(b"/zookeeper/config")
-        if not data:
-            return None
-        try:
-            return Membership.parse(data)
-        except ConfigError as e:
-            log.warning("ignoring /zookeeper/config of the tree: %s", e)
-            return None
+        return _membership_or_none(tree.get_data(b"/zookeeper/config"), "/zookeeper/config of the tree")
 
     def _activate(self, m: Membership) -> None:
         """A committed reconfig (Apache's processReconfig): kept on disk for restarts, then who
