@@ -6,6 +6,7 @@ events are delivered only to watchers that may READ the node). Time never comes 
 every change arrives as a Txn carrying its zxid and time, so replay and replicas agree.
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, uint8_t
@@ -446,6 +447,157 @@ def ttl_of_owner(int64_t owner):
 cdef Py_ssize_t INITIAL_OUTPUT_BYTES = 512
 
 
+# ----------------------------------------------------------------------------------------------
+# compact watch tables
+#
+# Apache's WatchManager keeps a HashSet of watchers per path and a HashSet of paths per watcher:
+# about 150 bytes of heap per watch. Here a path's watchers are a set of 32-bit entries (watcher id
+# << MODE_BITS | mode) and a watcher's paths a set of 32-bit path ids; the ids index the tree's
+# watchers_by_id and paths_by_id lists, and are reused once free. A watch costs its two entries.
+
+cdef uint32_t SLOT_EMPTY = 0xFFFFFFFF
+cdef uint32_t NO_WATCHER_ID = 0xFFFFFFFF
+cdef int MODE_BITS = 2  # M_STANDARD, M_PERSISTENT, M_RECURSIVE
+cdef uint32_t MODE_MASK = 3
+cdef uint32_t MAX_WATCHER_ID = (1 << 30) - 1  # what fits above MODE_BITS
+cdef uint8_t IDSET_MIN_LOG2 = 1
+
+
+cdef inline uint32_t idset_home(uint32_t ident, uint8_t cap_log2) noexcept:
+    # Fibonacci hashing: ids are dense small integers, the top bits of the product spread them
+    return <uint32_t>(ident * <uint32_t>2654435761) >> (32 - cap_log2)
+
+
+cdef Py_ssize_t idset_find(IdSet* s, uint32_t ident, int tag_bits) noexcept:
+    """The slot holding ident, or -1."""
+    cdef uint32_t mask, i, e
+    if s.size == 0:
+        return -1
+    mask = (<uint32_t>1 << s.cap_log2) - 1
+    i = idset_home(ident, s.cap_log2)
+    while True:
+        e = s.slots[i]
+        if e == SLOT_EMPTY:
+            return -1
+        if (e >> tag_bits) == ident:
+            return i
+        i = (i + 1) & mask
+
+
+cdef int idset_resize(IdSet* s, uint8_t cap_log2, int tag_bits) except -1:
+    cdef uint32_t cap = <uint32_t>1 << cap_log2
+    cdef uint32_t mask = cap - 1
+    cdef uint32_t* fresh = <uint32_t*>PyMem_Malloc(cap * sizeof(uint32_t))
+    cdef uint32_t* old = s.slots
+    cdef uint32_t old_cap = (<uint32_t>1 << s.cap_log2) if old is not NULL else 0
+    cdef uint32_t j, e, i
+    if fresh is NULL:
+        raise MemoryError()
+    memset(fresh, 0xFF, cap * sizeof(uint32_t))
+    for j in range(old_cap):
+        e = old[j]
+        if e != SLOT_EMPTY:
+            i = idset_home(e >> tag_bits, cap_log2)
+            while fresh[i] != SLOT_EMPTY:
+                i = (i + 1) & mask
+            fresh[i] = e
+    s.slots = fresh
+    s.cap_log2 = cap_log2
+    PyMem_Free(old)
+    return 0
+
+
+cdef uint32_t idset_put(IdSet* s, uint32_t entry, int tag_bits) except? 0xFFFFFFFE:
+    """Add entry, or replace the one with the same id; the entry replaced, or SLOT_EMPTY."""
+    cdef uint32_t mask, i, e, ident = entry >> tag_bits
+    if s.slots is NULL:
+        idset_resize(s, IDSET_MIN_LOG2, tag_bits)
+    elif (s.size + 1) * 4 > (<uint32_t>3 << s.cap_log2):
+        idset_resize(s, s.cap_log2 + 1, tag_bits)
+    mask = (<uint32_t>1 << s.cap_log2) - 1
+    i = idset_home(ident, s.cap_log2)
+    while True:
+        e = s.slots[i]
+        if e == SLOT_EMPTY:
+            s.slots[i] = entry
+            s.size += 1
+            return SLOT_EMPTY
+        if (e >> tag_bits) == ident:
+            s.slots[i] = entry
+            return e
+        i = (i + 1) & mask
+
+
+cdef uint32_t idset_take(IdSet* s, uint32_t ident, int tag_bits) noexcept:
+    """Remove the entry with this id; it, or SLOT_EMPTY. Gives memory back as the set empties."""
+    cdef Py_ssize_t found = idset_find(s, ident, tag_bits)
+    cdef uint32_t mask, hole, j, home, e, taken
+    if found < 0:
+        return SLOT_EMPTY
+    mask = (<uint32_t>1 << s.cap_log2) - 1
+    hole = <uint32_t>found
+    taken = s.slots[hole]
+    j = hole
+    while True:  # backward-shift deletion: no tombstones, probes stay short
+        j = (j + 1) & mask
+        e = s.slots[j]
+        if e == SLOT_EMPTY:
+            break
+        home = idset_home(e >> tag_bits, s.cap_log2)
+        # e may move into the hole unless its home lies cyclically in (hole, j]
+        if (hole < j and (home <= hole or home > j)) or (hole > j and home <= hole and home > j):
+            s.slots[hole] = e
+            hole = j
+    s.slots[hole] = SLOT_EMPTY
+    s.size -= 1
+    if s.size == 0:
+        idset_clear(s)
+    elif s.size * 8 < (<uint32_t>1 << s.cap_log2) and s.cap_log2 > IDSET_MIN_LOG2 + 1:
+        try:
+            idset_resize(s, s.cap_log2 - 1, tag_bits)
+        except MemoryError:
+            pass  # shrinking is only an economy: the bigger table stays valid
+    return taken
+
+
+cdef void idset_clear(IdSet* s) noexcept:
+    PyMem_Free(s.slots)
+    s.slots = NULL
+    s.size = 0
+    s.cap_log2 = 0
+
+
+cdef list idset_entries(IdSet* s):
+    """A copy of the entries: what iterates while the set changes."""
+    cdef list out = []
+    cdef uint32_t j, e
+    if s.slots is NULL:
+        return out
+    for j in range(<uint32_t>1 << s.cap_log2):
+        e = s.slots[j]
+        if e != SLOT_EMPTY:
+            out.append(e)
+    return out
+
+
+@cython.no_gc
+cdef class PathWatchers:
+    """The watchers of one path in one table (data or child): ids with modes. Iterating it yields
+    the Watcher objects, as the dict it replaces did."""
+
+    # watchers_by_id is the tree's list (not the tree: no cycle through a no_gc object)
+
+    def __len__(self):
+        return self.ids.size
+
+    def __iter__(self):
+        by_id = self.watchers_by_id
+        return iter([by_id[e >> MODE_BITS] for e in idset_entries(&self.ids)])
+
+    def __dealloc__(self):
+        PyMem_Free(self.ids.slots)
+
+
 cdef class Watcher:
     """Receives watch events into `out`; one per client connection."""
 
@@ -457,8 +609,7 @@ cdef class Watcher:
         self.closed = False
         self.is_super = False
         self.auth_ids = []
-        self.data_paths = set()
-        self.child_paths = set()
+        self.watcher_id = NO_WATCHER_ID
         self.dirty = False
         self.packets_sent = 0
 
@@ -479,6 +630,9 @@ cdef class Watcher:
     def notify(self, int32_t event_type, bytes path):
         """Queue one event (setWatches synthesises events this way)."""
         self.deliver(event_type, path)
+
+    def __dealloc__(self):
+        PyMem_Free(self.watched.slots)
 
 
 cdef class DataTree:
@@ -503,6 +657,10 @@ cdef class DataTree:
         self.acl_free = []
         self.data_watches = {}
         self.child_watches = {}
+        self.watchers_by_id = []
+        self.free_watcher_ids = []
+        self.paths_by_id = []
+        self.free_path_ids = []
         self.recursive_watch_count = 0
         self.dirty_watchers = []
         self.ephemerals = {}
@@ -818,21 +976,82 @@ cdef class DataTree:
     # ------------------------------------------------------------------------------------------
     # watches (Apache's WatchManager + WatcherModeManager, one mode per watcher and path)
 
+    cdef PathWatchers path_watchers(self, dict table, bytes path):
+        """The path's entry in table, made if missing."""
+        cdef PathWatchers pw = table.get(path)
+        if pw is not None:
+            return pw
+        pw = PathWatchers.__new__(PathWatchers)
+        pw.path = path
+        pw.child = table is self.child_watches
+        pw.watchers_by_id = self.watchers_by_id
+        if self.free_path_ids:
+            pw.path_id = self.free_path_ids.pop()
+            self.paths_by_id[pw.path_id] = pw
+        else:
+            assert len(self.paths_by_id) < SLOT_EMPTY
+            pw.path_id = len(self.paths_by_id)
+            self.paths_by_id.append(pw)
+        table[path] = pw
+        return pw
+
+    cdef int forget_path(self, PathWatchers pw) except -1:
+        """pw has no watcher left: out of its table, its id free."""
+        assert pw.ids.size == 0
+        del (self.child_watches if pw.child else self.data_watches)[pw.path]
+        self.paths_by_id[pw.path_id] = None
+        self.free_path_ids.append(pw.path_id)
+        return 0
+
+    cdef int unwatch(self, Watcher w, PathWatchers pw) except -1:
+        """w no longer watches pw's path: out of w's own set, and w's id free if that was its last."""
+        if idset_take(&w.watched, pw.path_id, 0) == SLOT_EMPTY:
+            raise AssertionError("a watch tables' entry without its watcher's")
+        if pw.child:
+            w.child_watch_count -= 1
+        else:
+            w.data_watch_count -= 1
+        if w.watched.size == 0:
+            self.watchers_by_id[w.watcher_id] = None
+            self.free_watcher_ids.append(w.watcher_id)
+            w.watcher_id = NO_WATCHER_ID
+        return 0
+
     cdef int add_watch(self, dict table, bytes path, Watcher w, int mode) except -1:
+        cdef PathWatchers pw
+        cdef uint32_t old
         if w.closed:
             return 0
-        d = table.get(path)
-        if d is None:
-            d = {}
-            table[path] = d
-        old = d.get(w, M_STANDARD)
-        d[w] = mode
+        if w.watcher_id == NO_WATCHER_ID:
+            if self.free_watcher_ids:
+                w.watcher_id = self.free_watcher_ids.pop()
+                self.watchers_by_id[w.watcher_id] = w
+            else:
+                assert len(self.watchers_by_id) <= MAX_WATCHER_ID
+                w.watcher_id = len(self.watchers_by_id)
+                self.watchers_by_id.append(w)
+        pw = self.path_watchers(table, path)
+        try:
+            old = idset_put(&pw.ids, (w.watcher_id << MODE_BITS) | <uint32_t>mode, MODE_BITS)
+            if old == SLOT_EMPTY:
+                idset_put(&w.watched, pw.path_id, 0)
+                if pw.child:
+                    w.child_watch_count += 1
+                else:
+                    w.data_watch_count += 1
+        except MemoryError:
+            if idset_find(&w.watched, pw.path_id, 0) < 0:
+                idset_take(&pw.ids, w.watcher_id, MODE_BITS)
+            if pw.ids.size == 0:
+                self.forget_path(pw)
+            if w.watched.size == 0:
+                self.watchers_by_id[w.watcher_id] = None
+                self.free_watcher_ids.append(w.watcher_id)
+                w.watcher_id = NO_WATCHER_ID
+            raise
+        old = M_STANDARD if old == SLOT_EMPTY else old & MODE_MASK
         if (old == M_RECURSIVE) != (mode == M_RECURSIVE):
             self.recursive_watch_count += 1 if mode == M_RECURSIVE else -1
-        if table is self.data_watches:
-            w.data_paths.add(path)
-        else:
-            w.child_paths.add(path)
         return 0
 
     def watch(self, bytes path, Watcher w, bint child, int mode=M_STANDARD):
@@ -844,88 +1063,111 @@ cdef class DataTree:
         self.add_watch(self.child_watches, path, w, mode)
 
     cdef int drop_watch(self, dict table, bytes path, Watcher w) except -1:
-        d = table.get(path)
-        if d is None:
+        cdef PathWatchers pw = table.get(path)
+        cdef uint32_t taken
+        if pw is None or w.watcher_id == NO_WATCHER_ID:
             return 0
-        mode = d.pop(w, None)
-        if mode is None:
+        taken = idset_take(&pw.ids, w.watcher_id, MODE_BITS)
+        if taken == SLOT_EMPTY:
             return 0
-        if mode == M_RECURSIVE:
+        if (taken & MODE_MASK) == M_RECURSIVE:
             self.recursive_watch_count -= 1
-        if not d:
-            del table[path]
-        if table is self.data_watches:
-            w.data_paths.discard(path)
-        else:
-            w.child_paths.discard(path)
+        self.unwatch(w, pw)
+        if pw.ids.size == 0:
+            self.forget_path(pw)
         return 1
 
     def remove_watcher(self, Watcher w):
         """Forget every watch of a closed connection."""
-        for path in list(w.data_paths):
-            self.drop_watch(self.data_watches, path, w)
-        for path in list(w.child_paths):
-            self.drop_watch(self.child_watches, path, w)
-        w.data_paths.clear()
-        w.child_paths.clear()
+        cdef PathWatchers pw
+        cdef uint32_t taken
+        if w.watcher_id == NO_WATCHER_ID:
+            return
+        for path_id in idset_entries(&w.watched):
+            pw = self.paths_by_id[path_id]
+            taken = idset_take(&pw.ids, w.watcher_id, MODE_BITS)
+            assert taken != SLOT_EMPTY
+            if (taken & MODE_MASK) == M_RECURSIVE:
+                self.recursive_watch_count -= 1
+            if pw.ids.size == 0:
+                self.forget_path(pw)
+        idset_clear(&w.watched)
+        w.data_watch_count = w.child_watch_count = 0
+        self.watchers_by_id[w.watcher_id] = None
+        self.free_watcher_ids.append(w.watcher_id)
+        w.watcher_id = NO_WATCHER_ID
+
+    def watched_paths(self, Watcher w, bint child):
+        """The paths w watches in one table."""
+        cdef PathWatchers pw
+        out = []
+        for path_id in idset_entries(&w.watched):
+            pw = self.paths_by_id[path_id]
+            if pw.child == child:
+                out.append(pw.path)
+        return out
 
     def remove_watch(self, bytes path, Watcher w, bint child):
         """Remove w's watch on path in one table; True if there was one."""
         return self.drop_watch(self.child_watches if child else self.data_watches, path, w) == 1
 
+    cdef int mode_of(self, PathWatchers pw, Watcher w) noexcept:
+        """w's mode on pw's path, or -1."""
+        cdef Py_ssize_t slot
+        if pw is None or w.watcher_id == NO_WATCHER_ID:
+            return -1
+        slot = idset_find(&pw.ids, w.watcher_id, MODE_BITS)
+        return -1 if slot < 0 else <int>(pw.ids.slots[slot] & MODE_MASK)
+
     def watch_mode(self, bytes path, Watcher w, bint child):
         """w's mode on exactly this path in one table, or None."""
-        d = (self.child_watches if child else self.data_watches).get(path)
-        if d is None:
-            return None
-        return d.get(w)
+        mode = self.mode_of((self.child_watches if child else self.data_watches).get(path), w)
+        return None if mode < 0 else mode
 
     def contains_watcher(self, bytes path, Watcher w, bint child):
         """Apache 3.8.0's WatchManager.containsWatcher, quirks included: true when the path has
-        any watcher at all, or when w watches exactly this path recursively."""
-        table = self.child_watches if child else self.data_watches
-        d = table.get(path)
-        if d is not None and len(d) > 0:
-            return True
-        return d is not None and d.get(w) == M_RECURSIVE
+        any watcher at all, or when w watches exactly this path recursively (a path in the table
+        always has a watcher, so the first case covers the second)."""
+        pw = (self.child_watches if child else self.data_watches).get(path)
+        return pw is not None and len(pw) > 0
+
+    cdef int fire(self, PathWatchers pw, bint at_path, int32_t event_type, set watchers) except -1:
+        """Collect pw's watchers that this event reaches into `watchers`; standard watches at the
+        path itself are used up. at_path: pw's path is the event's (not one of its parents)."""
+        cdef uint32_t e, mode
+        cdef Watcher w
+        by_id = self.watchers_by_id
+        for e in idset_entries(&pw.ids):
+            mode = e & MODE_MASK
+            if mode == M_RECURSIVE:
+                if event_type != EventType.NODE_CHILDREN_CHANGED:
+                    watchers.add(by_id[e >> MODE_BITS])
+            elif at_path:
+                w = by_id[e >> MODE_BITS]
+                watchers.add(w)
+                if mode == M_STANDARD:
+                    idset_take(&pw.ids, w.watcher_id, MODE_BITS)
+                    self.unwatch(w, pw)
+        if pw.ids.size == 0:
+            self.forget_path(pw)
+        return 0
 
     cdef set trigger(self, dict table, bytes path, int32_t event_type, int32_t acl, set suppress):
-        cdef set watchers = None
+        cdef set watchers = set()
         cdef Watcher w
-        cdef int mode
+        cdef PathWatchers pw
         cdef bint at_path = True
         if self.recursive_watch_count == 0:
-            d = table.get(path)
-            if d is not None:
-                watchers = set()
-                for w, mode in list(d.items()):
-                    watchers.add(w)
-                    if mode == M_STANDARD:
-                        del d[w]
-                        (w.data_paths if table is self.data_watches else w.child_paths).discard(path)
-                if not d:
-                    del table[path]
+            pw = table.get(path)
+            if pw is not None:
+                self.fire(pw, True, event_type, watchers)
         else:
             for local in path_and_parents(path):
-                d = table.get(local)
-                if d is not None:
-                    for w, mode in list(d.items()):
-                        if mode == M_RECURSIVE:
-                            if event_type != EventType.NODE_CHILDREN_CHANGED:
-                                if watchers is None:
-                                    watchers = set()
-                                watchers.add(w)
-                        elif at_path:
-                            if watchers is None:
-                                watchers = set()
-                            watchers.add(w)
-                            if mode == M_STANDARD:
-                                del d[w]
-                                (w.data_paths if table is self.data_watches else w.child_paths).discard(local)
-                    if not d:
-                        del table[local]
+                pw = table.get(local)
+                if pw is not None:
+                    self.fire(pw, at_path, event_type, watchers)
                 at_path = False
-        if watchers is None:
+        if not watchers:
             return None
         for w in watchers:
             if suppress is not None and w in suppress:
@@ -955,11 +1197,12 @@ cdef class DataTree:
 
     def watch_count(self):
         """zk_watch_count: data + child watches."""
+        cdef PathWatchers pw
         n = 0
-        for d in self.data_watches.values():
-            n += len(d)
-        for d in self.child_watches.values():
-            n += len(d)
+        for pw in self.data_watches.values():
+            n += pw.ids.size
+        for pw in self.child_watches.values():
+            n += pw.ids.size
         return n
 
     # ------------------------------------------------------------------------------------------

@@ -270,7 +270,7 @@ def test_walks_tolerate_changes_between_pieces() -> None:
     text += b"".join(pieces)
     paths = [line for line in text.decode().splitlines() if line.startswith("/")]
     assert len(paths) == len(set(paths)) < 12_000  # none twice; those of the closed ones not reached are gone
-    assert set(paths) >= {p.decode() for c in conns[2:] for p in c.core.data_paths}
+    assert set(paths) >= {p.decode() for c in conns[2:] for p in server.tree.watched_paths(c.core, False)}
     assert text.endswith(b"\n\n")
 
     pieces = fourletter.answer_pieces(server, None, "wchc", b"")  # type: ignore[arg-type]

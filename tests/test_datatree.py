@@ -205,3 +205,99 @@ def test_index_and_children_match_a_python_model(ops: list[tuple[str, bytes]]) -
     assert sorted(c for c in tree.get_children(b"/") if c != b"zookeeper") == top
     assert tree.node_count() == len(model) + 4
     assert tree.all_children_number(b"/") == len(model) + 3
+
+
+def fire_model(model: dict[tuple[bool, bytes], dict[int, int]], child: bool, path: bytes,
+               recursive_sees: bool = True) -> set[int]:
+    """Apache: the standard watches at the path are used up; who saw the event (recursive
+    watches at the path or above see all but NodeChildrenChanged)."""
+    seen = set()
+    for (c, p), modes in list(model.items()):
+        for i, mode in list(modes.items()):
+            if c != child:
+                continue
+            if mode == MODE_PERSISTENT_RECURSIVE:
+                if recursive_sees and (p == path or path.startswith(p + b"/") or p == b"/"):
+                    seen.add(i)
+            elif p == path:
+                seen.add(i)
+                if mode == 0:
+                    del modes[i]
+        if not modes:
+            del model[(c, p)]
+    return seen
+
+
+def test_watch_tables_against_a_model() -> None:
+    """The compact watch tables (ids and modes in open-addressing sets) keep what a dict of dicts
+    would: random watches, removals, closed watchers and events, checked after every step."""
+    import random
+
+    paths = [b"/a", b"/a/b", b"/a/b/c", b"/a/d", b"/e"]
+    for seed in range(6):
+        rng = random.Random(seed)
+        tree = DataTree()
+        watchers = [Watcher() for _ in range(7)]
+        model: dict[tuple[bool, bytes], dict[int, int]] = {}  # (child, path) -> watcher index -> mode
+        zxid = 1
+
+        for _step in range(1500):
+            op = rng.random()
+            i = rng.randrange(len(watchers))
+            w = watchers[i]
+            path = rng.choice(paths)
+            child = rng.random() < 0.5
+            if op < 0.45:
+                mode = rng.choice([0, 0, 0, MODE_PERSISTENT, MODE_PERSISTENT_RECURSIVE])
+                tree.watch(path, w, child, mode)
+                model.setdefault((child, path), {})[i] = mode
+            elif op < 0.55:
+                had = i in model.get((child, path), {})
+                assert tree.remove_watch(path, w, child) == had
+                if had:
+                    del model[(child, path)][i]
+                    if not model[(child, path)]:
+                        del model[(child, path)]
+            elif op < 0.58:
+                tree.remove_watcher(w)
+                for key in list(model):
+                    model[key].pop(i, None)
+                    if not model[key]:
+                        del model[key]
+            else:
+                for x in watchers:
+                    events(x)
+                zxid += 1
+                parent = path.rsplit(b"/", 1)[0] or b"/"
+                want: dict[int, set[tuple[int, bytes]]] = {}
+                if tree.stat(path) is None:
+                    if tree.stat(parent) is None:
+                        continue
+                    create(tree, path, zxid)
+                    seen = {(x, (1, path)) for x in fire_model(model, False, path)}
+                    seen |= {(x, (4, parent)) for x in fire_model(model, True, parent, recursive_sees=False)}
+                elif rng.random() < 0.5 or tree.get_children(path):
+                    set_data(tree, path, b"x", -1, zxid)
+                    seen = {(x, (3, path)) for x in fire_model(model, False, path)}
+                else:
+                    delete(tree, path, zxid)
+                    seen = {(x, (2, path)) for x in fire_model(model, False, path) | fire_model(model, True, path)}
+                    seen |= {(x, (4, parent)) for x in fire_model(model, True, parent, recursive_sees=False)}
+                for x, event in seen:
+                    want.setdefault(x, set()).add(event)
+                for x, wx in enumerate(watchers):
+                    assert sorted(events(wx)) == sorted(want.get(x, set()))
+            # the tables agree with the model, and with each watcher's own view
+            for child_table, table in ((False, tree.data_watches), (True, tree.child_watches)):
+                assert {p for c, p in model if c == child_table} == set(table)
+                for p, pw in table.items():
+                    assert len(pw) == len(model[(child_table, p)]) > 0
+                    assert {watchers.index(x) for x in pw} == set(model[(child_table, p)])
+            for x, wx in enumerate(watchers):
+                for c in (False, True):
+                    mine = {p for (cc, p), modes in model.items() if cc == c and x in modes}
+                    assert set(tree.watched_paths(wx, c)) == mine
+                    assert (wx.child_watch_count if c else wx.data_watch_count) == len(mine)
+                    for p in paths:
+                        assert tree.watch_mode(p, wx, c) == model.get((c, p), {}).get(x)
+            assert tree.watch_count() == sum(len(m) for m in model.values())

@@ -33,6 +33,15 @@ cdef struct Node:
     char path[1]
 
 
+# An open-addressing set of 32-bit entries (linear probing, backward-shift deletion): one per
+# watched path (its watchers' ids, each with its mode in the low bits) and one per watcher (the ids
+# of the paths it watches). 4 bytes an entry, at most 3/4 full, shrunk as it empties.
+ctypedef struct IdSet:
+    uint32_t* slots
+    uint32_t size
+    uint8_t cap_log2
+
+
 # A party that receives watch events: a client connection. Events are written straight into its
 # output buffer; the server flushes every dirty watcher once per batch.
 cdef class Watcher:
@@ -41,11 +50,24 @@ cdef class Watcher:
     cdef public bint closed
     cdef public bint is_super
     cdef public object auth_ids
-    cdef public set data_paths
-    cdef public set child_paths
+    # its id in the tree's watch tables (NO_WATCHER_ID until its first watch) and the ids of the
+    # paths it watches there, data and child tables both (datatree.pyx: compact watch tables)
+    cdef uint32_t watcher_id
+    cdef IdSet watched
+    cdef readonly uint32_t data_watch_count
+    cdef readonly uint32_t child_watch_count
     cdef public bint dirty
     cdef public int64_t packets_sent
     cdef int deliver(self, int32_t event_type, bytes path) except -1
+
+
+# The watchers of one path in one table (datatree.pyx: compact watch tables)
+cdef class PathWatchers:
+    cdef readonly bytes path
+    cdef readonly uint32_t path_id
+    cdef readonly bint child
+    cdef IdSet ids
+    cdef list watchers_by_id
 
 
 # Apache's DigestCalculator (DIGEST_VERSION 2): a node's digest from its path, data and StatPersisted
@@ -74,9 +96,13 @@ cdef class DataTree:
     cdef int32_t* acl_world
     cdef int32_t acl_cap
     cdef list acl_free
-    # watches: path → {watcher: mode}
+    # watches: path → PathWatchers (its watchers' ids and modes); the objects behind the ids
     cdef public dict data_watches
     cdef public dict child_watches
+    cdef list watchers_by_id
+    cdef list free_watcher_ids
+    cdef list paths_by_id
+    cdef list free_path_ids
     cdef public int recursive_watch_count
     cdef public list dirty_watchers
     # path sets by kind
@@ -116,6 +142,11 @@ cdef class DataTree:
     cdef int acl_grow(self) except -1
     cdef int acl_unref(self, int32_t i) except -1
     cdef int check_read(self, Node* node, Watcher w) except -1
+    cdef PathWatchers path_watchers(self, dict table, bytes path)
+    cdef int forget_path(self, PathWatchers pw) except -1
+    cdef int unwatch(self, Watcher w, PathWatchers pw) except -1
+    cdef int mode_of(self, PathWatchers pw, Watcher w) noexcept
+    cdef int fire(self, PathWatchers pw, bint at_path, int32_t event_type, set watchers) except -1
     cdef int add_watch(self, dict table, bytes path, Watcher w, int mode) except -1
     cdef int drop_watch(self, dict table, bytes path, Watcher w) except -1
     cdef set trigger(self, dict table, bytes path, int32_t event_type, int32_t acl, set suppress)

@@ -174,7 +174,7 @@ def server_conf(server: ZooKeeperServer) -> dict[str, Any]:
 # -- watches (Apache's wchs/wchc/wchp report data watches only)
 #
 # Every Watcher in the tree's tables is the ConnCore of a connection in server.connections (a closed
-# connection's watches go with it), and each Watcher keeps the paths it watches (data_paths): what
+# connection's watches go with it), and each Watcher counts the watches it holds: what
 # concerns watchers is counted from there, in O(connections) rather than O(watched paths). A
 # Watcher's session_id is a C int64: signed already, as Java prints it.
 
@@ -182,7 +182,7 @@ def watch_summary(server: ZooKeeperServer) -> dict[str, int]:
     """WatchesSummary.toMap: watching connections, watched paths, watches."""
     connections = watches = 0
     for conn in list(server.connections):
-        n = len(conn.core.data_paths)
+        n = conn.core.data_watch_count
         connections += n > 0
         watches += n
     return {"num_connections": connections, "num_paths": len(server.tree.data_watches),
@@ -191,7 +191,7 @@ def watch_summary(server: ZooKeeperServer) -> dict[str, int]:
 
 def watch_count(server: ZooKeeperServer) -> int:
     """zk_watch_count: data and child watches."""
-    return sum(len(c.core.data_paths) + len(c.core.child_paths) for c in list(server.connections))
+    return sum(c.core.data_watch_count + c.core.child_watch_count for c in list(server.connections))
 
 
 def watches_by_session(server: ZooKeeperServer) -> Iterator[tuple[int, Iterator[str]]]:
@@ -202,9 +202,9 @@ def watches_by_session(server: ZooKeeperServer) -> Iterator[tuple[int, Iterator[
     listed: set[int] = set()
     for conn in live_connections(server):
         w = conn.core
-        if w.data_paths and w.session_id not in listed:
+        if w.data_watch_count and w.session_id not in listed:
             listed.add(w.session_id)
-            yield w.session_id, (p.decode("utf-8", "replace") for p in list(w.data_paths))
+            yield w.session_id, (p.decode("utf-8", "replace") for p in server.tree.watched_paths(w, False))
 
 
 def watches_by_path(server: ZooKeeperServer) -> Iterator[tuple[str, list[int]] | Vanished]:
