@@ -72,7 +72,6 @@ SESSION_TIMEOUT_MS = 30_000
 OPEN_CONCURRENCY = 128  # sessions being opened at once per holder
 REGISTER_DEPTH = 64  # requests outstanding per session while registering
 FIRST_SOURCE_HOST = 10  # holders connect from 127.0.0.10, .11, ...
-SETTLE_S = 2.0
 KINDS: dict[str, type[ServerProcess]] = {"zkfast": ZkfastProcess, "apache": ApacheZkProcess}
 
 
@@ -252,8 +251,8 @@ def live_heap_bytes(pid: int) -> int:
     raise RuntimeError(f"jcmd printed no Total: {out[-500:]}")
 
 
-def settled_rss(pid: int) -> int:
-    time.sleep(SETTLE_S)
+def settled_rss(pid: int, settle_s: float) -> int:
+    time.sleep(settle_s)
     return proc_rss_bytes(pid)
 
 
@@ -296,6 +295,7 @@ def run_server(kind: str, args: argparse.Namespace, workdir: Path) -> ServerRun:
         setup = SyncClient(srv.host, srv.port)
         for path in (ROOT, PATHS, FAN):
             setup.create(path)
+        setup.close()  # it would not ping through the long registration
         uvloop.run(create_paths(srv.host, srv.port, args.paths))
         for k in range(args.processes):
             first, count = part(k, args.processes, args.sessions)
@@ -308,7 +308,7 @@ def run_server(kind: str, args: argparse.Namespace, workdir: Path) -> ServerRun:
             pipes.append(here)
         expect(pipes, "open")
         log(f"{kind}: {args.sessions:,} + {args.fan:,} sessions open")
-        run.rss_sessions_bytes = settled_rss(pid)
+        run.rss_sessions_bytes = settled_rss(pid, args.settle_s)
         if kind == "apache":
             run.heap_sessions_bytes = live_heap_bytes(pid)
         for here in pipes:
@@ -319,16 +319,18 @@ def run_server(kind: str, args: argparse.Namespace, workdir: Path) -> ServerRun:
             for err, n in m[3].items():
                 run.errors[err] = run.errors.get(err, 0) + n
         log(f"{kind}: {total:,} watches registered in {run.register_s:.1f} s; errors {run.errors}")
-        run.rss_watches_bytes = settled_rss(pid)
+        run.rss_watches_bytes = settled_rss(pid, args.settle_s)
         if kind == "apache":
             run.heap_watches_bytes = live_heap_bytes(pid)
         for r in range(args.rounds):
             for here in pipes:
                 here.send(("arm",))
             expect(pipes, "armed")
+            setup = SyncClient(srv.host, srv.port)
             t0 = time.perf_counter_ns()
             setup.request(OP_SET_DATA, lambda wb, r=r: (wb.write_ustring(FAN.encode()),
                                                          wb.write_buffer(b"%d" % r), wb.write_int(-1)))
+            setup.close()
             for here in pipes:
                 here.send(("collect",))
             events = array("q")
@@ -343,7 +345,6 @@ def run_server(kind: str, args: argparse.Namespace, workdir: Path) -> ServerRun:
             run.fan_last_ms.append(ms[-1] if ms else 0.0)
             log(f"{kind}: fan-out round {r}: {len(ms):,} events, p50 {run.fan_p50_ms[-1]:.1f} ms, "
                 f"last {run.fan_last_ms[-1]:.1f} ms")
-        setup.close()
         for here in pipes:
             here.send(("close",))
         expect(pipes, "closed")
@@ -352,7 +353,7 @@ def run_server(kind: str, args: argparse.Namespace, workdir: Path) -> ServerRun:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{kind}: the holders' connections stayed open")
             time.sleep(0.05)
-        run.rss_closed_bytes = settled_rss(pid)
+        run.rss_closed_bytes = settled_rss(pid, args.settle_s)
         if kind == "apache":
             run.heap_closed_bytes = live_heap_bytes(pid)
     finally:
@@ -401,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fan", type=int, default=10_000, help="sessions watching /fan")
     ap.add_argument("--rounds", type=int, default=3, help="fan-out rounds")
     ap.add_argument("--processes", type=int, default=4)
+    ap.add_argument("--settle-s", type=float, default=2.0, help="wait before reading RSS")
     ap.add_argument("--no-recursive", dest="recursive", action="store_false")
     ap.add_argument("--kinds", default="zkfast,apache")
     ap.add_argument("--json", type=Path)

@@ -1,7 +1,7 @@
 """The benchmark scripts under bench/ run end to end on tiny counts, so they cannot rot.
 
 Not a measurement: compare.py runs one round of tiny phases, zk_latencies.py a few dozen znodes,
-admin_stall.py a few hundred watches, sessions.py a hundred sessions, the micro benchmarks once each (--benchmark-disable).
+admin_stall.py a few hundred watches, sessions.py a hundred sessions, watches.py a few thousand watches, big_tree.py two thousand znodes, the micro benchmarks once each (--benchmark-disable).
 """
 
 from __future__ import annotations
@@ -145,6 +145,24 @@ def test_sessions(tmp_path: Path) -> None:
         assert re.search(rf"^\| {row} \| [\d,.]+", out, re.M), (row, out)
     (r,) = json.loads((tmp_path / "sessions.json").read_text())
     assert r["sessions"] == 100 and r["rss_open_bytes"] > r["rss_before_bytes"] > 0 and r["expiry_s"] > 0, r
+
+
+def test_watches(tmp_path: Path) -> None:
+    out = run([str(BENCH / "watches.py"), "--kinds", "zkfast", "--sessions", "20", "--paths", "200", "--fan", "50",
+               "--rounds", "1", "--processes", "2", "--settle-s", "0.1", "--json", str(tmp_path / "watches.json")], timeout_s=60)
+    for row in ("RSS per watch", "register them all", "fan-out last watcher", "RSS given back on close"):
+        assert re.search(rf"^\| {row} \| [\d,.-]+", out, re.M), (row, out)
+    (r,) = json.loads((tmp_path / "watches.json").read_text())
+    assert r["watches"] == 20 * 200 + 20 and r["register_s"] > 0 and len(r["fan_last_ms"]) == 1, r
+
+
+def test_big_tree(tmp_path: Path) -> None:
+    out = run([str(BENCH / "big_tree.py"), "--kinds", "zkfast", "--znodes", "2000", "--json",
+               str(tmp_path / "big_tree.json")], timeout_s=90)
+    for row in ("RSS per znode, restarted", "snapshot on disk", "start-up from the snapshot"):
+        assert re.search(rf"^\| {row} \| [\d,.]+", out, re.M), (row, out)
+    (r,) = json.loads((tmp_path / "big_tree.json").read_text())
+    assert r["completed"] and r["snapshot_bytes"] > 0 and r["startup_from_log_s"] > 0, r
 
 
 def test_micro_benchmarks() -> None:
