@@ -1077,25 +1077,42 @@ cdef class DataTree:
             self.forget_path(pw)
         return 1
 
-    def remove_watcher(self, Watcher w):
-        """Forget every watch of a closed connection."""
+    def remove_watcher(self, Watcher w, Py_ssize_t max_watches=-1):
+        """Forget the watches of a closed connection, at most max_watches of them (-1: all); how
+        many are left. Events no longer reach it meanwhile (it is closed)."""
         cdef PathWatchers pw
-        cdef uint32_t taken
+        cdef uint32_t taken, j, e
+        cdef list path_ids
         if w.watcher_id == NO_WATCHER_ID:
-            return
-        for path_id in idset_entries(&w.watched):
+            return 0
+        if max_watches < 0 or max_watches >= w.watched.size:
+            path_ids = idset_entries(&w.watched)
+        else:
+            path_ids = []
+            j = 0
+            while len(path_ids) < max_watches:
+                e = w.watched.slots[j]
+                if e != SLOT_EMPTY:
+                    path_ids.append(e)
+                j += 1
+        all_of_them = len(path_ids) == w.watched.size
+        for path_id in path_ids:
             pw = self.paths_by_id[path_id]
             taken = idset_take(&pw.ids, w.watcher_id, MODE_BITS)
             assert taken != SLOT_EMPTY
             if (taken & MODE_MASK) == M_RECURSIVE:
                 self.recursive_watch_count -= 1
+            if not all_of_them:
+                self.unwatch(w, pw)
             if pw.ids.size == 0:
                 self.forget_path(pw)
-        idset_clear(&w.watched)
-        w.data_watch_count = w.child_watch_count = 0
-        self.watchers_by_id[w.watcher_id] = None
-        self.free_watcher_ids.append(w.watcher_id)
-        w.watcher_id = NO_WATCHER_ID
+        if all_of_them:  # w's own set goes at once, not entry by entry
+            idset_clear(&w.watched)
+            w.data_watch_count = w.child_watch_count = 0
+            self.watchers_by_id[w.watcher_id] = None
+            self.free_watcher_ids.append(w.watcher_id)
+            w.watcher_id = NO_WATCHER_ID
+        return w.watched.size
 
     def watched_paths(self, Watcher w, bint child):
         """The paths w watches in one table."""

@@ -259,9 +259,15 @@ def test_watch_tables_against_a_model() -> None:
                     if not model[(child, path)]:
                         del model[(child, path)]
             elif op < 0.58:
-                tree.remove_watcher(w)
-                for key in list(model):
-                    model[key].pop(i, None)
+                held = {key for key, modes in model.items() if i in modes}
+                budget = rng.choice([-1, 1, 2, 5])
+                left = tree.remove_watcher(w, budget)
+                assert left == (0 if budget < 0 else max(0, len(held) - budget))
+                # which ones went is the tables' business: the model follows what is left
+                kept = {(c, p) for c in (False, True) for p in tree.watched_paths(w, c)}
+                assert kept <= held and len(kept) == left
+                for key in held - kept:
+                    del model[key][i]
                     if not model[key]:
                         del model[key]
             else:

@@ -566,3 +566,32 @@ def test_a_connection_holds_at_most_max_auth_ids(server_for: ServerFor) -> None:
         assert s.read_frame() is None  # closed after it
     finally:
         s.close()
+
+
+# ------------------------------------------------------------------------------ watches of closed connections
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_watches_of_connections_closing_together_all_go(server_for: ServerFor, kind: str) -> None:
+    """Two connections holding more watches than zkfast forgets in one loop turn
+    (WATCHES_DROPPED_PER_TURN) close at once: the server answers meanwhile, and every watch goes."""
+    server = server_for(kind, "plain")
+    watches = 15_000
+    holders = [session(server) for _ in range(2)]
+    for s in holders:
+        s.send(b"".join(frame(request(xid, EXISTS, u_str(f"/gone/w{xid}") + b"\x01"))
+                        for xid in range(1, watches + 1)))
+        for xid in range(1, watches + 1):
+            f = s.read_frame()
+            assert f is not None and header(f)[0] == xid and header(f)[2] == NONODE
+    assert f"watching {watches} paths" in four_letter(server.host, server.port, "wchs")
+    probe = session(server)
+    try:
+        for s in holders:
+            s.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()  # a reset: the server learns of both at once
+        assert ping(probe)
+        wait_until(lambda: "watching 0 paths" in four_letter(server.host, server.port, "wchs"), timeout_s=30)
+        assert "Total watches:0" in four_letter(server.host, server.port, "wchs")
+        assert ping(probe)
+    finally:
+        probe.close()

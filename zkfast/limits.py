@@ -56,6 +56,10 @@ MAX_AUTH_IDS_PER_CONNECTION = 64
 # loop turn, so requests of live sessions are served between the slices
 EXPIRED_SESSIONS_PER_TURN = 64
 
+# -- watches of closed connections forgotten per loop turn (about 2.5 ms of work): a thousand
+# connections holding 10,000 watches each close at once without stalling the others
+WATCHES_DROPPED_PER_TURN = 10_000
+
 # -- four-letter words and admin commands: their answers are produced in slices between request
 # batches and written through a buffer of at most this many bytes
 ANSWER_SLICE_BYTES = 64 * KIB

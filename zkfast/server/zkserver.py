@@ -7,12 +7,13 @@ connection, releasing the reads that waited behind the write.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from zkfast._datatree import DataTree
+from zkfast._datatree import DataTree, Watcher
 from zkfast._jute import (
     LAST_OP_NAMES,
     OP_CLOSE_SESSION,
@@ -23,7 +24,7 @@ from zkfast._jute import (
     encode_connect_response,
 )
 from zkfast._pipeline import THIS_SERVER, PipelineCore, Prep, Request, now_ms
-from zkfast.limits import EXPIRED_SESSIONS_PER_TURN
+from zkfast.limits import EXPIRED_SESSIONS_PER_TURN, WATCHES_DROPPED_PER_TURN
 from zkfast.server import reads, roles
 from zkfast.server.auth import AuthRegistry
 from zkfast.server.commit import CommitStage, ImmediateCommit
@@ -96,6 +97,7 @@ class ZooKeeperServer(PipelineCore):
         self.stats = ServerStats()
         self.auth_failed_count = 0
         self.expiring: deque[int] = deque()  # timed out, closeSession not submitted yet (expire_sessions)
+        self.closed_watchers: deque[Watcher] = deque()  # closed connections whose watches remain
         self.store: Store | None = None                     # its txn log and snapshots (attach_store)
         self.listener: ClientListener | None = None         # the client port's (attach_listeners)
         self.secure_listener: ClientListener | None = None  # secureClientPort's, if any
@@ -175,9 +177,26 @@ class ZooKeeperServer(PipelineCore):
         self.stats.fast_replies_base += core.fast_replies
         if self.by_session.get(core.session_id) is conn:
             del self.by_session[core.session_id]
-        self.tree.remove_watcher(core)
+        self.closed_watchers.append(core)
+        if len(self.closed_watchers) == 1:
+            self.drop_closed_watches()
         if conn in self.paused:
             self.paused.remove(conn)
+
+    def drop_closed_watches(self) -> None:
+        """Forget the watches of closed connections, at most WATCHES_DROPPED_PER_TURN per loop turn:
+        a thousand connections with 10,000 watches each, closing together, would otherwise hold the
+        loop for seconds. A closed connection gets no event meanwhile."""
+        budget = WATCHES_DROPPED_PER_TURN
+        while self.closed_watchers and budget > 0:
+            core = self.closed_watchers[0]
+            held = core.data_watch_count + core.child_watch_count
+            left = self.tree.remove_watcher(core, budget)
+            budget -= held - left
+            if not left:
+                self.closed_watchers.popleft()
+        if self.closed_watchers:
+            asyncio.get_event_loop().call_soon(self.drop_closed_watches)
 
     def on_connect(self, conn: ClientConnection, body: bytes) -> None:
         """A ConnectRequest (Apache's processConnectRequest)."""
