@@ -7,8 +7,11 @@ probe shows it can tell the two apart. Apache's members are probed too: zkfast r
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,8 +19,11 @@ import pytest
 from kazoo.client import KazooClient
 from testbase.ensemble import Ensemble
 from testbase.pki import PASSWORD, Authority
-from testbase.process import apache_available
+from testbase.process import apache_available, free_port
 
+from zkfast.net.peerhost import names_host
+from zkfast.net.tls import TlsConfigError
+from zkfast.quorum.tlscontexts import QuorumTls
 from zkfast.quorum.wire import PROTOCOL_VERSION_V2, InitialMessage
 
 pytestmark = pytest.mark.timeout(180)
@@ -166,6 +172,9 @@ def test_mixed_ensemble_over_quorum_tls_both_ways_and_apache_refuses_as_zkfast(p
         assert e.wait_leader(exclude=3) == 2
         assert write_here_read_there(e, 1, 2, "/mixed2") == b"through 1"
         assert write_here_read_there(e, 2, 1, "/mixed3") == b"through 2"
+        apache_log = e.log_of(2)
+    assert "Creating TLS-only quorum server socket" in apache_log
+    assert re.search(r"SSL handshake complete with /127\.0\.0\.25:\d+ - TLSv1\.2", apache_log)  # to zkfast's 1
     assert apache_seen["member"] == "kept", apache_seen
     assert all(v in REFUSED for k, v in apache_seen.items() if k != "member"), apache_seen
 
@@ -202,3 +211,68 @@ def test_the_tls_handshake_is_bounded(pki: dict[str, Path]) -> None:
             half_s = time.monotonic() - started
     assert silent_s < 2.0
     assert half_s < 2 * 0.2 + 2.0  # syncLimit x tickTime, and room for a loaded machine
+
+
+# ------------------------------------------------------------------ settings, reloading, the host check rules
+
+def test_a_member_without_a_usable_key_store_refuses_to_start(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "myid").write_text("1\n")
+    cfg = tmp_path / "zoo.cfg"
+    cfg.write_text(f"dataDir={tmp_path / 'data'}\nclientPort={free_port()}\ntickTime=2000\ninitLimit=5\n"
+                   "syncLimit=2\nadmin.enableServer=false\nsslQuorum=true\n"
+                   "server.1=127.0.0.1:2888:3888\nserver.2=127.0.0.2:2888:3888\n")
+    run = subprocess.run([sys.executable, "-m", "zkfast", "start-foreground", str(cfg)], capture_output=True,
+                         text=True, timeout=60, cwd=tmp_path)
+    assert run.returncode == 2
+    assert "ssl.quorum.keyStore.location: required for TLS" in run.stdout + run.stderr
+
+
+def test_ssl_quorum_settings_are_checked(pki: dict[str, Path]) -> None:
+    props = {f"zookeeper.{k}": v for k, v in tls_keys(pki).items() if k.startswith("ssl.")}
+    assert QuorumTls(props, False).hostname_verification
+    assert not QuorumTls({**props, "zookeeper.ssl.quorum.hostnameVerification": "FALSE"}, False).hostname_verification
+    with pytest.raises(TlsConfigError, match="ssl.quorum.hostnameVerification: must be 'true' or 'false'"):
+        QuorumTls({**props, "zookeeper.ssl.quorum.hostnameVerification": "no"}, False)
+    with pytest.raises(TlsConfigError, match="ssl.quorum.trustStore.location: cannot read"):
+        QuorumTls({**props, "zookeeper.ssl.quorum.trustStore.location": "/nonexistent.jks"}, False)
+    with pytest.raises(TlsConfigError, match="ssl.quorum.clientAuth"):
+        QuorumTls({**props, "zookeeper.ssl.quorum.clientAuth": "maybe"}, False)
+    assert QuorumTls({**props, "zookeeper.ssl.quorum.handshakeDetectionTimeoutMillis": "0"},
+                     False).detection_timeout_s == 5.0
+
+
+@pytest.mark.parametrize("reload", [True, False])
+def test_ssl_quorum_reload_cert_files_takes_a_new_trust_store(pki: dict[str, Path], tmp_path: Path,
+                                                              reload: bool) -> None:
+    d = pki["dir"]
+    trust = tmp_path / "trust.pem"
+    trust.write_bytes((d / "ca.pem").read_bytes())
+    props = {"zookeeper.ssl.quorum.keyStore.location": str(d / "member.pem"),
+             "zookeeper.ssl.quorum.trustStore.location": str(trust)}
+    tls = QuorumTls(props, reload)
+
+    def trusted() -> list[object]:
+        return [dict(rdn[0] for rdn in c["subject"])["commonName"] for c in tls.server().get_ca_certs()]
+
+    assert trusted() == ["zkfast quorum CA"]
+    Authority("the next CA").write_pem(trust)
+    assert trusted() == (["the next CA"] if reload else ["zkfast quorum CA"])
+    trust.write_text("not a certificate")  # a broken store: the old context stays
+    assert trusted() == (["the next CA"] if reload else ["zkfast quorum CA"])
+
+
+@pytest.mark.parametrize(("host", "ips", "dns", "cn", "named"), [
+    ("127.0.0.3", ["127.0.0.3"], [], "x", True),
+    ("127.0.0.3", ["127.0.0.4"], ["127.0.0.3"], "x", False),  # an address only matches an IP name
+    ("::1", ["0:0:0:0:0:0:0:1"], [], "x", True),
+    ("zk1.example.com", [], ["*.example.com"], "x", True),
+    ("a.zk1.example.com", [], ["*.example.com"], "x", False),  # * stands for one label
+    ("zk1.example.com", [], ["zk*.example.com"], "x", True),
+    ("ZK1.Example.com", [], ["zk1.example.COM"], "x", True),
+    ("zk1.example.com", [], [], "zk1.example.com", True),  # no alternative name: the CN
+    ("zk1.example.com", ["127.0.0.1"], [], "zk1.example.com", False),  # alternative names: never the CN
+])
+def test_host_names_as_zk_hostname_verifier(host: str, ips: list[str], dns: list[str], cn: str, named: bool) -> None:
+    identity = Authority("ca").issue(cn, ips=ips, dns=dns)
+    assert names_host(identity.cert, host) is named

@@ -189,8 +189,10 @@ def _context(props: Mapping[str, str], prefix: str, server_side: bool, system_tr
     if trust_loc:
         truststore = read_store(f"{short}trustStore", Path(trust_loc), _password(props, prefix, "trustStore"),
                                 get("trustStore.type"))
-        if truststore.certs_pem:
-            ctx.load_verify_locations(cadata=b"".join(truststore.certs_pem).decode())
+        if not truststore.certs_pem:
+            # Java's PKIX trust manager refuses an empty trust store too (no trust anchors)
+            raise TlsConfigError(f"{short}trustStore.location: {trust_loc} holds no certificate")
+        ctx.load_verify_locations(cadata=b"".join(truststore.certs_pem).decode())
     elif system_trust:
         ctx.load_default_certs(ssl.Purpose.CLIENT_AUTH if server_side else ssl.Purpose.SERVER_AUTH)
     ciphers = get("ciphersuites")
