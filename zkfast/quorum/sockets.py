@@ -24,6 +24,7 @@ import ssl
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
+from zkfast.limits import MAX_PENDING_QUORUM_HANDSHAKES
 from zkfast.net.listener import listening_sockets
 from zkfast.net.peerhost import HostMismatch, check_peer_host
 from zkfast.quorum.tlscontexts import QuorumTls
@@ -38,6 +39,8 @@ TLS_SNIFF_BYTES = 5
 TLS_HANDSHAKE_RECORD = 0x16
 # after a partial read of those bytes, look again this often (a socket with data is always readable)
 SNIFF_POLL_S = 0.005
+# accept() failing (out of file descriptors, say): pause this long rather than spin
+ACCEPT_PAUSE_S = 1.0
 
 
 class PeerRefused(ConnectionError):
@@ -96,14 +99,16 @@ class PeerSockets:
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         # no certificate: the accepting side did not require one (ssl.quorum.clientAuth=want/none), and
         # ZKTrustManager is only asked about certificates
-        if self.tls.hostname_verification and der:
-            try:
+        try:
+            if self.tls.hostname_verification and der:
                 await asyncio.wait_for(check_peer_host(der, ip), self.handshake_timeout_s)
-            except (HostMismatch, TimeoutError) as e:
-                transport.close()
-                log.warning("refused quorum TLS peer %s (ssl.quorum.hostnameVerification): %s", ip,
-                            _reason(e))
-                raise PeerRefused(f"{ip}: the certificate does not name the peer") from None
+        except (HostMismatch, TimeoutError) as e:
+            transport.close()
+            log.warning("refused quorum TLS peer %s (ssl.quorum.hostnameVerification): %s", ip, _reason(e))
+            raise PeerRefused(f"{ip}: the certificate does not name the peer") from None
+        except BaseException:  # cancelled (the port closes, a connect timeout): the gate holds it open
+            transport.close()
+            raise
         return gate.hand_over(factory)
 
 
@@ -164,11 +169,22 @@ class _SniffingListener:
                 return
             except OSError as e:
                 log.error("cannot accept a quorum connection: %s", e)
+                loop.remove_reader(listening.fileno())
+                loop.call_later(ACCEPT_PAUSE_S, self._resume, listening)
                 return
+            if len(self.admitting) >= MAX_PENDING_QUORUM_HANDSHAKES:
+                log.warning("closing a quorum connection from %s: %d others are not admitted yet", addr[0],
+                            len(self.admitting))
+                sock.close()
+                continue
             sock.setblocking(False)
             task = loop.create_task(self._admit(sock, str(addr[0])))
             self.admitting.add(task)
             task.add_done_callback(self.admitting.discard)
+
+    def _resume(self, listening: socket.socket) -> None:
+        if listening in self.sockets:
+            asyncio.get_running_loop().add_reader(listening.fileno(), self._accept, listening)
 
     async def _admit(self, sock: socket.socket, ip: str) -> None:
         owner = self.owner
