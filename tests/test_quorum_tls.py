@@ -240,6 +240,13 @@ def test_ssl_quorum_settings_are_checked(pki: dict[str, Path]) -> None:
         QuorumTls({**props, "zookeeper.ssl.quorum.clientAuth": "maybe"}, False)
     assert QuorumTls({**props, "zookeeper.ssl.quorum.handshakeDetectionTimeoutMillis": "0"},
                      False).detection_timeout_s == 5.0
+    only13 = QuorumTls({**props, "zookeeper.ssl.quorum.enabledProtocols": "TLSv1.3"}, False)
+    assert only13.server().minimum_version == only13.client().minimum_version == ssl.TLSVersion.TLSv1_3
+    suites = QuorumTls({**props, "zookeeper.ssl.quorum.ciphersuites": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}, False)
+    # Java's names; no TLS 1.3 suite listed, so no TLS 1.3 (as test_tls.py checks against Apache)
+    assert [c["name"] for c in suites.client().get_ciphers() if c["protocol"] == "TLSv1.2"] == [
+        "ECDHE-RSA-AES128-GCM-SHA256"]
+    assert suites.client().maximum_version == ssl.TLSVersion.TLSv1_2
 
 
 @pytest.mark.parametrize("reload", [True, False])
