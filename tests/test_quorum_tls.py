@@ -238,6 +238,10 @@ def test_ssl_quorum_settings_are_checked(pki: dict[str, Path]) -> None:
         QuorumTls({**props, "zookeeper.ssl.quorum.trustStore.location": "/nonexistent.jks"}, False)
     with pytest.raises(TlsConfigError, match="ssl.quorum.clientAuth"):
         QuorumTls({**props, "zookeeper.ssl.quorum.clientAuth": "maybe"}, False)
+    # honoured on the accepting side, as SSLContextAndOptions applies it to accepted quorum sockets
+    assert QuorumTls(props, False).server().verify_mode == ssl.CERT_REQUIRED
+    assert QuorumTls({**props, "zookeeper.ssl.quorum.clientAuth": "want"}, False).server().verify_mode == \
+        ssl.CERT_OPTIONAL
     assert QuorumTls({**props, "zookeeper.ssl.quorum.handshakeDetectionTimeoutMillis": "0"},
                      False).detection_timeout_s == 5.0
     only13 = QuorumTls({**props, "zookeeper.ssl.quorum.enabledProtocols": "TLSv1.3"}, False)
@@ -269,6 +273,11 @@ def test_ssl_quorum_reload_cert_files_takes_a_new_trust_store(pki: dict[str, Pat
     assert trusted() == (["the next CA"] if reload else ["zkfast quorum CA"])
 
 
+@pytest.fixture(scope="module")
+def host_ca() -> Authority:
+    return Authority("ca")
+
+
 @pytest.mark.parametrize(("host", "ips", "dns", "cn", "named"), [
     ("127.0.0.3", ["127.0.0.3"], [], "x", True),
     ("127.0.0.3", ["127.0.0.4"], ["127.0.0.3"], "x", False),  # an address only matches an IP name
@@ -280,6 +289,7 @@ def test_ssl_quorum_reload_cert_files_takes_a_new_trust_store(pki: dict[str, Pat
     ("zk1.example.com", [], [], "zk1.example.com", True),  # no alternative name: the CN
     ("zk1.example.com", ["127.0.0.1"], [], "zk1.example.com", False),  # alternative names: never the CN
 ])
-def test_host_names_as_zk_hostname_verifier(host: str, ips: list[str], dns: list[str], cn: str, named: bool) -> None:
-    identity = Authority("ca").issue(cn, ips=ips, dns=dns)
+def test_host_names_as_zk_hostname_verifier(host_ca: Authority, host: str, ips: list[str], dns: list[str], cn: str,
+                                            named: bool) -> None:
+    identity = host_ca.issue(cn, ips=ips, dns=dns)
     assert names_host(identity.cert, host) is named
