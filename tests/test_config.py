@@ -554,7 +554,6 @@ def test_zoo_datadir_autocreate_disable_turns_autocreate_off(tmp_path: Path) -> 
 # ------------------------------------------------------------------------- settings zkfast does not implement
 
 @pytest.mark.parametrize(("setting", "key", "weakens"), [
-    ("sslQuorum=true", "sslQuorum", "security"),
     ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl", "security"),
     ("quorum.auth.enableSasl=true\nquorum.auth.learnerRequireSasl=true\nquorum.auth.serverRequireSasl=true",
      "quorum.auth.enableSasl", "security"),
@@ -564,6 +563,9 @@ def test_zoo_datadir_autocreate_disable_turns_autocreate_off(tmp_path: Path) -> 
     ("admin.forceHttps=true", "admin.forceHttps", "security"),
     ("ssl.crl=true", "ssl.crl", "security"),
     ("ssl.ocsp=true", "ssl.ocsp", "security"),
+    ("ssl.quorum.crl=true", "ssl.quorum.crl", "security"),
+    ("ssl.quorum.ocsp=true", "ssl.quorum.ocsp", "security"),
+    ("ssl.quorum.context.supplier.class=com.example.Ctx", "ssl.quorum.context.supplier.class", "security"),
     ("ssl.context.supplier.class=com.example.Ctx", "ssl.context.supplier.class", "security"),
     ("ssl.authProvider=myx509", "ssl.authProvider", "security"),
     ("authProvider.2=org.apache.zookeeper.server.auth.EnsembleAuthenticationProvider", "authProvider.2",
@@ -586,9 +588,8 @@ def test_harmless_values_of_those_settings_are_accepted_and_logged(tmp_path: Pat
         cfg = load(tmp_path, body)
     assert cfg.warnings == ()
     no_effect = {r.getMessage().split(": ")[1] for r in caplog.records if "has no effect in zkfast" in r.getMessage()}
-    assert no_effect == {"sslQuorum", "sslQuorumReloadCertFiles", "quorum.auth.enableSasl",
-                         "quorum.auth.kerberos.servicePrincipal", "audit.enable", "ssl.crl",
-                         "ssl.quorum.keyStore.location", "request_throttle_max_requests"}
+    assert no_effect == {"quorum.auth.enableSasl", "quorum.auth.kerberos.servicePrincipal", "audit.enable", "ssl.crl",
+                         "request_throttle_max_requests"}
 
 
 def test_a_refused_property_from_the_environment_names_its_variable(tmp_path: Path) -> None:
@@ -614,11 +615,11 @@ def test_a_value_apache_would_read_as_false_is_an_error_not_a_silent_false(tmp_p
 
 
 def test_start_foreground_refuses_to_start_naming_the_key_and_line(tmp_path: Path) -> None:
-    cfg = write_cfg(tmp_path, f"dataDir={tmp_path / 'data'}\nclientPort=2181\ntickTime=2000\nsslQuorum=true\n")
+    cfg = write_cfg(tmp_path, f"dataDir={tmp_path / 'data'}\nclientPort=2181\ntickTime=2000\naudit.enable=true\n")
     run = subprocess.run([sys.executable, "-m", "zkfast", "start-foreground", str(cfg)], capture_output=True,
                          text=True, timeout=60, cwd=tmp_path)
     assert run.returncode == 2
-    assert f"{cfg}:4: sslQuorum: zkfast does not implement TLS between servers" in run.stdout + run.stderr
+    assert f"{cfg}:4: audit.enable: zkfast does not implement audit logging" in run.stdout + run.stderr
     assert not (tmp_path / "data" / "version-2").exists()  # it stopped before touching its data
 
 
@@ -858,6 +859,8 @@ def _comparable(cfg: ServerConfig) -> ServerConfig:
     f"authProvider.1={SASL_PROVIDER}\nsecureClientPort=2281\nsecureClientPortAddress=127.0.0.2\n"
     "nio.sessionlessCnxnTimeout=500\nconnection_throttle_tokens=7\nconnection_throttle_drop_increase=0.125\n"
     "connection_throttle_weight_enabled=true\n",
+    "clientPort=2181\nsslQuorum=true\nportUnification=true\nsslQuorumReloadCertFiles=true\n"
+    "ssl.quorum.keyStore.location=/k.jks\nssl.quorum.hostnameVerification=false\n",
     "QUORUM",
 ])
 def test_describe_loads_back_to_the_same_config(tmp_path: Path, body: str) -> None:
@@ -882,7 +885,7 @@ def test_describe_escapes_awkward_paths(tmp_path: Path) -> None:
 # Configs where zkfast is deliberately stricter than Apache ZooKeeper 3.8.0 (see config.py's docstring).
 STRICTER_THAN_APACHE = {"neg_cnxns", "sync_yes_prop", "no_client_port", "snap_abc", "admin_upper"}
 # Settings Apache honours and zkfast does not implement, refused because ignoring them would be unsafe.
-REFUSED_AS_NOT_IMPLEMENTED = {"group_ok", "quorum_sasl_on", "ssl_quorum_on"}
+REFUSED_AS_NOT_IMPLEMENTED = {"group_ok", "quorum_sasl_on"}
 
 APACHE_CASES = {
     "plain": "clientPort=2181\n",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 import ssl
 import struct
@@ -24,59 +23,17 @@ jks = pytest.importorskip("jks") if os.environ.get("CI") != "true" else __import
 crypto_x509 = pytest.importorskip("cryptography.x509") if os.environ.get("CI") != "true" else \
     __import__("cryptography.x509", fromlist=["x509"])
 
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
-
-PASSWORD = "apassword"
-
-
-def _cert(subject: str, issuer_key, issuer_name, key, ca: bool) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (x509.CertificateBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "zkfast"),
-                                        x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-               .issuer_name(issuer_name)
-               .public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(days=1))
-               .not_valid_after(now + datetime.timedelta(days=30))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if not ca:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                                     x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
-                                        critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
+from testbase.pki import PASSWORD, Authority  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("pki")
-    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "zkfast test CA")])
-    ca = _cert("zkfast test CA", ca_key, ca_name, ca_key, True)
-    ca = x509.CertificateBuilder(issuer_name=ca_name, subject_name=ca_name, public_key=ca_key.public_key(),
-                                 serial_number=ca.serial_number, not_valid_before=ca.not_valid_before_utc,
-                                 not_valid_after=ca.not_valid_after_utc,
-                                 extensions=list(ca.extensions)).sign(ca_key, hashes.SHA256())
-    server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    server = _cert("server", ca_key, ca_name, server_key, False)
-    client_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    client = _cert("client", ca_key, ca_name, client_key, False)
-    der = serialization.Encoding.DER
-    pkcs1 = server_key.private_bytes(der, serialization.PrivateFormat.TraditionalOpenSSL,
-                                     serialization.NoEncryption())  # as kazoo's harness stores it
-    keystore = jks.KeyStore.new("jks", [jks.PrivateKeyEntry.new("server", [server.public_bytes(der)], pkcs1,
-                                                                "rsa_raw")])
-    keystore.save(str(d / "keystore.jks"), PASSWORD)
-    truststore = jks.KeyStore.new("jks", [jks.TrustedCertEntry.new("ca", ca.public_bytes(der))])
-    truststore.save(str(d / "truststore.jks"), PASSWORD)
-    pem = serialization.Encoding.PEM
-    (d / "ca.pem").write_bytes(ca.public_bytes(pem))
-    (d / "client.pem").write_bytes(client.public_bytes(pem))
-    (d / "client.key").write_bytes(client_key.private_bytes(pem, serialization.PrivateFormat.TraditionalOpenSSL,
-                                                            serialization.NoEncryption()))
+    ca = Authority("zkfast test CA")
+    ca.issue("server", ips=["127.0.0.1"], dns=["localhost"]).write_jks(d / "keystore.jks")
+    ca.write_jks_truststore(d / "truststore.jks")
+    ca.write_pem(d / "ca.pem")
+    ca.issue("client", ips=["127.0.0.1"], dns=["localhost"]).write_cert_and_key(d / "client.pem", d / "client.key")
     return {"dir": d}
 
 

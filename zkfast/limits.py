@@ -46,6 +46,10 @@ DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS = 10_000
 # says otherwise (Apache: no limit by default). Each also counts against maxClientCnxns and maxCnxns and
 # must finish within the sessionless timeout.
 MAX_PENDING_TLS_HANDSHAKES = 1000
+# Sockets on one quorum or election port that are not yet admitted (waiting for their first bytes, in
+# their TLS handshake, or having their host checked), with sslQuorum or portUnification; more are closed
+# at once. Apache accepts them one at a time (UnifiedServerSocket.accept); an ensemble has few members.
+MAX_PENDING_QUORUM_HANDSHAKES = 64
 
 # -- authentication: distinct ids (addauth, SASL, x509) one connection may hold; each ACL check of
 # its requests walks them. Past it, the addauth fails as a bad one does (AUTHFAILED, connection

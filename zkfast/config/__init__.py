@@ -22,10 +22,10 @@ operator wrote never silently means something else. Keys that nobody reads are l
 
 A setting is honoured or refused, never silently ignored. Apache keys that zkfast accepts without acting
 on them are named at INFO ("accepted; it has no effect in zkfast"): ignoring them weakens nothing. Those
-whose absence would weaken security, durability or quorum safety (unsupported.py: quorum SASL and TLS,
+whose absence would weaken security, durability or quorum safety (unsupported.py: quorum SASL,
 audit logging, certificate revocation, hierarchical quorums...) stop start-up with a
 ConfigError that names the key, where it was set and what ignoring it would cost; their harmless values
-(`sslQuorum=false`) are accepted.
+(`ssl.crl=false`) are accepted.
 
 One module per job: `properties` (java.util.Properties syntax), `values` (Java's value parsers),
 `jvmflags` (the environment's -D flags), `keys` (which keys exist), `schema` (the typed system

@@ -45,7 +45,8 @@ def describe_config(cfg: ServerConfig) -> str:
         ("localSessionsEnabled", cfg.local_sessions_enabled),
         ("localSessionsUpgradingEnabled", cfg.local_sessions_upgrading_enabled),
         ("quorumListenOnAllIPs", cfg.quorum_listen_on_all_ips),
-        ("multiAddress.enabled", cfg.multi_address_enabled),
+        ("multiAddress.enabled", cfg.multi_address_enabled), ("sslQuorum", cfg.ssl_quorum),
+        ("portUnification", cfg.port_unification), ("sslQuorumReloadCertFiles", cfg.ssl_quorum_reload_cert_files),
         ("metricsProvider.className", cfg.metrics_provider_class_name),
     ):
         if value is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from zkfast.config.schema import THROTTLE_PREFIX, TYPED_PROPERTY_NAMES
 from zkfast.net.tls import PROPERTY_NAMES as TLS_PROPERTY_NAMES
+from zkfast.net.tls import QUORUM_PROPERTY_NAMES
 
 PROPERTY_PREFIX = "zookeeper."
 
@@ -18,7 +19,6 @@ FOUR_LETTER_WORDS = frozenset({
 # SASL and TLS keys only while they are off: see unsupported.py). Value: the parser Apache applies.
 IGNORED_DIRECT_KEYS: dict[str, str] = {
     "observerMasterPort": "int", "connectToLearnerMasterLimit": "int",
-    "sslQuorum": "bool", "portUnification": "bool", "sslQuorumReloadCertFiles": "bool",
     "quorum.auth.enableSasl": "bool", "quorum.auth.serverRequireSasl": "bool",
     "quorum.auth.learnerRequireSasl": "bool", "quorum.auth.learner.saslLoginContext": "str",
     "quorum.auth.server.saslLoginContext": "str", "quorum.auth.kerberos.servicePrincipal": "str",
@@ -34,7 +34,7 @@ DIRECT_KEYS = frozenset({
     "initLimit", "syncLimit", "electionAlg", "peerType", "syncEnabled", "dynamicConfigFile",
     "autopurge.snapRetainCount", "autopurge.purgeInterval", "standaloneEnabled", "reconfigEnabled",
     "localSessionsEnabled", "localSessionsUpgradingEnabled", "quorumListenOnAllIPs", "metricsProvider.className",
-    "multiAddress.enabled", *IGNORED_DIRECT_KEYS,
+    "multiAddress.enabled", "sslQuorum", "portUnification", "sslQuorumReloadCertFiles", *IGNORED_DIRECT_KEYS,
 })
 
 # System properties (without "zookeeper.") that Apache ZooKeeper 3.8.0 reads, collected from its sources.
@@ -92,6 +92,7 @@ _READ_PROPERTY_KEYS = SASL_PROPERTY_KEYS | {
     "4lw.commands.whitelist", "DigestAuthenticationProvider.superDigest", "DigestAuthenticationProvider.enabled",
     "X509AuthenticationProvider.superUser", "enforce.auth.enabled", "enforce.auth.schemes", "multiAddress.enabled",
     "log.dir", "log.file", *(f"ssl.{name}" for name in TLS_PROPERTY_NAMES),
+    *(f"ssl.quorum.{name}" for name in QUORUM_PROPERTY_NAMES),
     # honoured in the one value zkfast implements (SHA1, x509); unsupported.py refuses the others
     "DigestAuthenticationProvider.digestAlg", "ssl.authProvider",
 }

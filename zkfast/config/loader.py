@@ -215,6 +215,8 @@ class Loader:
             ("localSessionsEnabled", "local_sessions_enabled", False),
             ("localSessionsUpgradingEnabled", "local_sessions_upgrading_enabled", False),
             ("quorumListenOnAllIPs", "quorum_listen_on_all_ips", False),
+            ("sslQuorum", "ssl_quorum", False), ("portUnification", "port_unification", False),
+            ("sslQuorumReloadCertFiles", "ssl_quorum_reload_cert_files", False),
         ):
             self.fields[name] = self.typed(key, parse_true_false, default)
         peer = self.get("peerType")

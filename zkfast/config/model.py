@@ -101,6 +101,9 @@ class ServerConfig:
     local_sessions_upgrading_enabled: bool = False
     quorum_listen_on_all_ips: bool = False
     multi_address_enabled: bool = False
+    ssl_quorum: bool = False  # sslQuorum: TLS on the quorum and election ports (the ssl.quorum.* keys)
+    port_unification: bool = False  # portUnification: those ports also accept plaintext peers
+    ssl_quorum_reload_cert_files: bool = False  # sslQuorumReloadCertFiles
     dynamic_config_file: Path | None = None
     metrics_provider_class_name: str = DEFAULT_METRICS_PROVIDER
     metrics_provider_config: Mapping[str, str] = field(default_factory=frozen_map)

@@ -1,5 +1,5 @@
 """Settings zkfast does not implement and must not ignore: their values that would weaken security,
-durability or quorum safety stop start-up; their harmless values (`sslQuorum=false`) are accepted."""
+durability or quorum safety stop start-up; their harmless values (`ssl.crl=false`) are accepted."""
 
 from __future__ import annotations
 
@@ -35,13 +35,12 @@ def _is_true(value: str) -> bool:
 _QUORUM_SASL = ("SASL authentication between servers", "security",
                 "servers would join and lead the ensemble without authenticating each other")
 _REVOCATION = "security", "a revoked client certificate would still be accepted"
+_QUORUM_REVOCATION = "security", "a server with a revoked certificate would still join the ensemble"
 _UNSUPPORTED: dict[str, Unsupported] = {
     # zoo.cfg keys of QuorumPeerConfig (never system properties)
     "quorum.auth.enableSasl": Unsupported(_is_true, *_QUORUM_SASL),
     "quorum.auth.learnerRequireSasl": Unsupported(_is_true, *_QUORUM_SASL),
     "quorum.auth.serverRequireSasl": Unsupported(_is_true, *_QUORUM_SASL),
-    "sslQuorum": Unsupported(_is_true, "TLS between servers", "security",
-                             "quorum and election traffic would travel unencrypted and unauthenticated"),
     # system properties (names without "zookeeper.")
     "audit.enable": Unsupported(_is_true, "audit logging", "security",
                                 "no audit log of who changed what would be written"),
@@ -56,6 +55,11 @@ _UNSUPPORTED: dict[str, Unsupported] = {
                                     "the AdminServer would answer over plain HTTP"),
     "ssl.crl": Unsupported(_is_true, "certificate revocation lists", *_REVOCATION),
     "ssl.ocsp": Unsupported(_is_true, "OCSP", *_REVOCATION),
+    "ssl.quorum.crl": Unsupported(_is_true, "certificate revocation lists", *_QUORUM_REVOCATION),
+    "ssl.quorum.ocsp": Unsupported(_is_true, "OCSP", *_QUORUM_REVOCATION),
+    "ssl.quorum.context.supplier.class": Unsupported(
+        lambda v: bool(java_trim(v)), "SSLContext supplier classes", "security",
+        "quorum TLS would run with the ssl.quorum.* keys instead of the context that class builds"),
     "ssl.context.supplier.class": Unsupported(lambda v: bool(java_trim(v)), "SSLContext supplier classes",
                                               "security", "TLS would run with the ssl.* keys instead of the "
                                                           "context that class builds"),

@@ -1,4 +1,5 @@
-"""TLS on secureClientPort, configured with Apache ZooKeeper's `ssl.*` keys.
+"""TLS contexts from Apache ZooKeeper's X509Util keys: `ssl.*` for secureClientPort, `ssl.quorum.*` for
+the quorum and election ports (QuorumX509Util: the same names under another prefix).
 
 Key and trust stores may be JKS (read with pyjks), PKCS12 or PEM, as `ssl.keyStore.type` /
 `ssl.trustStore.type` say or as their file names suggest. A client certificate authenticates the
@@ -20,6 +21,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 PREFIX = "zookeeper.ssl."
+QUORUM_PREFIX = "zookeeper.ssl.quorum."
 # the zookeeper.ssl.* keys server_context reads (config.py refuses ssl.crl, ssl.ocsp and the other keys
 # that zkfast cannot honour and must not ignore)
 PROPERTY_NAMES = frozenset({
@@ -27,6 +29,9 @@ PROPERTY_NAMES = frozenset({
     "trustStore.location", "trustStore.password", "trustStore.passwordPath", "trustStore.type",
     "protocol", "enabledProtocols", "ciphersuites", "clientAuth",
 })
+# ...and the ssl.quorum.* ones (zkfast.quorum.tlscontexts): the same, and the quorum's host check and
+# UnifiedServerSocket's wait for a first byte
+QUORUM_PROPERTY_NAMES = PROPERTY_NAMES | {"hostnameVerification", "handshakeDetectionTimeoutMillis"}
 _TLS_VERSIONS = {"TLSV1": ssl.TLSVersion.TLSv1, "TLSV1.1": ssl.TLSVersion.TLSv1_1,
                  "TLSV1.2": ssl.TLSVersion.TLSv1_2, "TLSV1.3": ssl.TLSVersion.TLSv1_3}
 
@@ -67,12 +72,13 @@ def _store_type(path: Path, declared: str | None) -> str:
 
 
 def read_store(key: str, path: Path, password: str | None, declared_type: str | None) -> Store:
-    """The private key (PKCS#8 PEM, if any) and the certificates of a JKS, PKCS12 or PEM store."""
+    """The private key (PKCS#8 PEM, if any) and the certificates of a JKS, PKCS12 or PEM store; `key`
+    names the store's keys in errors (`ssl.keyStore`, `ssl.quorum.trustStore`)."""
     kind = _store_type(path, declared_type)
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise TlsConfigError(f"ssl.{key}.location: cannot read {path}: {e.strerror}") from e
+        raise TlsConfigError(f"{key}.location: cannot read {path}: {e.strerror}") from e
     try:
         if kind in ("JKS", "JCEKS"):
             import jks
@@ -123,23 +129,54 @@ def read_store(key: str, path: Path, password: str | None, declared_type: str | 
     except TlsConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - any parse failure becomes a config error naming the file
-        raise TlsConfigError(f"ssl.{key}.location: cannot read {kind} store {path}: {e}") from e
-    raise TlsConfigError(f"ssl.{key}.type: unsupported store type {kind!r} (JKS, PKCS12 or PEM)")
+        raise TlsConfigError(f"{key}.location: cannot read {kind} store {path}: {e}") from e
+    raise TlsConfigError(f"{key}.type: unsupported store type {kind!r} (JKS, PKCS12 or PEM)")
 
 
-def server_context(props: Mapping[str, str]) -> ssl.SSLContext:
-    """An SSLContext from the `zookeeper.ssl.*` properties (full names, as ServerConfig keeps them)."""
+def server_context(props: Mapping[str, str], prefix: str = PREFIX, *, system_trust: bool = False) -> ssl.SSLContext:
+    """The accepting side's SSLContext from the `<prefix>*` properties (full names, as ServerConfig keeps
+    them). system_trust: without a trust store, trust the system's CAs (as Java falls back to its own)."""
+    ctx = _context(props, prefix, True, system_trust)
+    client_auth = (props.get(prefix + "clientAuth") or "need").lower()
+    if client_auth in ("need", "required"):
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    elif client_auth in ("want", "optional"):
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    elif client_auth == "none":
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        raise TlsConfigError(f"{_short(prefix)}clientAuth: {client_auth!r} is not need, want or none")
+    return ctx
+
+
+def client_context(props: Mapping[str, str], prefix: str) -> ssl.SSLContext:
+    """The connecting side's SSLContext: it presents the key store's certificate and requires one the
+    trust store (or, without one, the system) trusts. Host names are checked by the caller, against the
+    address connected to, as Apache's ZKTrustManager checks them (zkfast.net.peerhost)."""
+    ctx = _context(props, prefix, False, True)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def _short(prefix: str) -> str:
+    return prefix.removeprefix("zookeeper.")
+
+
+def _context(props: Mapping[str, str], prefix: str, server_side: bool, system_trust: bool) -> ssl.SSLContext:
     def get(name: str) -> str | None:
-        return props.get(PREFIX + name)
+        return props.get(prefix + name)
 
+    short = _short(prefix)
     key_loc = get("keyStore.location")
     if not key_loc:
-        raise TlsConfigError("ssl.keyStore.location: required when secureClientPort is set")
-    keystore = read_store("keyStore", Path(key_loc), _password(props, "keyStore"), get("keyStore.type"))
+        raise TlsConfigError(f"{short}keyStore.location: required for TLS")
+    keystore = read_store(f"{short}keyStore", Path(key_loc), _password(props, prefix, "keyStore"),
+                          get("keyStore.type"))
     if keystore.key_pem is None or not keystore.certs_pem:
-        raise TlsConfigError(f"ssl.keyStore.location: {key_loc} holds no private key with a certificate")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    _set_versions(ctx, get("protocol"), get("enabledProtocols"))
+        raise TlsConfigError(f"{short}keyStore.location: {key_loc} holds no private key with a certificate")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT)
+    _set_versions(ctx, short, get("protocol"), get("enabledProtocols"))
     with tempfile.TemporaryDirectory(prefix="zkfast-tls-") as tmp:
         cert_file = Path(tmp) / "cert.pem"
         key_file = Path(tmp) / "key.pem"
@@ -150,39 +187,34 @@ def server_context(props: Mapping[str, str]) -> ssl.SSLContext:
         ctx.load_cert_chain(str(cert_file), str(key_file))
     trust_loc = get("trustStore.location")
     if trust_loc:
-        truststore = read_store("trustStore", Path(trust_loc), _password(props, "trustStore"),
+        truststore = read_store(f"{short}trustStore", Path(trust_loc), _password(props, prefix, "trustStore"),
                                 get("trustStore.type"))
-        if truststore.certs_pem:
-            ctx.load_verify_locations(cadata=b"".join(truststore.certs_pem).decode())
-    client_auth = (get("clientAuth") or "need").lower()
-    if client_auth in ("need", "required"):
-        ctx.verify_mode = ssl.CERT_REQUIRED
-    elif client_auth in ("want", "optional"):
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-    elif client_auth == "none":
-        ctx.verify_mode = ssl.CERT_NONE
-    else:
-        raise TlsConfigError(f"ssl.clientAuth: {client_auth!r} is not need, want or none")
+        if not truststore.certs_pem:
+            # Java's PKIX trust manager refuses an empty trust store too (no trust anchors)
+            raise TlsConfigError(f"{short}trustStore.location: {trust_loc} holds no certificate")
+        ctx.load_verify_locations(cadata=b"".join(truststore.certs_pem).decode())
+    elif system_trust:
+        ctx.load_default_certs(ssl.Purpose.CLIENT_AUTH if server_side else ssl.Purpose.SERVER_AUTH)
     ciphers = get("ciphersuites")
     if ciphers:
-        _set_cipher_suites(ctx, [c.strip() for c in ciphers.split(",") if c.strip()])
+        _set_cipher_suites(ctx, short, [c.strip() for c in ciphers.split(",") if c.strip()])
     return ctx
 
 
-def _password(props: Mapping[str, str], store: str) -> str | None:
+def _password(props: Mapping[str, str], prefix: str, store: str) -> str | None:
     """X509Util.getPasswordFromConfigPropertyOrFile: `passwordPath` (a file) wins over `password`;
     SecretUtils drops one trailing line separator."""
-    path = props.get(f"{PREFIX}{store}.passwordPath")
+    path = props.get(f"{prefix}{store}.passwordPath")
     if not path:
-        return props.get(f"{PREFIX}{store}.password")
+        return props.get(f"{prefix}{store}.password")
     try:
         secret = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise TlsConfigError(f"ssl.{store}.passwordPath: cannot read {path}: {e}") from e
+        raise TlsConfigError(f"{_short(prefix)}{store}.passwordPath: cannot read {path}: {e}") from e
     return secret.removesuffix("\n")
 
 
-def _set_versions(ctx: ssl.SSLContext, protocol: str | None, enabled: str | None) -> None:
+def _set_versions(ctx: ssl.SSLContext, short: str, protocol: str | None, enabled: str | None) -> None:
     """Apache enables `ssl.enabledProtocols` (a comma list), or else only `ssl.protocol` (TLSv1.2 by
     default). zkfast allows the range the list spans; without one, `ssl.protocol` and anything newer."""
     if not enabled:
@@ -192,7 +224,7 @@ def _set_versions(ctx: ssl.SSLContext, protocol: str | None, enabled: str | None
     names = [n.strip().upper() for n in enabled.split(",") if n.strip()]
     unknown = [n for n in names if n not in _TLS_VERSIONS]
     if unknown or not names:
-        raise TlsConfigError(f"ssl.enabledProtocols: {enabled!r} must list TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3")
+        raise TlsConfigError(f"{short}enabledProtocols: {enabled!r} must list TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3")
     versions = sorted(_TLS_VERSIONS[n] for n in names)
     ctx.minimum_version, ctx.maximum_version = versions[0], versions[-1]
 
@@ -217,7 +249,7 @@ def openssl_suite_name(name: str) -> str:
     return f"{prefix}AES{bits}-GCM-{mac}" if mode == "GCM" else f"{prefix}AES{bits}-{mac}"
 
 
-def _set_cipher_suites(ctx: ssl.SSLContext, names: list[str]) -> None:
+def _set_cipher_suites(ctx: ssl.SSLContext, short: str, names: list[str]) -> None:
     """ssl.ciphersuites, as Netty applies it: unknown suites are left out; a list without TLS 1.3
     suites means no TLS 1.3 (so Apache's default-era lists behave there as in Apache); a list that
     allows nothing stops start-up rather than fall back to OpenSSL's defaults."""
@@ -228,7 +260,7 @@ def _set_cipher_suites(ctx: ssl.SSLContext, names: list[str]) -> None:
             ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(openssl_suite_name(name))
             known.append(openssl_suite_name(name))
         except ssl.SSLError:
-            log.warning("ssl.ciphersuites: %s is not known to OpenSSL; left out", name)
+            log.warning("%sciphersuites: %s is not known to OpenSSL; left out", short, name)
     newer = _TLS13_SUITES.intersection(names)
     if known:
         ctx.set_ciphers(":".join(known))
@@ -236,11 +268,11 @@ def _set_cipher_suites(ctx: ssl.SSLContext, names: list[str]) -> None:
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3  # no TLS 1.2 suite left: TLS 1.2 cannot be offered
     if not newer:
         if not known:
-            raise TlsConfigError(f"ssl.ciphersuites: none of {', '.join(names)} is known to OpenSSL")
+            raise TlsConfigError(f"{short}ciphersuites: none of {', '.join(names)} is known to OpenSSL")
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     elif newer != _TLS13_SUITES:
         # Python's ssl module cannot choose among TLS 1.3 suites (all three are AEAD suites)
-        log.warning("ssl.ciphersuites: TLS 1.3 connections may also use %s", ", ".join(sorted(_TLS13_SUITES - newer)))
+        log.warning("%sciphersuites: TLS 1.3 connections may also use %s", short, ", ".join(sorted(_TLS13_SUITES - newer)))
 
 
 def client_cert_id(ssl_object: ssl.SSLObject | None) -> str | None:

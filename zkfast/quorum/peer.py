@@ -24,6 +24,8 @@ from zkfast.config import EMBEDDED_SOURCE, ServerConfig, ServerSpec
 from zkfast.quorum.configfiles import back_up_static_config, write_config_files
 from zkfast.quorum.driver import Cancel, DiskError, Era, EraStore, QuorumDriver, Recovered, Settings
 from zkfast.quorum.membership import Membership
+from zkfast.quorum.sockets import Listening, PeerSockets
+from zkfast.quorum.tlscontexts import QuorumTls
 from zkfast.quorum.transport import ElectionTransport, PacketConnection
 from zkfast.server.zkserver import ZooKeeperServer
 from zkfast.storage.apache import decode_tree_stream, write_apache_snapshot
@@ -176,12 +178,13 @@ class SocketNet:
     """The driver's network: the election transport, the leader's quorum port, a learner's link."""
 
     def __init__(self, peer: QuorumPeer, me: ServerSpec, max_packet_bytes: int,
-                 election: ElectionTransport) -> None:
+                 election: ElectionTransport, sockets: PeerSockets) -> None:
         self.peer = peer
         self.me = me
         self.max_packet_bytes = max_packet_bytes
         self.election = election
-        self.quorum_server: asyncio.base_events.Server | None = None
+        self.sockets = sockets  # the quorum port's: plaintext, TLS or both (sslQuorum, portUnification)
+        self.quorum_server: Listening | None = None
 
     @property
     def driver(self) -> QuorumDriver:
@@ -197,16 +200,15 @@ class SocketNet:
         era.tasks.append(asyncio.get_running_loop().create_task(self._listen(era)))
 
     async def _listen(self, era: Era) -> None:
-        loop = asyncio.get_running_loop()
         driver = self.driver
         attempts = 0
         while not era.closed:
             try:
-                self.quorum_server = await loop.create_server(
+                self.quorum_server = await self.sockets.listen(
                     lambda: PacketConnection(driver.on_learner_packet, driver.on_learner_lost, learner_side=False,
                                              max_packet_bytes=self.max_packet_bytes,
                                              on_drained=driver.on_learner_read),
-                    host=self.me.host, port=self.me.quorum_port, reuse_address=True)
+                    self.me.host, self.me.quorum_port)
                 break
             except OSError as e:
                 attempts += 1
@@ -229,17 +231,16 @@ class SocketNet:
         era.tasks.append(asyncio.get_running_loop().create_task(self._follow(era, leader_id, spec)))
 
     async def _follow(self, era: Era, leader_id: int, spec: ServerSpec) -> None:
-        loop = asyncio.get_running_loop()
         driver = self.driver
         retry_s = LEADER_CONNECT_FIRST_RETRY_S
         while not era.closed:
             try:
-                _, conn = await loop.create_connection(
+                conn = await self.sockets.connect(
                     lambda: PacketConnection(driver.on_leader_packet, driver.on_leader_lost, learner_side=True,
                                              on_drained=driver.on_leader_read,
                                              max_packet_bytes=self.max_packet_bytes,
                                              on_snapshot=driver.on_leader_snapshot, load_snapshot=self._load_stream),
-                    host=spec.host, port=spec.quorum_port, local_addr=(self.me.host, 0))
+                    spec.host, spec.quorum_port, self.me.host)
                 break
             except OSError as e:
                 log.debug("cannot connect to leader %d at %s:%d: %s", leader_id, spec.host, spec.quorum_port, e)
@@ -254,6 +255,25 @@ class SocketNet:
         tree = self.peer.disk.new_tree()
         sessions, _, end = decode_tree_stream(data, 0, tree)
         return (tree, sessions), end
+
+
+def peer_sockets(config: ServerConfig) -> tuple[PeerSockets, PeerSockets]:
+    """The election port's and the quorum port's sockets. Handshakes are bounded as Apache's socket
+    timeouts bound them: tickTime x syncLimit (QuorumPeer.createCnxnManager), tickTime x initLimit
+    (Learner.createSocket, LearnerCnxAcceptor). TlsConfigError if a store cannot be used."""
+    tls = None
+    if config.ssl_quorum or config.port_unification:
+        tls = QuorumTls(config.ssl_properties, config.ssl_quorum_reload_cert_files)
+        log.info("quorum TLS: %s; portUnification %s; hostname verification %s", "on" if config.ssl_quorum else
+                 "off (TLS peers accepted)", "on" if config.port_unification else "off",
+                 "on" if tls.hostname_verification else "off")
+    tick_s = config.tick_time_ms / 1000
+    assert config.init_limit_ticks and config.sync_limit_ticks
+
+    def sockets(ticks: int) -> PeerSockets:
+        return PeerSockets(tls, ssl_quorum=config.ssl_quorum, port_unification=config.port_unification,
+                           handshake_timeout_s=tick_s * ticks)
+    return sockets(config.sync_limit_ticks), sockets(config.init_limit_ticks)
 
 
 class QuorumPeer:
@@ -273,8 +293,11 @@ class QuorumPeer:
                             standalone_enabled=config.standalone_enabled,
                             read_only_mode_enabled=config.read_only_mode_enabled)
         membership = Membership.of(config.servers, config.quorum_config_version)
-        self.election = ElectionTransport(my_id, me.host, me.election_port, {}, self._on_election_message)
-        self.net = SocketNet(self, me, config.jute_max_buffer_bytes + QUORUM_PACKET_SLACK_BYTES, self.election)
+        election_sockets, quorum_sockets = peer_sockets(config)
+        self.election = ElectionTransport(my_id, me.host, me.election_port, {}, self._on_election_message,
+                                          election_sockets)
+        self.net = SocketNet(self, me, config.jute_max_buffer_bytes + QUORUM_PACKET_SLACK_BYTES, self.election,
+                             quorum_sockets)
         self.driver = QuorumDriver(my_id, me, membership, settings, build_server=lambda: build_server(config),
                                    disk=self.disk, net=self.net, clock=LoopScheduler(),
                                    serving_tasks=LeaderTasks(config), on_era=self._on_era)

@@ -24,6 +24,7 @@ from zkfast._datatree import DataTree
 from zkfast._jute import Reader, WriteBuffer
 from zkfast._quorum import SPLIT_MALFORMED, SPLIT_STOP, SPLIT_TOO_BIG
 from zkfast.net.connection import set_nodelay
+from zkfast.quorum.sockets import PLAIN, Listening, PeerSockets
 from zkfast.quorum.wire import (
     MAX_ELECTION_MESSAGE_BYTES,
     MAX_INITIAL_HOST_BYTES,
@@ -134,8 +135,9 @@ class ElectionTransport:
     """The election port of one server and its connections to the others."""
 
     def __init__(self, my_id: int, host: str, port: int, peers: dict[int, tuple[str, int]],
-                 on_message: Callable[[int, bytes], None]) -> None:
+                 on_message: Callable[[int, bytes], None], sockets: PeerSockets = PLAIN) -> None:
         self.my_id = my_id
+        self.sockets = sockets  # plaintext, TLS or both (sslQuorum, portUnification)
         self.host = host
         self.port = port
         self.my_address = f"{host}:{port}"
@@ -144,7 +146,7 @@ class ElectionTransport:
         self.conns: dict[int, ElectionConnection] = {}
         self.queues: dict[int, deque[bytes]] = {}
         self.connecting: set[int] = set()
-        self.server: asyncio.base_events.Server | None = None
+        self.server: Listening | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
 
@@ -153,9 +155,8 @@ class ElectionTransport:
         attempt = 0
         while True:
             try:
-                self.server = await self.loop.create_server(
-                    lambda: ElectionConnection(self, None, False), host=self.host, port=self.port,
-                    reuse_address=True)
+                self.server = await self.sockets.listen(lambda: ElectionConnection(self, None, False),
+                                                        self.host, self.port)
                 break
             except OSError as e:
                 attempt += 1
@@ -189,9 +190,8 @@ class ElectionTransport:
         host, port = self.peers[sid]
         assert self.loop is not None
         try:
-            _, conn = await asyncio.wait_for(self.loop.create_connection(
-                lambda: ElectionConnection(self, sid, True), host=host, port=port,
-                local_addr=(self.host, 0)), CONNECT_TIMEOUT_S)
+            conn = await asyncio.wait_for(self.sockets.connect(
+                lambda: ElectionConnection(self, sid, True), host, port, self.host), CONNECT_TIMEOUT_S)
         except (TimeoutError, OSError) as e:
             log.debug("cannot open election connection to server %d at %s:%d: %s", sid, host, port, e)
             return

@@ -258,10 +258,12 @@ async def run_quorum(config: ServerConfig, stop: asyncio.Event) -> int:
     from zkfast.quorum.peer import QuorumPeer
 
     log.info("zkfast %s starting as server %d of an ensemble", version_line(), config.server_id)
+    from zkfast.net.tls import TlsConfigError
+
     try:
         peer = QuorumPeer(config, build_server)
         first = peer.prepare()
-    except SaslConfigError as e:
+    except (SaslConfigError, TlsConfigError) as e:
         log.error("cannot start: %s", e)
         return 2
     except (RecoveryError, DiskError, OSError) as e:
