@@ -24,6 +24,21 @@ DEFAULT_METRICS_PROVIDER = "org.apache.zookeeper.metrics.impl.DefaultMetricsProv
 MAX_EXTENDED_SERVER_ID = 254
 
 
+# QuorumPeer.QUORUM_CNXN_THREADS_SIZE_DEFAULT_VALUE: quorum.cnxn.threads.size below it is raised to it
+DEFAULT_QUORUM_CNXN_THREADS = 20
+
+
+@dataclass(frozen=True)
+class QuorumSasl:
+    """quorum.auth.* of QuorumPeerConfig: SASL between ensemble members (zkfast.quorum.auth)."""
+
+    enabled: bool = False            # quorum.auth.enableSasl
+    server_required: bool = False    # quorum.auth.serverRequireSasl
+    learner_required: bool = False   # quorum.auth.learnerRequireSasl
+    learner_login_context: str = "QuorumLearner"  # quorum.auth.learner.saslLoginContext
+    server_login_context: str = "QuorumServer"    # quorum.auth.server.saslLoginContext
+
+
 class PeerType(StrEnum):
     PARTICIPANT = "participant"
     OBSERVER = "observer"
@@ -101,6 +116,9 @@ class ServerConfig:
     local_sessions_upgrading_enabled: bool = False
     quorum_listen_on_all_ips: bool = False
     multi_address_enabled: bool = False
+    quorum_sasl: QuorumSasl = QuorumSasl()
+    # quorum.cnxn.threads.size: election connections being set up (connected, not yet authenticated) at once
+    quorum_cnxn_threads_size: int = DEFAULT_QUORUM_CNXN_THREADS
     dynamic_config_file: Path | None = None
     metrics_provider_class_name: str = DEFAULT_METRICS_PROVIDER
     metrics_provider_config: Mapping[str, str] = field(default_factory=frozen_map)

@@ -32,14 +32,9 @@ def _is_true(value: str) -> bool:
     return parse_true_false(java_trim(value))
 
 
-_QUORUM_SASL = ("SASL authentication between servers", "security",
-                "servers would join and lead the ensemble without authenticating each other")
 _REVOCATION = "security", "a revoked client certificate would still be accepted"
 _UNSUPPORTED: dict[str, Unsupported] = {
     # zoo.cfg keys of QuorumPeerConfig (never system properties)
-    "quorum.auth.enableSasl": Unsupported(_is_true, *_QUORUM_SASL),
-    "quorum.auth.learnerRequireSasl": Unsupported(_is_true, *_QUORUM_SASL),
-    "quorum.auth.serverRequireSasl": Unsupported(_is_true, *_QUORUM_SASL),
     "sslQuorum": Unsupported(_is_true, "TLS between servers", "security",
                              "quorum and election traffic would travel unencrypted and unauthenticated"),
     # system properties (names without "zookeeper.")
