@@ -21,6 +21,7 @@ from typing import Any
 
 from zkfast._datatree import DataTree
 from zkfast.config import EMBEDDED_SOURCE, ServerConfig, ServerSpec
+from zkfast.quorum.auth import load_quorum_auth
 from zkfast.quorum.configfiles import back_up_static_config, write_config_files
 from zkfast.quorum.driver import Cancel, DiskError, Era, EraStore, QuorumDriver, Recovered, Settings
 from zkfast.quorum.membership import Membership
@@ -47,6 +48,8 @@ LEADER_CONNECT_FIRST_RETRY_S = 0.01
 LEADER_CONNECT_MAX_RETRY_S = 0.1
 # jute.maxbuffer plus room for the packet around a txn
 QUORUM_PACKET_SLACK_BYTES = 64 * 1024
+# after the leader refused our quorum SASL handshake
+LEADER_AUTH_RETRY_S = 1.0
 # the leader tries to listen for learners this many times, 0.25 s apart, before it gives up the role
 LISTEN_ATTEMPTS = 20
 
@@ -205,7 +208,8 @@ class SocketNet:
                 self.quorum_server = await loop.create_server(
                     lambda: PacketConnection(driver.on_learner_packet, driver.on_learner_lost, learner_side=False,
                                              max_packet_bytes=self.max_packet_bytes,
-                                             on_drained=driver.on_learner_read),
+                                             on_drained=driver.on_learner_read, auth=self.peer.auth,
+                                             handshake_timeout_s=self.peer.quorum_handshake_timeout_s),
                     host=self.me.host, port=self.me.quorum_port, reuse_address=True)
                 break
             except OSError as e:
@@ -238,13 +242,21 @@ class SocketNet:
                     lambda: PacketConnection(driver.on_leader_packet, driver.on_leader_lost, learner_side=True,
                                              on_drained=driver.on_leader_read,
                                              max_packet_bytes=self.max_packet_bytes,
-                                             on_snapshot=driver.on_leader_snapshot, load_snapshot=self._load_stream),
+                                             on_snapshot=driver.on_leader_snapshot, load_snapshot=self._load_stream,
+                                             auth=self.peer.auth,
+                                             handshake_timeout_s=self.peer.quorum_handshake_timeout_s),
                     host=spec.host, port=spec.quorum_port, local_addr=(self.me.host, 0))
-                break
             except OSError as e:
                 log.debug("cannot connect to leader %d at %s:%d: %s", leader_id, spec.host, spec.quorum_port, e)
                 await asyncio.sleep(retry_s)
                 retry_s = min(2 * retry_s, LEADER_CONNECT_MAX_RETRY_S)
+                continue
+            assert conn.ready is not None
+            if await conn.ready:
+                break
+            # refused by quorum SASL (logged): try again, slowly; the role ends after initLimit ticks
+            conn.close()
+            await asyncio.sleep(LEADER_AUTH_RETRY_S)
         else:
             return
         log.info("connected to leader %d at %s:%d", leader_id, spec.host, spec.quorum_port)
@@ -273,7 +285,13 @@ class QuorumPeer:
                             standalone_enabled=config.standalone_enabled,
                             read_only_mode_enabled=config.read_only_mode_enabled)
         membership = Membership.of(config.servers, config.quorum_config_version)
-        self.election = ElectionTransport(my_id, me.host, me.election_port, {}, self._on_election_message)
+        self.auth = load_quorum_auth(config)  # SaslConfigError: no start
+        # Apache's socket timeouts: QuorumCnxManager's tickTime × syncLimit, the leader's tickTime × initLimit
+        tick_s = config.tick_time_ms / 1000
+        self.quorum_handshake_timeout_s = tick_s * settings.init_limit
+        self.election = ElectionTransport(my_id, me.host, me.election_port, {}, self._on_election_message,
+                                          auth=self.auth, handshake_timeout_s=tick_s * settings.sync_limit,
+                                          max_handshakes=config.quorum_cnxn_threads_size)
         self.net = SocketNet(self, me, config.jute_max_buffer_bytes + QUORUM_PACKET_SLACK_BYTES, self.election)
         self.driver = QuorumDriver(my_id, me, membership, settings, build_server=lambda: build_server(config),
                                    disk=self.disk, net=self.net, clock=LoopScheduler(),

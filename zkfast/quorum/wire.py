@@ -5,10 +5,11 @@ in zookeeper-jute/src/main/resources/zookeeper.jute).
 Election port: the connecting side sends an initial message (long protocol version -65536, long sid,
 int length + "host:port"), then each message is int length + payload; a notification payload is
 `int state, long leader, long zxid, long electionEpoch, long peerEpoch, int version, int configLen,
-config` (version 2). With quorum SASL, QuorumAuthPackets (QuorumAuth.java in .../quorum/auth/) follow the
-initial message, and open a quorum port connection, before anything else. Quorum port: QuorumPackets back to back, jute-encoded, no outer length; the record,
-its codec and the split of a stream into packets are C (zkfast._quorum, ext/quorum.pyx), as a replicated
-write is several packets on every member.
+config` (version 2). With quorum SASL, QuorumAuthPackets (QuorumAuth.java in .../quorum/auth/) follow
+the initial message, and open a quorum port connection, before anything else. Quorum port:
+QuorumPackets back to back, jute-encoded, no outer length; the record, its codec and the split of a
+stream into packets are C (zkfast._quorum, ext/quorum.pyx), as a replicated write is several packets
+on every member.
 """
 
 from __future__ import annotations
