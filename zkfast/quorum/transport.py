@@ -241,6 +241,7 @@ class ElectionTransport:
         self.handshake_timeout_s = handshake_timeout_s
         self.max_handshakes = max_handshakes
         self.handshaking: set[ElectionConnection] = set()
+        self.last_sent: dict[int, bytes] = {}  # the newest message for each peer, sent or queued
         self.host = host
         self.port = port
         self.my_address = f"{host}:{port}"
@@ -275,6 +276,7 @@ class ElectionTransport:
             assert self.loop is not None
             self.loop.call_soon(self.on_message, sid, payload)
             return
+        self.last_sent[sid] = payload
         conn = self.conns.get(sid)
         if conn is not None and not conn.closed:
             conn.send(payload)
@@ -334,6 +336,11 @@ class ElectionTransport:
             old.close()
         self.conns[sid] = conn
         q = self.queues.pop(sid, None)
+        if not q and sid in self.last_sent:
+            # As Apache's SendWorker: a new connection with nothing queued repeats the last message, so
+            # the peer hears from us at once (with quorum SASL on and not required, it reads 8 bytes
+            # before it knows that we do not authenticate, and would otherwise wait out its timeout).
+            q = deque((self.last_sent[sid],))
         while q:
             conn.send(q.popleft())
 
