@@ -323,7 +323,7 @@ def test_peers_that_skip_authentication_are_refused_before_anything_they_send_is
     leader = e.wait_leader()
     smallest = min(e.ids)
     host = e.members[smallest].host
-    quorum_port, election_port = e.peer_ports(smallest)
+    _, election_port = e.peer_ports(smallest)
     # an election connection claiming a larger id, voting for itself: without SASL the server would
     # keep it and answer with its own vote; requiring SASL it reads no vote and answers nothing
     vote = Notification(ServerState.LOOKING, 99, 1 << 40, 1 << 20, 1 << 8).encode()
@@ -338,14 +338,22 @@ def test_peers_that_skip_authentication_are_refused_before_anything_they_send_is
     with socket.create_connection((lq_host, lq_port)) as s:
         s.sendall(packet)
         assert recv_all(s, 5) == b""
-    # a probe that says nothing costs only itself: closed after syncLimit ticks
-    with socket.create_connection((host, election_port)) as s:
+    # probes that say nothing cost only themselves: closed after syncLimit ticks, and past
+    # quorum.cnxn.threads.size (20) at once refused at accept
+    silent = [socket.create_connection((host, election_port)) for _ in range(21)]
+    try:
         started = time.monotonic()
-        assert recv_all(s, 10) == b""
-        waited = time.monotonic() - started
-    assert waited < 10 and "did not complete its handshake within 1000 ms" in e.log_of(smallest)
+        assert recv_all(silent[-1], 10) == b""
+        assert time.monotonic() - started < 0.9
+        assert recv_all(silent[0], 10) == b""
+        assert time.monotonic() - started < 5
+    finally:
+        for s in silent:
+            s.close()
+    log = e.log_of(smallest)
+    assert "did not complete its handshake within 1000 ms" in log
+    assert "refused: 20 others are still in their handshake (quorum.cnxn.threads.size)" in log
     assert e.leader() == leader and sorted(e.mode(i) or "" for i in e.ids) == ["follower", "follower", "leader"]
-    del quorum_port
 
 
 @pytest.mark.skipif(not apache_available(), reason="Apache ZooKeeper is not installed")
