@@ -106,6 +106,16 @@ def test_a_learner_and_a_server_authenticate_and_a_wrong_password_is_refused() -
     assert (lo, so) == (Outcome.REFUSED, Outcome.REFUSED)
 
 
+def test_a_learner_acts_as_itself_only_and_a_kerberos_style_id_names_an_ensemble_host() -> None:
+    # SaslQuorumServerCallbackHandler.handleAuthorizeCallback
+    handshake = auth().server_handshake("x")
+    assert handshake._authorize("zkpeer", "zkpeer") == "zkpeer"
+    assert handshake._authorize("zk/127.0.0.2@R", "zk/127.0.0.2@R") == "zk/127.0.0.2@R"
+    for authn, authz in (("zkpeer", "other"), ("zk/127.0.0.9@R", "zk/127.0.0.9@R")):
+        with pytest.raises(SaslFailure, match="is not authorized to act as"):
+            handshake._authorize(authn, authz)
+
+
 def test_a_server_refuses_a_peer_that_does_not_authenticate_only_when_required() -> None:
     first = bytearray(struct.pack(">i", 40) + bytes(40))  # an election message instead of the magic
     assert auth().server_handshake("x").feed(first) == (b"", Outcome.REFUSED)
@@ -395,3 +405,13 @@ def test_mixed_ensembles_authenticate_both_ways(tmp_path: Path) -> None:
             a.stop()
             b.stop()
         assert "Successfully completed the authentication using SASL. learner addr" in e.log_of(2)
+
+
+def test_a_server_without_its_jaas_sections_does_not_start(tmp_path: Path) -> None:
+    jaas = tmp_path / "jaas.conf"
+    jaas.write_text(JAAS.format(server_pw="a", learner_pw="a").split("QuorumLearner")[0])
+    with Ensemble("zkfast", 3, cfg=REQUIRED, system_properties={JAAS_KEY: str(jaas)}) as e:
+        e.launch(1)
+        assert e.members[1].process.wait(30) == 2
+        assert ("cannot start: SASL-authentication failed because the specified JAAS configuration section "
+                "'QuorumLearner' could not be found") in e.log_of(1)

@@ -93,8 +93,8 @@ class ServerHandshake:
         self.auth = auth
         self.remote = remote
         self.started = False
-        self.mech = DigestMD5Server(auth.credentials, realm=SERVER_NAME, digest_uri=f"{PROTOCOL}/{SERVER_NAME}",
-                                    authorize=self._authorize)
+        self.mech = DigestMD5Server(auth.credentials, realm=SERVER_NAME,
+                                    digest_uri=f"{PROTOCOL}/{SERVER_NAME}", authorize=self._authorize)
 
     @property
     def lets_unauthenticated_in(self) -> bool:
@@ -148,14 +148,15 @@ class ServerHandshake:
     def _authorize(self, authentication_id: str, authorization_id: str) -> str:
         """SaslQuorumServerCallbackHandler.handleAuthorizeCallback: the learner acts as itself only, and a
         Kerberos-style id (name/host@realm) must name a host of the ensemble."""
+        refusal = f"DIGEST-MD5: {authentication_id} is not authorized to act as {authorization_id}"
         if authentication_id != authorization_id:
-            raise SaslFailure(f"DIGEST-MD5: {authentication_id} is not authorized to act as {authorization_id}")
+            raise SaslFailure(refusal)
         components = re.split("[/@]", authorization_id)
         while components and not components[-1]:  # Java's split drops trailing empty strings
             components.pop()
         if len(components) == 3 and components[1] not in self.auth.authz_hosts:
             log.error("SASL authorization completed, %s is not authorized to connect", components[1])
-            raise SaslFailure(f"DIGEST-MD5: {authentication_id} is not authorized to act as {authorization_id}")
+            raise SaslFailure(refusal)
         log.info("Successfully authenticated learner: authenticationID=%s;  authorizationID=%s.",
                  authentication_id, authorization_id)
         return authorization_id

@@ -482,7 +482,8 @@ class PacketConnection(_Stream):
         self._made(transport)
         auth = self.quorum_auth
         if auth is not None:
-            self.auth = auth.learner_handshake(self.remote) if self.learner_side else auth.server_handshake(self.remote)
+            remote = self.remote
+            self.auth = auth.learner_handshake(remote) if self.learner_side else auth.server_handshake(remote)
         if self.auth is not None:
             self._bound_handshake(self.handshake_timeout_s, "leader" if self.learner_side else "learner")
             if isinstance(self.auth, LearnerHandshake):

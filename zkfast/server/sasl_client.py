@@ -78,7 +78,8 @@ class DigestMD5Client:
         if self.realm:
             out += b'realm="' + quote_value(self.realm.encode(encoding, "replace")) + b'",'
         out += b'nonce="' + quote_value(self.nonce) + b'",nc=%08x,' % _NONCE_COUNT
-        out += b'cnonce="' + quote_value(self.cnonce) + b'",digest-uri="' + self.digest_uri.encode(encoding) + b'",'
+        out += b'cnonce="' + quote_value(self.cnonce) + b'",'
+        out += b'digest-uri="' + self.digest_uri.encode(encoding) + b'",'
         out += b"maxbuf=%d,response=" % MAX_BUF + self._value("AUTHENTICATE") + b",qop=auth"
         out += b',authzid="' + quote_value(self.authzid) + b'"'
         return bytes(out)
