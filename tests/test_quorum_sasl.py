@@ -373,6 +373,15 @@ def test_mixed_ensembles_authenticate_both_ways(tmp_path: Path) -> None:
     with Ensemble("zkfast", 3, kinds={3: "apache"}, cfg=REQUIRED, system_properties={JAAS_KEY: jaas}) as e:
         e.start([2, 3])
         assert e.wait_leader() == 3 and e.kinds[3] == "apache"
+        # zkfast with a wrong password: the Apache leader refuses it
+        e.members[1].system_properties[JAAS_KEY] = write_jaas(tmp_path / "wrong.conf", "s3cret", "wrong")
+        e.launch(1)
+        deadline = time.monotonic() + 30
+        while "SaslException: DIGEST-MD5: digest response format violation. Mismatched response." not in e.log_of(3):
+            assert time.monotonic() < deadline, "Apache did not refuse a wrong password"
+            time.sleep(0.1)
+        e.members[1].stop()
+        e.members[1].system_properties[JAAS_KEY] = jaas
         e.start([1])
         assert e.mode(1) == "follower"
         a, b = client(e.address(1)), client(e.address(3))
