@@ -34,6 +34,9 @@ QUORUM_SASL_KEYS: dict[str, str] = {
     "quorum.auth.server.saslLoginContext": "server_login_context",
 }
 
+# QuorumPeer.QUORUM_CNXN_THREADS_SIZE_DEFAULT_VALUE: quorum.cnxn.threads.size below it is raised to it
+DEFAULT_QUORUM_CNXN_THREADS = 20
+
 DIRECT_KEYS = frozenset({
     "dataDir", "dataLogDir", "clientPort", "clientPortAddress", "secureClientPort", "secureClientPortAddress",
     "tickTime", "maxClientCnxns", "minSessionTimeout", "maxSessionTimeout", "clientPortListenBacklog",

@@ -14,6 +14,7 @@ from typing import Any
 from zkfast.config.jvmflags import environment_properties
 from zkfast.config.keys import (
     APACHE_PROPERTY_KEYS,
+    DEFAULT_QUORUM_CNXN_THREADS,
     DIRECT_KEYS,
     FOUR_LETTER_WORDS,
     IGNORED_DIRECT_KEYS,
@@ -27,7 +28,6 @@ from zkfast.config.keys import (
 from zkfast.config.model import (
     DEFAULT_MAX_CLIENT_CNXNS,
     DEFAULT_METRICS_PROVIDER,
-    DEFAULT_QUORUM_CNXN_THREADS,
     DEFAULT_TICK_TIME_MS,
     MIN_SNAP_RETAIN_COUNT,
     PeerType,

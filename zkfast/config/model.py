@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from zkfast.config.describe import describe_config
+from zkfast.config.keys import DEFAULT_QUORUM_CNXN_THREADS
 from zkfast.limits import DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS
 from zkfast.net.throttle import ThrottleSettings
 
@@ -22,10 +23,6 @@ MIN_SNAP_RETAIN_COUNT = 3
 DEFAULT_METRICS_PROVIDER = "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider"
 # EphemeralType.MAX_EXTENDED_SERVER_ID: the server id lives in one byte of a TTL node's ephemeralOwner.
 MAX_EXTENDED_SERVER_ID = 254
-
-
-# QuorumPeer.QUORUM_CNXN_THREADS_SIZE_DEFAULT_VALUE: quorum.cnxn.threads.size below it is raised to it
-DEFAULT_QUORUM_CNXN_THREADS = 20
 
 
 @dataclass(frozen=True)
