@@ -251,8 +251,7 @@ class SocketNet:
                 await asyncio.sleep(retry_s)
                 retry_s = min(2 * retry_s, LEADER_CONNECT_MAX_RETRY_S)
                 continue
-            assert conn.ready is not None
-            if await conn.ready:
+            if conn.ready is None or await conn.ready:
                 break
             # refused by quorum SASL (logged): try again, slowly; the role ends after initLimit ticks
             conn.close()

@@ -62,7 +62,8 @@ class _Stream(asyncio.Protocol):
     remote = "?"
     auth: ServerHandshake | LearnerHandshake | None = None  # the handshake in progress
     deadline: asyncio.TimerHandle | None = None
-    # the connecting side: True once its handshake is through, False if the connection ends first
+    # the connecting side's handshake: True once through, False if the connection ends first (a
+    # learner's quorum connection without SASL has none)
     ready: asyncio.Future[bool] | None = None
 
     def close(self) -> None:
@@ -475,8 +476,6 @@ class PacketConnection(_Stream):
         self.snap_zxid: int | None = None   # reading the tree that follows a SNAP packet
         self.scanner: TreeStreamScanner | None = None
         self.remote = ""
-        if learner_side:
-            self.ready = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._made(transport)
@@ -487,9 +486,8 @@ class PacketConnection(_Stream):
         if self.auth is not None:
             self._bound_handshake(self.handshake_timeout_s, "leader" if self.learner_side else "learner")
             if isinstance(self.auth, LearnerHandshake):
+                self.ready = asyncio.get_running_loop().create_future()
                 transport.write(self.auth.start())
-        else:
-            self._end_handshake(True)
         if self.on_made is not None:
             self.on_made(self)
 
