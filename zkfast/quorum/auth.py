@@ -22,7 +22,11 @@ sans-IO: `feed` takes the bytes received and returns the bytes to send and the o
 Deliberate differences: only DigestLoginModule (no Kerberos, so `quorum.auth.kerberos.servicePrincipal`
 has no use, as in Apache with DIGEST-MD5); with learnerRequireSasl=true a learner section without
 username and password stops start-up (Apache starts and fails every connection); a token longer than
-the DIGEST-MD5 limit (4,096 bytes) closes the connection even when SASL is not required.
+the DIGEST-MD5 limit (4,096 bytes) closes the connection even when SASL is not required. In
+zkfast.quorum.transport: `quorum.cnxn.threads.size` bounds the accepted election connections still in
+their handshake (Apache's pool also runs its outgoing connects, and without SASL it takes accepted
+ones one at a time); a smaller id that hangs up before sending 8 bytes is called back when SASL is not
+required (Apache, waiting for those bytes, drops it).
 """
 
 from __future__ import annotations
