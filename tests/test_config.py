@@ -17,6 +17,7 @@ from zkfast.config import (
     FOUR_LETTER_WORDS,
     ConfigError,
     PeerType,
+    QuorumSasl,
     ServerConfig,
     default_config,
     environment_properties,
@@ -554,9 +555,6 @@ def test_zoo_datadir_autocreate_disable_turns_autocreate_off(tmp_path: Path) -> 
 # ------------------------------------------------------------------------- settings zkfast does not implement
 
 @pytest.mark.parametrize(("setting", "key", "weakens"), [
-    ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl", "security"),
-    ("quorum.auth.enableSasl=true\nquorum.auth.learnerRequireSasl=true\nquorum.auth.serverRequireSasl=true",
-     "quorum.auth.enableSasl", "security"),
     ("audit.enable=true", "audit.enable", "security"),
     ("requireKerberosConfig=true", "requireKerberosConfig", "security"),
     ("DigestAuthenticationProvider.digestAlg=SHA-256", "DigestAuthenticationProvider.digestAlg", "security"),
@@ -588,8 +586,23 @@ def test_harmless_values_of_those_settings_are_accepted_and_logged(tmp_path: Pat
         cfg = load(tmp_path, body)
     assert cfg.warnings == ()
     no_effect = {r.getMessage().split(": ")[1] for r in caplog.records if "has no effect in zkfast" in r.getMessage()}
-    assert no_effect == {"quorum.auth.enableSasl", "quorum.auth.kerberos.servicePrincipal", "audit.enable", "ssl.crl",
+    assert no_effect == {"quorum.auth.kerberos.servicePrincipal", "audit.enable", "ssl.crl",
                          "request_throttle_max_requests"}
+
+
+def test_quorum_sasl_keys_are_read_with_apaches_defaults_and_checks(tmp_path: Path) -> None:
+    cfg = load(tmp_path, "clientPort=2181\n")
+    assert cfg.quorum_sasl == QuorumSasl() and cfg.quorum_cnxn_threads_size == 20
+    cfg = load(tmp_path, "clientPort=2181\nquorum.auth.enableSasl=true\nquorum.auth.learnerRequireSasl=true\n"
+                         "quorum.auth.server.saslLoginContext=QS\nquorum.cnxn.threads.size=40\n")
+    assert cfg.quorum_sasl == QuorumSasl(enabled=True, learner_required=True, server_login_context="QS")
+    assert cfg.quorum_cnxn_threads_size == 40
+    # QuorumPeer.setQuorumCnxnThreadsSize ignores values below its default
+    assert load(tmp_path, "clientPort=2181\nquorum.cnxn.threads.size=3\n").quorum_cnxn_threads_size == 20
+    described = load_config_text(cfg.describe(), "described", {}, CLEAN_ENV)
+    assert described.quorum_sasl == cfg.quorum_sasl and described.quorum_cnxn_threads_size == 40
+    assert error_of(tmp_path, "clientPort=2181\nquorum.auth.enableSasl=true\nquorum.auth.serverRequireSasl=true\n"
+                    ).endswith("quorum.auth.serverRequireSasl: needs quorum.auth.learnerRequireSasl=true")
 
 
 def test_a_refused_property_from_the_environment_names_its_variable(tmp_path: Path) -> None:
@@ -885,7 +898,7 @@ def test_describe_escapes_awkward_paths(tmp_path: Path) -> None:
 # Configs where zkfast is deliberately stricter than Apache ZooKeeper 3.8.0 (see config.py's docstring).
 STRICTER_THAN_APACHE = {"neg_cnxns", "sync_yes_prop", "no_client_port", "snap_abc", "admin_upper"}
 # Settings Apache honours and zkfast does not implement, refused because ignoring them would be unsafe.
-REFUSED_AS_NOT_IMPLEMENTED = {"group_ok", "quorum_sasl_on"}
+REFUSED_AS_NOT_IMPLEMENTED = {"group_ok"}
 
 APACHE_CASES = {
     "plain": "clientPort=2181\n",

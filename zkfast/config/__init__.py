@@ -44,6 +44,7 @@ from zkfast.config.model import (
     MIN_SNAP_RETAIN_COUNT,
     PeerType,
     QuorumAddress,
+    QuorumSasl,
     ServerConfig,
     ServerSpec,
 )
@@ -76,7 +77,7 @@ __all__ = [
     "DEFAULT_MAX_CLIENT_CNXNS", "DEFAULT_METRICS_PROVIDER", "DEFAULT_TICK_TIME_MS", "EMBEDDED_SOURCE",
     "FOUR_LETTER_WORDS", "MAX_EXTENDED_SERVER_ID", "MIN_SNAP_RETAIN_COUNT", "PROPERTY_PREFIX",
     "ConfigError", "Origin", "PeerType", "PropertiesSyntaxError", "PropertyLine", "QuorumAddress",
-    "ServerConfig", "ServerSpec",
+    "QuorumSasl", "ServerConfig", "ServerSpec",
     "default_config", "default_config_text", "default_data_dir", "environment_properties", "escape_property",
     "java_trim", "jvm_flag_properties", "load_config", "load_config_text", "parse_java_decode",
     "parse_java_int", "parse_port", "parse_properties", "parse_server_entry", "parse_true_false",

@@ -6,7 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from zkfast.config.keys import DIRECT_KEYS, FOUR_LETTER_WORDS, PROPERTY_PREFIX
+from zkfast.config.keys import (
+    DEFAULT_QUORUM_CNXN_THREADS,
+    DIRECT_KEYS,
+    FOUR_LETTER_WORDS,
+    PROPERTY_PREFIX,
+    QUORUM_SASL_KEYS,
+)
 from zkfast.config.properties import escape_property
 from zkfast.config.schema import PROPERTY_SPECS, THROTTLE_SPECS
 from zkfast.config.values import parse_yes_no
@@ -57,6 +63,11 @@ def describe_config(cfg: ServerConfig) -> str:
         put(f"metricsProvider.{key}", value)
     for key, value in cfg.other_settings.items():
         put(key, value)
+    if cfg.quorum_sasl.enabled:
+        for key, name in QUORUM_SASL_KEYS.items():
+            put(key, getattr(cfg.quorum_sasl, name))
+    if cfg.quorum_cnxn_threads_size != DEFAULT_QUORUM_CNXN_THREADS:
+        put("quorum.cnxn.threads.size", cfg.quorum_cnxn_threads_size)
     _describe_quorum(cfg, put, lines)
     _describe_properties(cfg, put)
     return "\n".join(lines) + "\n"

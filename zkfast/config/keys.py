@@ -15,18 +15,26 @@ FOUR_LETTER_WORDS = frozenset({
 })
 
 # Keys QuorumPeerConfig.parseProperties consumes itself (they never become system properties) and that
-# zkfast accepts and validates but does not act on, because ignoring them weakens nothing (the quorum
-# SASL and TLS keys only while they are off: see unsupported.py). Value: the parser Apache applies.
+# zkfast accepts and validates but does not act on, because ignoring them weakens nothing (the Kerberos
+# principal serves only GSSAPI, which zkfast refuses in the JAAS file). Value: the parser Apache applies.
 IGNORED_DIRECT_KEYS: dict[str, str] = {
     "observerMasterPort": "int", "connectToLearnerMasterLimit": "int",
-    "quorum.auth.enableSasl": "bool", "quorum.auth.serverRequireSasl": "bool",
-    "quorum.auth.learnerRequireSasl": "bool", "quorum.auth.learner.saslLoginContext": "str",
-    "quorum.auth.server.saslLoginContext": "str", "quorum.auth.kerberos.servicePrincipal": "str",
-    "quorum.cnxn.threads.size": "int", "jvm.pause.info-threshold.ms": "long",
+    "quorum.auth.kerberos.servicePrincipal": "str", "jvm.pause.info-threshold.ms": "long",
     "jvm.pause.warn-threshold.ms": "long", "jvm.pause.sleep.time.ms": "long", "jvm.pause.monitor": "bool",
     "multiAddress.reachabilityCheckTimeoutMs": "int", "multiAddress.reachabilityCheckEnabled": "bool",
     "oraclePath": "str",
 }
+
+# quorum.auth.* keys zkfast honours (zkfast.quorum.auth), with their ServerConfig.quorum_sasl fields
+QUORUM_SASL_KEYS: dict[str, str] = {
+    "quorum.auth.enableSasl": "enabled", "quorum.auth.serverRequireSasl": "server_required",
+    "quorum.auth.learnerRequireSasl": "learner_required",
+    "quorum.auth.learner.saslLoginContext": "learner_login_context",
+    "quorum.auth.server.saslLoginContext": "server_login_context",
+}
+
+# QuorumPeer.QUORUM_CNXN_THREADS_SIZE_DEFAULT_VALUE: quorum.cnxn.threads.size below it is raised to it
+DEFAULT_QUORUM_CNXN_THREADS = 20
 
 DIRECT_KEYS = frozenset({
     "dataDir", "dataLogDir", "clientPort", "clientPortAddress", "secureClientPort", "secureClientPortAddress",
@@ -34,7 +42,8 @@ DIRECT_KEYS = frozenset({
     "initLimit", "syncLimit", "electionAlg", "peerType", "syncEnabled", "dynamicConfigFile",
     "autopurge.snapRetainCount", "autopurge.purgeInterval", "standaloneEnabled", "reconfigEnabled",
     "localSessionsEnabled", "localSessionsUpgradingEnabled", "quorumListenOnAllIPs", "metricsProvider.className",
-    "multiAddress.enabled", "sslQuorum", "portUnification", "sslQuorumReloadCertFiles", *IGNORED_DIRECT_KEYS,
+    "multiAddress.enabled", "sslQuorum", "portUnification", "sslQuorumReloadCertFiles", *QUORUM_SASL_KEYS,
+    "quorum.cnxn.threads.size", *IGNORED_DIRECT_KEYS,
 })
 
 # System properties (without "zookeeper.") that Apache ZooKeeper 3.8.0 reads, collected from its sources.

@@ -14,10 +14,12 @@ from typing import Any
 from zkfast.config.jvmflags import environment_properties
 from zkfast.config.keys import (
     APACHE_PROPERTY_KEYS,
+    DEFAULT_QUORUM_CNXN_THREADS,
     DIRECT_KEYS,
     FOUR_LETTER_WORDS,
     IGNORED_DIRECT_KEYS,
     PROPERTY_PREFIX,
+    QUORUM_SASL_KEYS,
     SASL_PROPERTY_KEYS,
     is_apache_property,
     is_direct_or_quorum_key,
@@ -29,6 +31,7 @@ from zkfast.config.model import (
     DEFAULT_TICK_TIME_MS,
     MIN_SNAP_RETAIN_COUNT,
     PeerType,
+    QuorumSasl,
     ServerConfig,
     frozen_map,
     is_distributed,
@@ -119,6 +122,7 @@ class Loader:
         self._load_timing()
         self._load_flags()
         self._load_metrics()
+        self._load_quorum_auth()
         self._load_ignored_direct_keys()
         self._load_system_properties()
         self._check_apache_properties()
@@ -246,24 +250,28 @@ class Loader:
         present = {key: setting for key in IGNORED_DIRECT_KEYS if (setting := self.get(key)) is not None}
         for key in present:
             self.typed(key, parsers[IGNORED_DIRECT_KEYS[key]], None)
-        self._check_quorum_sasl()
         for key, setting in present.items():
             self.refuse_if_unsupported(key, setting)
             self.info(setting.origin, "accepted; it has no effect in zkfast")
         self.fields["other_settings"] = frozen_map({key: setting.value for key, setting in present.items()})
 
-    def _check_quorum_sasl(self) -> None:
-        """QuorumPeerConfig's SASL consistency checks (Apache's errors come before zkfast's refusal)."""
-        enabled = self.typed("quorum.auth.enableSasl", parse_true_false, False)
-        server_req = self.typed("quorum.auth.serverRequireSasl", parse_true_false, False)
-        learner_req = self.typed("quorum.auth.learnerRequireSasl", parse_true_false, False)
-        for required, key in ((server_req, "quorum.auth.serverRequireSasl"),
-                              (learner_req, "quorum.auth.learnerRequireSasl")):
-            if required and not enabled:
+    def _load_quorum_auth(self) -> None:
+        """quorum.auth.* with QuorumPeerConfig's consistency checks, and quorum.cnxn.threads.size."""
+        values = {name: self.typed(key, str if name.endswith("_context") else parse_true_false,
+                                   getattr(QuorumSasl(), name))
+                  for key, name in QUORUM_SASL_KEYS.items()}
+        sasl = QuorumSasl(**values)
+        for required, key in ((sasl.server_required, "quorum.auth.serverRequireSasl"),
+                              (sasl.learner_required, "quorum.auth.learnerRequireSasl")):
+            if required and not sasl.enabled:
                 raise ConfigError.at(self.settings[key].origin, "needs quorum.auth.enableSasl=true")
-        if server_req and not learner_req:
+        if sasl.server_required and not sasl.learner_required:
             raise ConfigError.at(self.settings["quorum.auth.serverRequireSasl"].origin,
                                  "needs quorum.auth.learnerRequireSasl=true")
+        self.fields["quorum_sasl"] = sasl
+        # QuorumPeer.setQuorumCnxnThreadsSize: only a value above the default changes it
+        threads = self.typed("quorum.cnxn.threads.size", parse_java_int, DEFAULT_QUORUM_CNXN_THREADS)
+        self.fields["quorum_cnxn_threads_size"] = max(threads, DEFAULT_QUORUM_CNXN_THREADS)
 
     def refuse_if_unsupported(self, name: str, setting: Setting) -> None:
         """Stop here if `setting` asks for something zkfast lacks and ignoring it would weaken safety."""

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from zkfast.config.describe import describe_config
+from zkfast.config.keys import DEFAULT_QUORUM_CNXN_THREADS
 from zkfast.limits import DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS
 from zkfast.net.throttle import ThrottleSettings
 
@@ -22,6 +23,17 @@ MIN_SNAP_RETAIN_COUNT = 3
 DEFAULT_METRICS_PROVIDER = "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider"
 # EphemeralType.MAX_EXTENDED_SERVER_ID: the server id lives in one byte of a TTL node's ephemeralOwner.
 MAX_EXTENDED_SERVER_ID = 254
+
+
+@dataclass(frozen=True)
+class QuorumSasl:
+    """quorum.auth.* of QuorumPeerConfig: SASL between ensemble members (zkfast.quorum.auth)."""
+
+    enabled: bool = False            # quorum.auth.enableSasl
+    server_required: bool = False    # quorum.auth.serverRequireSasl
+    learner_required: bool = False   # quorum.auth.learnerRequireSasl
+    learner_login_context: str = "QuorumLearner"  # quorum.auth.learner.saslLoginContext
+    server_login_context: str = "QuorumServer"    # quorum.auth.server.saslLoginContext
 
 
 class PeerType(StrEnum):
@@ -104,6 +116,9 @@ class ServerConfig:
     ssl_quorum: bool = False  # sslQuorum: TLS on the quorum and election ports (the ssl.quorum.* keys)
     port_unification: bool = False  # portUnification: those ports also accept plaintext peers
     ssl_quorum_reload_cert_files: bool = False  # sslQuorumReloadCertFiles
+    quorum_sasl: QuorumSasl = QuorumSasl()
+    # quorum.cnxn.threads.size: election connections being set up (connected, not yet authenticated) at once
+    quorum_cnxn_threads_size: int = DEFAULT_QUORUM_CNXN_THREADS
     dynamic_config_file: Path | None = None
     metrics_provider_class_name: str = DEFAULT_METRICS_PROVIDER
     metrics_provider_config: Mapping[str, str] = field(default_factory=frozen_map)

@@ -32,15 +32,10 @@ def _is_true(value: str) -> bool:
     return parse_true_false(java_trim(value))
 
 
-_QUORUM_SASL = ("SASL authentication between servers", "security",
-                "servers would join and lead the ensemble without authenticating each other")
 _REVOCATION = "security", "a revoked client certificate would still be accepted"
 _QUORUM_REVOCATION = "security", "a server with a revoked certificate would still join the ensemble"
 _UNSUPPORTED: dict[str, Unsupported] = {
     # zoo.cfg keys of QuorumPeerConfig (never system properties)
-    "quorum.auth.enableSasl": Unsupported(_is_true, *_QUORUM_SASL),
-    "quorum.auth.learnerRequireSasl": Unsupported(_is_true, *_QUORUM_SASL),
-    "quorum.auth.serverRequireSasl": Unsupported(_is_true, *_QUORUM_SASL),
     # system properties (names without "zookeeper.")
     "audit.enable": Unsupported(_is_true, "audit logging", "security",
                                 "no audit log of who changed what would be written"),

@@ -21,6 +21,7 @@ from typing import Any
 
 from zkfast._datatree import DataTree
 from zkfast.config import EMBEDDED_SOURCE, ServerConfig, ServerSpec
+from zkfast.quorum.auth import load_quorum_auth
 from zkfast.quorum.configfiles import back_up_static_config, write_config_files
 from zkfast.quorum.driver import Cancel, DiskError, Era, EraStore, QuorumDriver, Recovered, Settings
 from zkfast.quorum.membership import Membership
@@ -49,6 +50,8 @@ LEADER_CONNECT_FIRST_RETRY_S = 0.01
 LEADER_CONNECT_MAX_RETRY_S = 0.1
 # jute.maxbuffer plus room for the packet around a txn
 QUORUM_PACKET_SLACK_BYTES = 64 * 1024
+# after the leader refused our quorum SASL handshake
+LEADER_AUTH_RETRY_S = 1.0
 # the leader tries to listen for learners this many times, 0.25 s apart, before it gives up the role
 LISTEN_ATTEMPTS = 20
 
@@ -207,7 +210,8 @@ class SocketNet:
                 self.quorum_server = await self.sockets.listen(
                     lambda: PacketConnection(driver.on_learner_packet, driver.on_learner_lost, learner_side=False,
                                              max_packet_bytes=self.max_packet_bytes,
-                                             on_drained=driver.on_learner_read),
+                                             on_drained=driver.on_learner_read, auth=self.peer.auth,
+                                             handshake_timeout_s=self.peer.quorum_handshake_timeout_s),
                     self.me.host, self.me.quorum_port)
                 break
             except OSError as e:
@@ -239,13 +243,20 @@ class SocketNet:
                     lambda: PacketConnection(driver.on_leader_packet, driver.on_leader_lost, learner_side=True,
                                              on_drained=driver.on_leader_read,
                                              max_packet_bytes=self.max_packet_bytes,
-                                             on_snapshot=driver.on_leader_snapshot, load_snapshot=self._load_stream),
+                                             on_snapshot=driver.on_leader_snapshot, load_snapshot=self._load_stream,
+                                             auth=self.peer.auth,
+                                             handshake_timeout_s=self.peer.quorum_handshake_timeout_s),
                     spec.host, spec.quorum_port, self.me.host)
-                break
             except OSError as e:
                 log.debug("cannot connect to leader %d at %s:%d: %s", leader_id, spec.host, spec.quorum_port, e)
                 await asyncio.sleep(retry_s)
                 retry_s = min(2 * retry_s, LEADER_CONNECT_MAX_RETRY_S)
+                continue
+            if conn.ready is None or await conn.ready:
+                break
+            # refused by quorum SASL (logged): try again, slowly; the role ends after initLimit ticks
+            conn.close()
+            await asyncio.sleep(LEADER_AUTH_RETRY_S)
         else:
             return
         log.info("connected to leader %d at %s:%d", leader_id, spec.host, spec.quorum_port)
@@ -294,8 +305,14 @@ class QuorumPeer:
                             read_only_mode_enabled=config.read_only_mode_enabled)
         membership = Membership.of(config.servers, config.quorum_config_version)
         election_sockets, quorum_sockets = peer_sockets(config)
+        self.auth = load_quorum_auth(config)  # SaslConfigError: no start
+        # Apache's socket timeouts: QuorumCnxManager's tickTime × syncLimit, the leader's tickTime × initLimit
+        tick_s = config.tick_time_ms / 1000
+        self.quorum_handshake_timeout_s = tick_s * settings.init_limit
         self.election = ElectionTransport(my_id, me.host, me.election_port, {}, self._on_election_message,
-                                          election_sockets)
+                                          election_sockets, auth=self.auth,
+                                          handshake_timeout_s=tick_s * settings.sync_limit,
+                                          max_handshakes=config.quorum_cnxn_threads_size)
         self.net = SocketNet(self, me, config.jute_max_buffer_bytes + QUORUM_PACKET_SLACK_BYTES, self.election,
                              quorum_sockets)
         self.driver = QuorumDriver(my_id, me, membership, settings, build_server=lambda: build_server(config),

@@ -6,6 +6,13 @@ a smaller id closes it and connects back, so a smaller id that wants to talk con
 larger one call back) and queues its messages until the connection it keeps comes up. Messages are
 `int length + payload`. Messages to ourselves are looped back, never sent.
 
+With quorum SASL (zkfast.quorum.auth) each connection first runs its handshake: the connecting side
+as the learner, the accepting side as the server, right after the initial message on the election port
+and at once on the quorum port. Until it ends, nothing received reaches the election or Zab; it is
+bounded in time (syncLimit ticks on the election port, initLimit ticks on the quorum port, Apache's
+socket timeouts there), and accepted election connections still in their handshake are bounded in
+number (`quorum.cnxn.threads.size`, Apache's connection thread pool).
+
 Quorum port: QuorumPackets back to back (`PacketConnection`). After a SNAP packet the leader writes its
 tree (`encode_tree_stream`) and the string "BenWasHere"; the learner side reads that stream whole
 before it parses packets again.
@@ -24,6 +31,7 @@ from zkfast._datatree import DataTree
 from zkfast._jute import Reader, WriteBuffer
 from zkfast._quorum import SPLIT_MALFORMED, SPLIT_STOP, SPLIT_TOO_BIG
 from zkfast.net.connection import set_nodelay
+from zkfast.quorum.auth import LearnerHandshake, Outcome, QuorumAuth, ServerHandshake
 from zkfast.quorum.sockets import PLAIN, Listening, PeerSockets
 from zkfast.quorum.wire import (
     MAX_ELECTION_MESSAGE_BYTES,
@@ -48,16 +56,56 @@ MAX_LEARNER_BACKLOG_BYTES = 512 * 1024 * 1024
 
 
 class _Stream(asyncio.Protocol):
-    """A TCP connection of the ensemble: its transport, and closing it once."""
+    """A TCP connection of the ensemble: its transport, its SASL handshake, and closing it once."""
 
     transport: asyncio.Transport | None = None
     closed = False
+    remote = "?"
+    auth: ServerHandshake | LearnerHandshake | None = None  # the handshake in progress
+    deadline: asyncio.TimerHandle | None = None
+    # the connecting side's handshake: True once through, False if the connection ends first (a
+    # learner's quorum connection without SASL has none)
+    ready: asyncio.Future[bool] | None = None
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             if self.transport is not None:
-                self.transport.close()
+                self.transport.close()  # after what is buffered: an ERROR status still goes out
+
+    def _made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
+        set_nodelay(transport)
+        peer = transport.get_extra_info("peername")
+        self.remote = f"{peer[0]}:{peer[1]}" if peer else "?"
+
+    def _bound_handshake(self, timeout_s: float, what: str) -> None:
+        """A peer that has not finished its handshake by then is closed (a silent probe costs only itself)."""
+        def expire() -> None:
+            if not self.closed:
+                log.warning("%s %s did not complete its handshake within %d ms: closing", what, self.remote,
+                            timeout_s * 1000)
+                self.close()
+        self.deadline = asyncio.get_running_loop().call_later(timeout_s, expire)
+
+    def _end_handshake(self, through: bool) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+        self.auth = None
+        if self.ready is not None and not self.ready.done():
+            self.ready.set_result(through)
+
+    def _authenticate(self, buf: bytearray) -> Outcome:
+        """Feed the handshake in progress, send what it answers; closed if it refuses the peer."""
+        assert self.auth is not None
+        out, outcome = self.auth.feed(buf)
+        if out and self.transport is not None and not self.closed:
+            self.transport.write(out)
+        if outcome is Outcome.REFUSED:
+            self._end_handshake(False)
+            self.close()
+        return outcome
 
 
 # ------------------------------------------------------------------------------------------------
@@ -72,18 +120,38 @@ class ElectionConnection(_Stream):
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.closed = False
+        self.admitted = False     # through the initial message and the handshake: messages flow
+        self.counted = False      # one of owner.handshaking
+        if initiator:
+            self.ready = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
-        set_nodelay(transport)
+        self._made(transport)
+        owner = self.owner
+        if not self.initiator:
+            if len(owner.handshaking) >= owner.max_handshakes:
+                log.warning("election connection from %s refused: %d others are still in their handshake "
+                            "(quorum.cnxn.threads.size)", self.remote, len(owner.handshaking))
+                self.close()
+                return
+            owner.handshaking.add(self)
+            self.counted = True
+        self._bound_handshake(owner.handshake_timeout_s, "election connection")
         if self.initiator:
-            transport.write(InitialMessage(self.owner.my_id, (self.owner.my_address,)).encode())
+            transport.write(InitialMessage(owner.my_id, (owner.my_address,)).encode())
+            self.auth = owner.auth.learner_handshake(self.remote) if owner.auth is not None else None
+            if self.auth is not None:
+                transport.write(self.auth.start())
+            else:
+                self._admit()
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
-        if self.sid is None and not self._read_initial():
+        if self.closed:
             return
-        while len(self.buf) >= 4:
+        self.buf += data
+        if not self.admitted and not self._handshake():
+            return
+        while len(self.buf) >= 4 and not self.closed:
             (n,) = struct.unpack_from(">i", self.buf)
             if n < 0 or n > MAX_ELECTION_MESSAGE_BYTES:
                 log.warning("election message of %d bytes from server %s: closing", n, self.sid)
@@ -95,6 +163,28 @@ class ElectionConnection(_Stream):
             del self.buf[:4 + n]
             assert self.sid is not None
             self.owner.on_message(self.sid, payload)
+
+    def _handshake(self) -> bool:
+        """The initial message, then quorum SASL: True once the connection carries messages."""
+        if self.sid is None:
+            if not self._read_initial():
+                return False
+            if self.owner.auth is not None:
+                self.auth = self.owner.auth.server_handshake(self.remote)
+        if self.auth is not None and self._authenticate(self.buf) in (Outcome.PENDING, Outcome.REFUSED):
+            return False
+        return self._admit()
+
+    def _admit(self) -> bool:
+        self.admitted = True
+        self._uncount()
+        self._end_handshake(True)
+        return self.initiator or self.owner.accepted(self)
+
+    def _uncount(self) -> None:
+        if self.counted:
+            self.counted = False
+            self.owner.handshaking.discard(self)
 
     def _read_initial(self) -> bool:
         """The first bytes of an accepted connection: who is calling."""
@@ -120,7 +210,7 @@ class ElectionConnection(_Stream):
             return False
         del self.buf[:used]
         self.sid = sid
-        return self.owner.accepted(self)
+        return True
 
     def send(self, payload: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -128,6 +218,14 @@ class ElectionConnection(_Stream):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._uncount()
+        auth = self.auth
+        self._end_handshake(False)
+        if (isinstance(auth, ServerHandshake) and not auth.started and auth.lets_unauthenticated_in
+                and self.sid is not None and self.sid < self.owner.my_id):
+            # A smaller id that does not authenticate called and hung up before 8 bytes told us so: it
+            # wants us to call it, as without SASL (Apache, still waiting for those bytes, does not).
+            self.owner.call_back(self.sid)
         self.owner.lost(self)
 
 
@@ -135,9 +233,20 @@ class ElectionTransport:
     """The election port of one server and its connections to the others."""
 
     def __init__(self, my_id: int, host: str, port: int, peers: dict[int, tuple[str, int]],
-                 on_message: Callable[[int, bytes], None], sockets: PeerSockets = PLAIN) -> None:
+                 on_message: Callable[[int, bytes], None], sockets: PeerSockets = PLAIN, *,
+                 auth: QuorumAuth | None = None, handshake_timeout_s: float = CONNECT_TIMEOUT_S,
+                 max_handshakes: int = 20) -> None:
+        """sockets: plaintext, TLS or both (sslQuorum, portUnification). auth: quorum SASL (None: off).
+        handshake_timeout_s: how long a connection may take from its TCP connect (after TLS, when on)
+        to its first message (initial message and SASL). max_handshakes: accepted connections in that
+        phase at once."""
         self.my_id = my_id
-        self.sockets = sockets  # plaintext, TLS or both (sslQuorum, portUnification)
+        self.sockets = sockets
+        self.auth = auth
+        self.handshake_timeout_s = handshake_timeout_s
+        self.max_handshakes = max_handshakes
+        self.handshaking: set[ElectionConnection] = set()
+        self.last_sent: dict[int, bytes] = {}  # the newest message for each peer, sent or queued
         self.host = host
         self.port = port
         self.my_address = f"{host}:{port}"
@@ -171,6 +280,7 @@ class ElectionTransport:
             assert self.loop is not None
             self.loop.call_soon(self.on_message, sid, payload)
             return
+        self.last_sent[sid] = payload
         conn = self.conns.get(sid)
         if conn is not None and not conn.closed:
             conn.send(payload)
@@ -192,12 +302,14 @@ class ElectionTransport:
         try:
             conn = await asyncio.wait_for(self.sockets.connect(
                 lambda: ElectionConnection(self, sid, True), host, port, self.host), CONNECT_TIMEOUT_S)
+            assert conn.ready is not None
+            through = await conn.ready  # as Apache, authenticate even a connection we then drop
         except (TimeoutError, OSError) as e:
             log.debug("cannot open election connection to server %d at %s:%d: %s", sid, host, port, e)
             return
         finally:
             self.connecting.discard(sid)
-        if self.closed:
+        if self.closed or not through:
             conn.close()
             return
         if sid > self.my_id:
@@ -211,11 +323,15 @@ class ElectionTransport:
         assert sid is not None
         if sid < self.my_id:
             conn.close()
-            if sid in self.peers:
-                self._connect(sid)  # we have the larger id: we call
+            self.call_back(sid)
             return False
         self._keep(sid, conn)
         return True
+
+    def call_back(self, sid: int) -> None:
+        """A smaller id called: we have the larger id, so we are the one that connects."""
+        if sid in self.peers:
+            self._connect(sid)
 
     def _keep(self, sid: int, conn: ElectionConnection) -> None:
         old = self.conns.get(sid)
@@ -223,6 +339,11 @@ class ElectionTransport:
             old.close()
         self.conns[sid] = conn
         q = self.queues.pop(sid, None)
+        if not q and sid in self.last_sent:
+            # As Apache's SendWorker: a new connection with nothing queued repeats the last message, so
+            # the peer hears from us at once (with quorum SASL on and not required, it reads 8 bytes
+            # before it knows that we do not authenticate, and would otherwise wait out its timeout).
+            q = deque((self.last_sent[sid],))
         while q:
             conn.send(q.popleft())
 
@@ -232,7 +353,7 @@ class ElectionTransport:
 
     async def close(self) -> None:
         self.closed = True
-        for conn in list(self.conns.values()):
+        for conn in [*self.conns.values(), *self.handshaking]:
             conn.close()
         if self.server is not None:
             self.server.close()
@@ -335,7 +456,12 @@ class PacketConnection(_Stream):
                  max_packet_bytes: int, on_snapshot: Callable[[PacketConnection, int, Any], None] | None = None,
                  load_snapshot: Callable[[bytes], tuple[Any, int]] | None = None,
                  on_made: Callable[[PacketConnection], None] | None = None,
-                 on_drained: Callable[[PacketConnection], None] | None = None) -> None:
+                 on_drained: Callable[[PacketConnection], None] | None = None,
+                 auth: QuorumAuth | None = None, handshake_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+        """auth: quorum SASL (None: off); the leader's side then checks the learner, a learner's side
+        authenticates when learnerRequireSasl is on, both within handshake_timeout_s."""
+        self.quorum_auth = auth
+        self.handshake_timeout_s = handshake_timeout_s
         self.on_packet = on_packet
         self.on_lost = on_lost
         self.on_snapshot = on_snapshot
@@ -354,10 +480,16 @@ class PacketConnection(_Stream):
         self.remote = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
-        set_nodelay(transport)
-        peer = transport.get_extra_info("peername")
-        self.remote = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self._made(transport)
+        auth = self.quorum_auth
+        if auth is not None:
+            remote = self.remote
+            self.auth = auth.learner_handshake(remote) if self.learner_side else auth.server_handshake(remote)
+        if self.auth is not None:
+            self._bound_handshake(self.handshake_timeout_s, "leader" if self.learner_side else "learner")
+            if isinstance(self.auth, LearnerHandshake):
+                self.ready = asyncio.get_running_loop().create_future()
+                transport.write(self.auth.start())
         if self.on_made is not None:
             self.on_made(self)
 
@@ -365,6 +497,10 @@ class PacketConnection(_Stream):
         if self.closed:
             return
         self.buf += data
+        if self.auth is not None:
+            if self._authenticate(self.buf) in (Outcome.PENDING, Outcome.REFUSED):
+                return
+            self._end_handshake(True)
         while not self.closed:
             if self.snap_zxid is not None:
                 if not self._read_snapshot():
@@ -447,4 +583,5 @@ class PacketConnection(_Stream):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._end_handshake(False)
         self.on_lost(self)

@@ -5,9 +5,11 @@ in zookeeper-jute/src/main/resources/zookeeper.jute).
 Election port: the connecting side sends an initial message (long protocol version -65536, long sid,
 int length + "host:port"), then each message is int length + payload; a notification payload is
 `int state, long leader, long zxid, long electionEpoch, long peerEpoch, int version, int configLen,
-config` (version 2). Quorum port: QuorumPackets back to back, jute-encoded, no outer length; the record,
-its codec and the split of a stream into packets are C (zkfast._quorum, ext/quorum.pyx), as a replicated
-write is several packets on every member.
+config` (version 2). With quorum SASL, QuorumAuthPackets (QuorumAuth.java in .../quorum/auth/) follow
+the initial message, and open a quorum port connection, before anything else. Quorum port:
+QuorumPackets back to back, jute-encoded, no outer length; the record, its codec and the split of a
+stream into packets are C (zkfast._quorum, ext/quorum.pyx), as a replicated write is several packets
+on every member.
 """
 
 from __future__ import annotations
@@ -160,3 +162,48 @@ class LearnerInfo:
         if len(data) >= 8:
             return cls(struct.unpack_from(">q", data)[0], 0, 0)
         raise JuteError("LearnerInfo too short")
+
+
+# ------------------------------------------------------------------------------------------------
+# quorum SASL: QuorumAuthPacket {long magic; int status; buffer token}
+
+# Java's -0xa0dbcafecafe1234L: the negation of a negative hex literal, so a positive long
+QUORUM_AUTH_MAGIC = 0x5F2435013501EDCC
+_AUTH_HEADER = struct.Struct(">qii")
+
+
+class AuthStatus(enum.IntEnum):
+    IN_PROGRESS = 0
+    SUCCESS = 1
+    ERROR = -1
+
+
+def encode_auth_packet(status: AuthStatus, token: bytes | None) -> bytes:
+    if token is None:  # jute's null buffer
+        return _AUTH_HEADER.pack(QUORUM_AUTH_MAGIC, int(status), -1)
+    return _AUTH_HEADER.pack(QUORUM_AUTH_MAGIC, int(status), len(token)) + token
+
+
+def starts_with_auth_packet(buf: bytes | bytearray) -> bool | None:
+    """QuorumAuth.nextPacketIsAuth: the first long is the magic. None until 8 bytes are there."""
+    if len(buf) < 8:
+        return None
+    return struct.unpack_from(">q", buf)[0] == QUORUM_AUTH_MAGIC
+
+
+def decode_auth_packet(buf: bytes | bytearray, max_token_bytes: int) -> tuple[int, bytes | None, int] | None:
+    """(status, token, bytes used) of the QuorumAuthPacket at the start of buf, None if it is not all
+    there yet. ValueError for a token longer than max_token_bytes (so no more than that is ever
+    buffered) or a negative length other than jute's null. The magic is not checked (Apache checks it
+    only to tell whether a peer authenticates at all)."""
+    if len(buf) < _AUTH_HEADER.size:
+        return None
+    _, status, n = _AUTH_HEADER.unpack_from(buf)
+    if n < -1 or n > max_token_bytes:
+        raise ValueError(f"a quorum auth token of {n} bytes (at most {max_token_bytes})")
+    if n == -1:
+        return status, None, _AUTH_HEADER.size
+    end = _AUTH_HEADER.size + n
+    if len(buf) < end:
+        return None
+    return status, bytes(buf[_AUTH_HEADER.size:end]), end

@@ -40,7 +40,7 @@ import logging
 import re
 import secrets
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,7 +124,7 @@ def _hex(b: bytes) -> bytes:
     return b.hex().encode("ascii")
 
 
-def _quote(value: bytes) -> bytes:
+def quote_value(value: bytes) -> bytes:
     """DigestMD5Base.writeQuotedStringValue."""
     out = bytearray()
     for ch in value:
@@ -411,12 +411,17 @@ class DigestMD5Server:
 
     def __init__(self, credentials: Mapping[str, str], super_password: str | None = None,
                  names: NameCanonicalizer | None = None, realm: str = SERVER_NAME,
-                 digest_uri: str = f"{PROTOCOL}/{SERVER_NAME}") -> None:
+                 digest_uri: str = f"{PROTOCOL}/{SERVER_NAME}",
+                 authorize: Callable[[str, str], str] | None = None) -> None:
+        """realm/digest_uri: the server name and `protocol/serverName` the JDK server was created with.
+        authorize: the AuthorizeCallback, (authentication id, authorization id) → authorized id, raising
+        SaslFailure to refuse; by default the client port's (SaslServerCallbackHandler's)."""
         self.credentials = credentials
         self.super_password = super_password
         self.names = names or NameCanonicalizer()
         self.realm = realm
         self.digest_uri = digest_uri
+        self.authorize = authorize or self._authorize_client
         self.step = 1
         self.complete = False
         self.nonce = b""
@@ -424,10 +429,12 @@ class DigestMD5Server:
 
     def challenge(self) -> bytes:
         self.nonce = base64.b64encode(secrets.token_bytes(30))  # 40 chars, as the JDK's nonce
-        return (b'realm="' + _quote(self.realm.encode("utf-8")) + b'",nonce="' + _quote(self.nonce)
+        return (b'realm="' + quote_value(self.realm.encode("utf-8")) + b'",nonce="' + quote_value(self.nonce)
                 + b'",charset=utf-8,algorithm=md5-sess')
 
-    def evaluate_response(self, response: bytes) -> bytes:
+    def evaluate_response(self, response: bytes | None) -> bytes:
+        if response is None:  # Java: a NullPointerException, which the callers catch as a failure
+            raise SaslFailure("no response token")
         if len(response) > MAX_RESPONSE_LENGTH:
             raise SaslFailure(f"DIGEST-MD5: Invalid digest response length. Got:  {len(response)} "
                               f"Expected < {MAX_RESPONSE_LENGTH}")
@@ -442,6 +449,14 @@ class DigestMD5Server:
             self.complete = True
             return answer
         raise SaslFailure("DIGEST-MD5: Server at illegal state")
+
+    def _authorize_client(self, username: str, authzid: str) -> str:
+        """SaslServerCallbackHandler.handleAuthorizeCallback: any authzid, the name canonicalized."""
+        log.info("Successfully authenticated client: authenticationID=%s;  authorizationID=%s.",
+                 username, authzid)
+        authorized = self.names.authorized_id(username, authzid)
+        log.info("Setting authorizedID: %s", authorized)
+        return authorized
 
     def _password(self, username: str) -> str | None:
         """SaslServerCallbackHandler's NameCallback + PasswordCallback."""
@@ -500,10 +515,7 @@ class DigestMD5Server:
                                   _NONCE_COUNT, authzid_bytes)
         if not secrets.compare_digest(d["response"], expected):
             raise SaslFailure(fmt + "Mismatched response.")
-        log.info("Successfully authenticated client: authenticationID=%s;  authorizationID=%s.",
-                 username, authzid)
-        self.authorization_id = self.names.authorized_id(username, authzid)
-        log.info("Setting authorizedID: %s", self.authorization_id)
+        self.authorization_id = self.authorize(username, authzid)
         return b"rspauth=" + response_value("", uri, qop, username, realm, password, self.nonce, cnonce,
                                             _NONCE_COUNT, authzid_bytes)
 
@@ -687,8 +699,9 @@ def _super_users(props: Mapping[str, str]) -> frozenset[str]:
     return frozenset(out)
 
 
-def _credentials(jaas: JaasConfig, section: str) -> dict[str, str] | None:
-    """SaslServerCallbackHandler: user_NAME options of every module of the section (None: no section)."""
+def digest_credentials(jaas: JaasConfig, section: str) -> dict[str, str] | None:
+    """SaslServerCallbackHandler (and SaslQuorumServerCallbackHandler): the user_NAME options of every
+    module of the section (None: no section)."""
     entries = jaas.entries(section)
     if entries is None:
         return None
@@ -734,7 +747,7 @@ def build_sasl_server(props: Mapping[str, str], registry: AuthRegistry | None = 
                                   f"{e}") from None
         log.warning("ignoring %s: %s", spec, e)
         return SaslServer(None, **common)
-    creds = _credentials(jaas, section)
+    creds = digest_credentials(jaas, section)
     if creds is None:
         log.warning("%s has no '%s' section: SASL authentication is off (as in Apache ZooKeeper, "
                     "clients that try it get an empty answer)", jaas.source, section)
@@ -752,5 +765,6 @@ def sasl_acl_matches(ident: str, acl_expr: str, let_any_sasl_user: str | None) -
 
 __all__ = [
     "AuthEnforcer", "DigestMD5Server", "SaslConfigError", "SaslServer", "build_sasl_server",
-    "kerberos_name_valid", "parse_directives", "response_value", "sasl_acl_matches",
+    "digest_credentials", "kerberos_name_valid", "parse_directives", "quote_value", "response_value",
+    "sasl_acl_matches",
 ]
