@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass, field
 
 import pytest
+from zkfast._quorum import QuorumVerifier
 
 from zkfast.quorum.election import Election, Send
 from zkfast.quorum.wire import Notification, ServerState
@@ -60,8 +61,8 @@ def run_election(peers: dict[int, Election], net: Net, until_ms: int = 120_000) 
 
 
 def make(ids: list[int], zxids: dict[int, int], epochs: dict[int, int] | None = None,
-         observers: tuple[int, ...] = ()) -> dict[int, Election]:
-    voters = frozenset(i for i in ids if i not in observers)
+         observers: tuple[int, ...] = (), quorum: QuorumVerifier | None = None) -> dict[int, Election]:
+    voters = quorum or QuorumVerifier(i for i in ids if i not in observers)
     return {i: Election(i, voters, i not in observers, zxids.get(i, 0), (epochs or {}).get(i, 0)) for i in ids}
 
 

@@ -33,6 +33,7 @@ import pytest
 from quorum.planted import active as planted_bugs
 from quorum.planted import plant as plant_bug
 from quorum.sim import CHECKS, Params, Sim, run_seed
+from zkfast._quorum import QuorumVerifier
 
 from zkfast.quorum import zab
 
@@ -253,11 +254,11 @@ def test_synced_quorum_counts_followers_only() -> None:
     """Voters {1, 2}, observer 3 serving: {1, 3} has no synced quorum (3 never gets a PROPOSAL, so a
     reconfig to voters {1, 3} could never commit, and every txn after it would wait), as Apache's
     isQuorumSynced."""
-    core = zab.LeaderCore(1, frozenset({1, 2}), frozenset({3}), 0, 0, 0, (), 10, 5)
+    core = zab.LeaderCore(1, QuorumVerifier({1, 2}), frozenset({3}), 0, 0, 0, (), 10, 5)
     core.learners[3] = zab.LearnerState(3, observer=True, phase="serving", forwarding=True)
-    assert not core.synced_quorum_of(frozenset({1, 3}))
+    assert not core.synced_quorum_of(QuorumVerifier({1, 3}))
     core.learners[2] = zab.LearnerState(2, observer=False, phase="serving", forwarding=True)
-    assert core.synced_quorum_of(frozenset({1, 2}))
+    assert core.synced_quorum_of(QuorumVerifier({1, 2}))
 
 
 @dataclasses.dataclass

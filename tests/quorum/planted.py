@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from zkfast._jute import OP_SYNC
+from zkfast._quorum import QuorumVerifier
 
 from zkfast.quorum import replica
 from zkfast.quorum.driver import Era, QuorumDriver
@@ -82,7 +83,7 @@ class ReconfigOldQuorum(QuorumDriver):
         self.plain_reconfigs: set[int] = set()
 
     def propose(self, zxid: int, data: bytes,
-                membership: tuple[frozenset[int], frozenset[int]] | None = None) -> None:
+                membership: tuple[QuorumVerifier, frozenset[int]] | None = None) -> None:
         if membership is not None:
             self.plain_reconfigs.add(zxid)
         super().propose(zxid, data, None)

@@ -272,7 +272,7 @@ class QuorumPeer:
                             sync_limit=config.sync_limit_ticks or 5, reconfig_enabled=config.reconfig_enabled,
                             standalone_enabled=config.standalone_enabled,
                             read_only_mode_enabled=config.read_only_mode_enabled)
-        membership = Membership.of(config.servers, config.quorum_config_version)
+        membership = Membership.of(config.servers, config.quorum_config_version, config.quorum_hierarchy)
         self.election = ElectionTransport(my_id, me.host, me.election_port, {}, self._on_election_message)
         self.net = SocketNet(self, me, config.jute_max_buffer_bytes + QUORUM_PACKET_SLACK_BYTES, self.election)
         self.driver = QuorumDriver(my_id, me, membership, settings, build_server=lambda: build_server(config),
