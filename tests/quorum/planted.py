@@ -43,29 +43,25 @@ class CommitWithoutQuorum(LeaderCore):
         return super()._acked_by_quorum(p) or self.my_id in p.acks
 
 
-class MajorityRule(LeaderCore):
+class _SeesAMajority:
+    """Its `quorum`, whatever is set, is a plain majority of the same voters."""
+
+    @property
+    def quorum(self) -> QuorumVerifier:
+        return self._majority
+
+    @quorum.setter
+    def quorum(self, quorum: QuorumVerifier) -> None:
+        self._majority = QuorumVerifier(quorum.voters)
+
+
+class MajorityRule(_SeesAMajority, LeaderCore):  # type: ignore[misc]
     """The leader counts a plain majority of the voters, whatever the groups and weights: for its
     epoch, NEWLEADER and commits."""
 
-    @property  # type: ignore[override]
-    def quorum(self) -> QuorumVerifier:
-        return self._majority
 
-    @quorum.setter
-    def quorum(self, quorum: QuorumVerifier) -> None:
-        self._majority = QuorumVerifier(quorum.voters)
-
-
-class MajorityVotes(Election):
+class MajorityVotes(_SeesAMajority, Election):  # type: ignore[misc]
     """An election ends on a plain majority of the voters' votes, whatever the groups and weights."""
-
-    @property  # type: ignore[override]
-    def quorum(self) -> QuorumVerifier:
-        return self._majority
-
-    @quorum.setter
-    def quorum(self, quorum: QuorumVerifier) -> None:
-        self._majority = QuorumVerifier(quorum.voters)
 
 
 class IgnorePing(LearnerCore):
