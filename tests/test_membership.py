@@ -4,10 +4,12 @@ majorities (which would change who makes a quorum)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from zkfast.config import ConfigError
-from zkfast.quorum.configfiles import dynamic_config_text
+from zkfast.config import ConfigError, load_config
+from zkfast.quorum.configfiles import dynamic_config_text, write_config_files
 from zkfast.quorum.membership import BadReconfig, MalformedReconfig, Membership
 
 THREE = b"server.1=127.0.0.2:2888:3888:participant;127.0.0.2:2181\n" \
@@ -60,3 +62,17 @@ def test_a_reconfig_to_hierarchical_quorums_works_as_on_apache() -> None:
     for bad in ("group.1=1:2:x", "group.1=1:2:3:9", "group.1=1:2:3\nweight.1=heavy"):
         with pytest.raises(MalformedReconfig):
             m.reconfigured(None, None, SERVERS + "\n" + bad, 0x100000005)
+
+
+def test_a_dynamic_config_file_with_groups_loads_back(tmp_path: Path) -> None:
+    """What write_config_files leaves (zoo.cfg pointing at zoo.cfg.dynamic.N) starts a server with the
+    same groups and weights: the way back to Apache, and zkfast's own restart from its config."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "myid").write_text("1\n")
+    cfg = tmp_path / "zoo.cfg"
+    cfg.write_text(f"dataDir={tmp_path / 'data'}\ntickTime=2000\ninitLimit=5\nsyncLimit=2\n{SERVERS}\n")
+    m = Membership.parse(SERVERS.encode() + b"\ngroup.1=1:2\ngroup.2=3\nweight.3=0\nversion=100000003")
+    dynamic = write_config_files(cfg, m, 1)
+    loaded = load_config(cfg, {}, {})
+    assert loaded.dynamic_config_file == dynamic.resolve() and loaded.quorum_config_version == 0x100000003
+    assert Membership.of(loaded.servers, loaded.quorum_config_version, loaded.quorum_hierarchy).text() == m.text()
