@@ -7,8 +7,9 @@ with no outer length. A learner and its leader exchange several packets per writ
 COMMIT, forwarded REQUESTs), so their records, their encoding into a connection's WriteBuffer and
 the split of a read into packets are C here, not Python per field and per packet.
 
-`quorum_of` is the commit rule (zab.py's cores count acks with it, in the peer and in the
-simulator alike).
+`QuorumVerifier` is the one quorum rule (a majority, or Apache's hierarchical groups and weights) and
+`quorum_of` applies it: zab.py's cores count epoch, NEWLEADER and proposal acks with it, election.py
+its votes, the driver a reconfig's synced quorum, in the peer and in the simulator alike.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -142,14 +143,101 @@ def split_packets(buf, Py_ssize_t max_packet_bytes, int32_t stop_after_type):
     return out, pos, SPLIT_MORE
 
 
-def quorum_of(voters, acks):
-    """The commit rule: more than half of `voters` (a set) are among `acks` (a set of server ids),
-    as Apache's QuorumMaj.containsQuorum."""
-    cdef Py_ssize_t got = 0
-    for sid in acks:
-        if sid in voters:
-            got += 1
-    return 2 * got > len(voters)
+cdef class QuorumVerifier:
+    """Who makes a quorum, Apache's QuorumVerifier (zookeeper-server/src/main/java/org/apache/zookeeper/
+    server/quorum/flexible/): without groups more than half of the voters (QuorumMaj); with groups
+    (group.N, weight.N) more than half of the groups of positive weight, each by more than half of
+    its weight (QuorumHierarchical.containsQuorum). Immutable, compared by value. zkfast.config.quorum
+    checks groups and weights as Apache's parse does before they get here."""
+
+    cdef readonly frozenset voters
+    cdef readonly object groups      # None (a majority), or ((gid, (sid, ...)), ...) by gid
+    cdef readonly object weights     # ((sid, weight), ...) by sid; () without groups
+    cdef dict _weight                # sid -> weight
+    cdef dict _slot                  # sid in a group -> (its group's slot, its weight)
+    cdef list _group_weight          # per slot: the group's total weight
+    cdef Py_ssize_t _groups_counted  # groups of positive weight (Apache's numGroups)
+
+    def __init__(self, voters, groups=None, weights=None):
+        self.voters = frozenset(voters)
+        self._weight = {}
+        self._slot = {}
+        self._group_weight = []
+        self._groups_counted = 0
+        if groups is None:
+            self.groups = None
+            self.weights = ()
+            return
+        self.groups = tuple(sorted((int(g), tuple(sorted(int(s) for s in members))) for g, members in groups.items()))
+        w = self._weight = {int(s): int(v) for s, v in (weights or {}).items()}
+        self.weights = tuple(sorted(w.items()))
+        for slot, (gid, members) in enumerate(self.groups):
+            total = 0
+            for sid in members:
+                if sid not in w:
+                    raise ValueError(f"server {sid} of group {gid} has no weight")
+                self._slot[sid] = (slot, w[sid])
+                total += w[sid]
+            self._group_weight.append(total)
+            if total != 0:
+                self._groups_counted += 1
+
+    @property
+    def hierarchical(self):
+        return self.groups is not None
+
+    def weight(self, sid):
+        """A voter's say in an election: a server of weight 0 is never elected (Apache's
+        FastLeaderElection.totalOrderPredicate); QuorumMaj gives everyone 1."""
+        if self.groups is None:
+            return 1
+        return self._weight.get(sid, 0)
+
+    cpdef bint contains_quorum(self, ids):
+        """Do the servers `ids` (a set) make a quorum?"""
+        cdef Py_ssize_t got = 0
+        if self.groups is None:
+            for sid in ids:
+                if sid in self.voters:
+                    got += 1
+            return 2 * got > len(self.voters)
+        sums = [0] * len(self._group_weight)
+        for sid in ids:
+            entry = self._slot.get(sid)
+            if entry is not None:
+                sums[entry[0]] += entry[1]
+        for slot, total in enumerate(self._group_weight):
+            if sums[slot] > total // 2:
+                got += 1
+        return got > self._groups_counted // 2
+
+    def __eq__(self, other):
+        if not isinstance(other, QuorumVerifier):
+            return NotImplemented
+        o = <QuorumVerifier>other
+        return self.voters == o.voters and self.groups == o.groups and self.weights == o.weights
+
+    def __hash__(self):
+        return hash((self.voters, self.groups, self.weights))
+
+    def __repr__(self):
+        if self.groups is None:
+            return f"QuorumVerifier(majority of {sorted(self.voters)})"
+        return f"QuorumVerifier(voters={sorted(self.voters)}, groups={dict(self.groups)}, weights={dict(self.weights)})"
+
+    def __reduce__(self):
+        return QuorumVerifier, (self.voters, None if self.groups is None else dict(self.groups), dict(self.weights))
+
+
+def majority(voters):
+    """QuorumMaj: more than half of `voters`."""
+    return QuorumVerifier(voters)
+
+
+def quorum_of(QuorumVerifier quorum, acks):
+    """The commit rule, also of elections, epochs and NEWLEADER: do `acks` (a set of server ids)
+    make a quorum? A C call (cpdef): a majority costs what the old voters-only rule did."""
+    return quorum.contains_quorum(acks)
 
 
 cdef class Actions:

@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass, field
 
 import pytest
+from zkfast._quorum import QuorumVerifier
 
 from zkfast.quorum.election import Election, Send
 from zkfast.quorum.wire import Notification, ServerState
@@ -60,8 +61,8 @@ def run_election(peers: dict[int, Election], net: Net, until_ms: int = 120_000) 
 
 
 def make(ids: list[int], zxids: dict[int, int], epochs: dict[int, int] | None = None,
-         observers: tuple[int, ...] = ()) -> dict[int, Election]:
-    voters = frozenset(i for i in ids if i not in observers)
+         observers: tuple[int, ...] = (), quorum: QuorumVerifier | None = None) -> dict[int, Election]:
+    voters = quorum or QuorumVerifier(i for i in ids if i not in observers)
     return {i: Election(i, voters, i not in observers, zxids.get(i, 0), (epochs or {}).get(i, 0)) for i in ids}
 
 
@@ -124,6 +125,31 @@ def test_no_quorum_means_no_decision() -> None:
     net = Net(random.Random(5), down={2, 3})
     with pytest.raises(AssertionError, match="no decision"):
         run_election(peers, net, until_ms=5_000)
+
+
+TWO_GROUPS_OF_THREE = QuorumVerifier(range(1, 7), {1: (1, 2, 3), 2: (4, 5, 6)}, {i: 1 for i in range(1, 7)})
+
+
+def test_with_groups_a_majority_of_servers_without_a_majority_of_groups_elects_nobody() -> None:
+    # 4 of 6 servers up, but group 2 has only one of its three: not a quorum (QuorumHierarchical)
+    peers = make(list(range(1, 7)), {i: 5 for i in range(1, 7)}, quorum=TWO_GROUPS_OF_THREE)
+    net = Net(random.Random(6), down={5, 6})
+    with pytest.raises(AssertionError, match="no decision"):
+        run_election(peers, net, until_ms=5_000)
+    # one member of each group down: both groups keep a majority, and the best of the rest leads
+    peers = make(list(range(1, 7)), {i: 5 for i in range(1, 7)}, quorum=TWO_GROUPS_OF_THREE)
+    net = Net(random.Random(6), down={3, 6})
+    run_election(peers, net)
+    check(peers, net, 5)
+
+
+def test_a_server_of_weight_zero_is_never_elected() -> None:
+    # FastLeaderElection.totalOrderPredicate: a vote for a server of weight 0 never wins, even with the
+    # newest zxid; the others elect among themselves, and server 3 follows
+    quorum = QuorumVerifier({1, 2, 3}, {1: (1, 2, 3)}, {1: 1, 2: 1, 3: 0})
+    peers = make([1, 2, 3], {1: 5, 2: 5, 3: 9}, quorum=quorum)
+    run_election(peers, Net(random.Random(7), loss=0.1, max_delay_ms=20))
+    check(peers, Net(random.Random(7)), 2)
 
 
 def test_notification_wire_format_versions() -> None:

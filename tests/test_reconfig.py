@@ -73,6 +73,7 @@ def scenario(kind: str) -> list[Any]:
             data, st = admin.get("/zookeeper/config")
             seen.append(("initial", config_lines(data, e), stat_of(st)))
             joining = "server.100=0.0.0.0:1:2:observer;0.0.0.0:3"
+            servers = ",".join(line for line in data.decode().split("\n") if line.startswith("server."))
             calls: list[tuple[str, KazooClient, dict[str, Any]]] = [
                 ("no super", plain, dict(joining=joining, leaving=None, new_members=None)),
                 ("bad input", admin, dict(joining="some thing", leaving=None, new_members=None)),
@@ -81,6 +82,17 @@ def scenario(kind: str) -> list[Any]:
                 ("add observer", admin, dict(joining=joining, leaving=None, new_members=None)),
                 ("future version", admin, dict(joining=None, leaving="100", new_members=None, from_config=1 << 40)),
                 ("remove observer", admin, dict(joining=None, leaving="100", new_members=None)),
+                # hierarchical quorums: Apache's QuorumHierarchical checks, then the groups rule
+                ("groups, a server in none", admin, dict(joining=None, leaving=None,
+                                                         new_members=f"{servers},group.1=1:2")),
+                ("groups, a bad id", admin, dict(joining=None, leaving=None,
+                                                 new_members=f"{servers},group.1=1:2:x")),
+                ("groups, no weight", admin, dict(joining=None, leaving=None,
+                                                  new_members=f"{servers},group.1=1:2:3:7")),
+                ("to groups", admin, dict(joining=None, leaving=None,
+                                          new_members=f"{servers},group.1=1:2,group.2=3,weight.1=2")),
+                ("incremental with groups", admin, dict(joining=joining, leaving=None, new_members=None)),
+                ("back to a majority", admin, dict(joining=None, leaving=None, new_members=servers)),
                 ("one voter left", admin, dict(joining=None, leaving="2,3", new_members=None)),
             ]
             for what, c, args in calls:
@@ -113,6 +125,8 @@ def test_reconfig_answers_as_apache() -> None:
     assert outcomes["bad input"] == (BadArgumentsError.__name__,)
     assert outcomes["future version"] == (BadVersionError.__name__,)
     assert "server.100=0.0.0.0:1:2:observer;0.0.0.0:3" in outcomes["add observer"][0]
+    assert outcomes["groups, a server in none"] == outcomes["incremental with groups"] == (BadArgumentsError.__name__,)
+    assert "group.1=1:2" in outcomes["to groups"][0] and "weight.1=2" in outcomes["to groups"][0]
     assert outcomes["members agree"] == (1,)
 
 

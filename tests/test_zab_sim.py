@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -33,6 +34,8 @@ import pytest
 from quorum.planted import active as planted_bugs
 from quorum.planted import plant as plant_bug
 from quorum.sim import CHECKS, Params, Sim, run_seed
+from quorum.simports import SYNC_LIMIT, TICK_MS
+from zkfast._quorum import QuorumVerifier
 
 from zkfast.quorum import zab
 
@@ -253,11 +256,11 @@ def test_synced_quorum_counts_followers_only() -> None:
     """Voters {1, 2}, observer 3 serving: {1, 3} has no synced quorum (3 never gets a PROPOSAL, so a
     reconfig to voters {1, 3} could never commit, and every txn after it would wait), as Apache's
     isQuorumSynced."""
-    core = zab.LeaderCore(1, frozenset({1, 2}), frozenset({3}), 0, 0, 0, (), 10, 5)
+    core = zab.LeaderCore(1, QuorumVerifier({1, 2}), frozenset({3}), 0, 0, 0, (), 10, 5)
     core.learners[3] = zab.LearnerState(3, observer=True, phase="serving", forwarding=True)
-    assert not core.synced_quorum_of(frozenset({1, 3}))
+    assert not core.synced_quorum_of(QuorumVerifier({1, 3}))
     core.learners[2] = zab.LearnerState(2, observer=False, phase="serving", forwarding=True)
-    assert core.synced_quorum_of(frozenset({1, 2}))
+    assert core.synced_quorum_of(QuorumVerifier({1, 2}))
 
 
 @dataclasses.dataclass
@@ -319,3 +322,78 @@ def test_a_reconfig_committed_by_the_old_quorum_alone_is_caught(plant: Plant, pl
         assert not facts.acked_cut_off, (facts, trace)
         assert v is None, (v, trace)
         assert facts.after_acked
+
+
+# ------------------------------------------------------------------------------------------------ hierarchical quorums
+
+# two groups of three (a quorum: both groups, by 2 of 3 each) and three groups of two (2 groups whole)
+GROUPINGS = {"2x3": ((1, 2, 3), (4, 5, 6)), "3x2": ((1, 2), (3, 4), (5, 6))}
+
+
+@pytest.mark.parametrize("grouping", GROUPINGS)
+def test_hierarchical_quorums_under_faults(grouping: str) -> None:
+    """6 voters in groups (group.N, weights 1) through the random seeds' faults, every check on."""
+    failures = [f"{v}\n    replay: python -m tests.quorum.sim --start {seed} --seeds 1 --nodes 6 --groups "
+                f"{'/'.join(','.join(map(str, g)) for g in GROUPINGS[grouping])} --verbose"
+                for seed in range(40) if (v := run_seed(seed, 6, 0, groups=GROUPINGS[grouping])) is not None]
+    assert not failures, "\n".join(failures[:3])
+
+
+@dataclasses.dataclass
+class GroupFacts:
+    """What the lose-the-groups script saw happen."""
+
+    hierarchical: bool = False          # the replicas ran the groups' rule
+    survived: bool = False              # a write was acknowledged with one group member down
+    acked_without_groups: bool = False  # ... and one with a majority of servers up but not of groups
+    leader_without_groups: bool = False  # a leader still served then
+
+
+def lose_the_groups(facts: GroupFacts) -> Callable[[Sim], Iterator[Callable[[], bool]]]:
+    """The leader's ensemble loses one server, which leaves a quorum of groups: a write commits. It
+    loses more, so that a majority of the servers is still up but not a majority of groups (each
+    with a majority of its own): a write must not commit, and no leader serve."""
+
+    def script(sim: Sim) -> Iterator[Callable[[], bool]]:
+        lid, c = yield from sim.settled()
+        quorum = sim.static.quorum
+        r = sim.replica(lid)
+        facts.hierarchical = quorum.hierarchical and r is not None and r.quorum == quorum
+        everyone = set(sim.nodes)
+        # the fewest servers to crash (never the leader) that leave a majority of servers and no quorum
+        victims = next(set(v) for n in range(1, 4) for v in itertools.combinations(sorted(everyone - {lid}), n)
+                       if 2 * len(everyone - set(v)) > len(everyone) and not quorum.contains_quorum(everyone - set(v)))
+        first = next(v for v in sorted(victims) if quorum.contains_quorum(everyone - {v}))
+        sim.crash(first)
+        w = sim.write(c)
+        yield lambda: w.done
+        facts.survived = w.acked
+        for v in victims - {first}:
+            sim.crash(v)
+        w = sim.write(c)
+        started = sim.now
+        yield lambda: sim.now >= started + 4 * SYNC_LIMIT * TICK_MS
+        facts.acked_without_groups = w.acked
+        facts.leader_without_groups = sim.established_leader() is not None
+        # the run heals now: the servers restart, a leader is elected, everything is checked
+
+    return script
+
+
+@pytest.mark.parametrize("grouping", GROUPINGS)
+@pytest.mark.parametrize("planted", [True, False], ids=["planted", "absent"])
+def test_a_majority_of_servers_without_a_majority_of_groups_commits_nothing(
+        plant: Plant, planted: bool, grouping: str) -> None:
+    """With the groups' rule a write waits and the leader steps down; with a plain majority planted
+    (in the election and the leader: tests/quorum/planted.py) the same script commits the write."""
+    if planted:
+        plant("majority-rule")
+    facts = GroupFacts()
+    sim = Sim(1, 6, 0, trace=True, params=dataclasses.replace(QUIET), script=lose_the_groups(facts),
+              groups=GROUPINGS[grouping])
+    v = sim.run()
+    trace = "\n".join(list(sim.trace or [])[-80:])
+    assert facts.hierarchical and facts.survived, (facts, v, trace)
+    assert facts.acked_without_groups == planted, (facts, trace)
+    assert facts.leader_without_groups == planted, (facts, trace)
+    assert v is None, (v, trace)

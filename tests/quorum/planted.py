@@ -2,9 +2,10 @@
 are shown to catch them (tests/test_zab_sim.py, tests/test_quorum_driver.py,
 `python -m tests.quorum.sim --bug NAME`). Test code only: zkfast.quorum has no switch for them.
 
-Each core bug is a subclass of LeaderCore or LearnerCore overriding one of its rules (`_next_epoch`,
-`_acked_by_quorum`, `_ping`, `_truncation_point`, `_proposal`, `_may_ack_newleader_now`); `plant`
-puts a class combining the planted subclasses where zkfast.quorum.replica builds its cores. Each
+Each core bug is a subclass of LeaderCore, LearnerCore or Election overriding one of its rules
+(`_next_epoch`, `_acked_by_quorum`, `_ping`, `_truncation_point`, `_proposal`, `_may_ack_newleader_now`,
+the quorum rule); `plant` puts a class combining the planted subclasses where zkfast.quorum.replica
+builds its cores. Each
 driver bug is a subclass of QuorumDriver overriding one of its steps; the simulator builds its
 drivers from `driver_class()`, the production class or one combining the planted subclasses.
 """
@@ -18,9 +19,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from zkfast._jute import OP_SYNC
+from zkfast._quorum import QuorumVerifier
 
 from zkfast.quorum import replica
 from zkfast.quorum.driver import Era, QuorumDriver
+from zkfast.quorum.election import Election
 from zkfast.quorum.wire import PacketType, QuorumPacket
 from zkfast.quorum.zab import Actions, LeaderCore, LearnerCore, Proposal
 from zkfast.server import roles
@@ -38,6 +41,27 @@ class CommitWithoutQuorum(LeaderCore):
 
     def _acked_by_quorum(self, p: Proposal) -> bool:
         return super()._acked_by_quorum(p) or self.my_id in p.acks
+
+
+class _SeesAMajority:
+    """Its `quorum`, whatever is set, is a plain majority of the same voters."""
+
+    @property
+    def quorum(self) -> QuorumVerifier:
+        return self._majority
+
+    @quorum.setter
+    def quorum(self, quorum: QuorumVerifier) -> None:
+        self._majority = QuorumVerifier(quorum.voters)
+
+
+class MajorityRule(_SeesAMajority, LeaderCore):  # type: ignore[misc]
+    """The leader counts a plain majority of the voters, whatever the groups and weights: for its
+    epoch, NEWLEADER and commits."""
+
+
+class MajorityVotes(_SeesAMajority, Election):  # type: ignore[misc]
+    """An election ends on a plain majority of the voters' votes, whatever the groups and weights."""
 
 
 class IgnorePing(LearnerCore):
@@ -82,7 +106,7 @@ class ReconfigOldQuorum(QuorumDriver):
         self.plain_reconfigs: set[int] = set()
 
     def propose(self, zxid: int, data: bytes,
-                membership: tuple[frozenset[int], frozenset[int]] | None = None) -> None:
+                membership: tuple[QuorumVerifier, frozenset[int]] | None = None) -> None:
         if membership is not None:
             self.plain_reconfigs.add(zxid)
         super().propose(zxid, data, None)
@@ -216,6 +240,10 @@ class ReadOnlySessionsKept(QuorumDriver):
 LEADER_BUGS: dict[str, type[LeaderCore]] = {
     "reuse-epoch": ReuseEpoch,
     "commit-without-quorum": CommitWithoutQuorum,
+    "majority-rule": MajorityRule,
+}
+ELECTION_BUGS: dict[str, type[Election]] = {
+    "majority-rule": MajorityVotes,  # the rule, planted in the election and the leader alike
 }
 LEARNER_BUGS: dict[str, type[LearnerCore]] = {
     "ignore-ping": IgnorePing,
@@ -235,7 +263,7 @@ DRIVER_BUGS: dict[str, type[QuorumDriver]] = {
     "snap-without-sessions": SnapWithoutSessions,
     "read-only-sessions-kept": ReadOnlySessionsKept,
 }
-BUGS = frozenset(LEADER_BUGS) | frozenset(LEARNER_BUGS) | frozenset(DRIVER_BUGS)
+BUGS = frozenset(LEADER_BUGS) | frozenset(LEARNER_BUGS) | frozenset(ELECTION_BUGS) | frozenset(DRIVER_BUGS)
 
 _active: frozenset[str] = frozenset()
 
@@ -265,11 +293,12 @@ def plant(*bugs: str) -> Iterator[None]:
     unknown = set(bugs) - BUGS
     if unknown:
         raise ValueError(f"unknown planted bug(s) {sorted(unknown)}; known: {sorted(BUGS)}")
-    saved = (_active, replica.LeaderCore, replica.LearnerCore)
+    saved = (_active, replica.LeaderCore, replica.LearnerCore, replica.Election)
     _active = _active | frozenset(bugs)
     replica.LeaderCore = _combined(LeaderCore, LEADER_BUGS, _active)  # type: ignore[misc]
     replica.LearnerCore = _combined(LearnerCore, LEARNER_BUGS, _active)  # type: ignore[misc]
+    replica.Election = _combined(Election, ELECTION_BUGS, _active)  # type: ignore[misc]
     try:
         yield
     finally:
-        _active, replica.LeaderCore, replica.LearnerCore = saved  # type: ignore[misc]
+        _active, replica.LeaderCore, replica.LearnerCore, replica.Election = saved  # type: ignore[misc]

@@ -96,6 +96,7 @@ from .simports import (
     SYNC_LIMIT,
     TICK_MS,
     DiskState,
+    Groups,
     History,
     Pipe,
     Proc,
@@ -200,10 +201,12 @@ class TraceHandler(logging.Handler):
 class Sim:
     def __init__(self, seed: int, nodes: int = 3, observers: int = 0, checks: Iterable[str] = CHECKS,
                  trace: bool = False, params: Params | None = None, script: Script | None = None,
-                 reconfig: bool | None = None, read_only: bool = False) -> None:
+                 reconfig: bool | None = None, read_only: bool = False, groups: Groups | None = None) -> None:
         """`reconfig`: None lets the seed decide (RECONFIG_SHARE of the unscripted seeds), True/False
         forces it (False keeps a given `params.reconfig_every` off too). `read_only`: the servers run
-        with readonlymode.enabled, and clients accept read-only servers."""
+        with readonlymode.enabled, and clients accept read-only servers. `groups`: hierarchical
+        quorums of these groups of voters (weights 1); no reconfigs then (the simulator's are
+        incremental, which Apache refuses with groups)."""
         self.seed = seed
         self.script = script
         self.steps: Iterator[Callable[[], bool]] | None = None
@@ -214,7 +217,7 @@ class Sim:
         # every reconfig decision draws from this one, never from self.rng
         self.crng = random.Random(f"reconfig {seed}")
         share = self.crng.random()
-        if reconfig is False:
+        if reconfig is False or groups is not None:
             self.p.reconfig_every = 0
         elif params is None and (reconfig or (reconfig is None and script is None and share < RECONFIG_SHARE)):
             self.p.reconfig_every = self.crng.choice([150, 400, 1000])
@@ -227,7 +230,7 @@ class Sim:
         ids = list(range(1, nodes + observers + 1))
         self.voters = frozenset(ids[:nodes])        # the static membership (the config file's)
         self.observers = frozenset(ids[nodes:])
-        self.static = membership_of(self.voters, self.observers)
+        self.static = membership_of(self.voters, self.observers, groups=groups)
         self.settings = Settings(tick_ms=TICK_MS, init_limit=INIT_LIMIT, sync_limit=SYNC_LIMIT,
                                  reconfig_enabled=bool(self.p.reconfig_every) or script is not None,
                                  read_only_mode_enabled=read_only)
@@ -956,17 +959,17 @@ def tree_digest(tree: Any) -> bytes:
 
 
 def run_seed(seed: int, nodes: int = 3, observers: int = 0, checks: Iterable[str] = CHECKS,
-             trace: bool = False, reconfig: bool | None = None) -> Violation | None:
-    return Sim(seed, nodes, observers, checks, trace, reconfig=reconfig).run()
+             trace: bool = False, reconfig: bool | None = None, groups: Groups | None = None) -> Violation | None:
+    return Sim(seed, nodes, observers, checks, trace, reconfig=reconfig, groups=groups).run()
 
 
-WorkItem = tuple[int, int, int, tuple[str, ...], tuple[str, ...], bool, bool | None]
+WorkItem = tuple[int, int, int, tuple[str, ...], tuple[str, ...], bool, bool | None, Groups | None]
 
 
 def _worker(args: WorkItem) -> tuple[int, str | None, str]:
-    seed, nodes, observers, checks, bugs, trace, reconfig = args
+    seed, nodes, observers, checks, bugs, trace, reconfig, groups = args
     with planted.plant(*bugs):
-        v = run_seed(seed, nodes, observers, checks, trace, reconfig)
+        v = run_seed(seed, nodes, observers, checks, trace, reconfig, groups)
     if v is None:
         return seed, None, ""
     return seed, f"{v}", "\n".join(v.trace[-600:])
@@ -985,12 +988,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reconfig", choices=("auto", "on", "off"), default="auto",
                     help=f"clients ask for reconfigs in every seed (on), none (off), or {RECONFIG_SHARE * 100:.0f}%% "
                          "of them (auto)")
+    ap.add_argument("--groups", help="hierarchical quorums: groups of voters, e.g. 1,2,3/4,5,6 (weights 1)")
     ap.add_argument("--verbose", action="store_true", help="print the event trace of failing seeds")
     ap.add_argument("--max-failures", type=int, default=20, help="stop after this many failing seeds")
     args = ap.parse_args(argv)
     checks = tuple(args.check or CHECKS)
     reconfig = {"auto": None, "on": True, "off": False}[args.reconfig]
-    work: list[WorkItem] = [(s, args.nodes, args.observers, checks, tuple(args.bug), args.verbose, reconfig)
+    groups = tuple(tuple(int(sid) for sid in g.split(",")) for g in args.groups.split("/")) if args.groups else None
+    work: list[WorkItem] = [(s, args.nodes, args.observers, checks, tuple(args.bug), args.verbose, reconfig, groups)
                             for s in range(args.start, args.start + args.seeds)]
     started = time.monotonic()
     failures = 0

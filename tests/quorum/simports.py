@@ -76,9 +76,14 @@ def spec_text(sid: int, observer: bool) -> str:
     return f"{host_of(sid)}:{QUORUM_PORT}:{ELECTION_PORT}:{role};{host_of(sid)}:{CLIENT_PORT}"
 
 
-def membership_of(voters: frozenset[int], observers: frozenset[int], version: int = 0) -> Membership:
-    text = "\n".join(f"server.{sid}={spec_text(sid, sid in observers)}" for sid in sorted(voters | observers))
-    return Membership.parse(f"{text}\nversion={version:x}".encode())
+Groups = tuple[tuple[int, ...], ...]  # hierarchical quorums: group.1, group.2, ... (every weight 1)
+
+
+def membership_of(voters: frozenset[int], observers: frozenset[int], version: int = 0,
+                  groups: Groups | None = None) -> Membership:
+    lines = [f"server.{sid}={spec_text(sid, sid in observers)}" for sid in sorted(voters | observers)]
+    lines += [f"group.{gid}={':'.join(map(str, members))}" for gid, members in enumerate(groups or (), 1)]
+    return Membership.parse("\n".join([*lines, f"version={version:x}"]).encode())
 
 
 # ------------------------------------------------------------------------------------------------ the host

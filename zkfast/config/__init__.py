@@ -22,8 +22,8 @@ operator wrote never silently means something else. Keys that nobody reads are l
 
 A setting is honoured or refused, never silently ignored. Apache keys that zkfast accepts without acting
 on them are named at INFO ("accepted; it has no effect in zkfast"): ignoring them weakens nothing. Those
-whose absence would weaken security, durability or quorum safety (unsupported.py: quorum SASL,
-audit logging, certificate revocation, hierarchical quorums...) stop start-up with a
+whose absence would weaken security, durability or quorum safety (unsupported.py: audit logging,
+certificate revocation...) stop start-up with a
 ConfigError that names the key, where it was set and what ignoring it would cost; their harmless values
 (`ssl.crl=false`) are accepted.
 

@@ -79,6 +79,8 @@ def _describe_quorum(cfg: ServerConfig, put: Callable[[str, object], None], line
     else:
         for spec in cfg.servers:
             put(f"server.{spec.server_id}", spec.value())
+        for line in cfg.quorum_hierarchy.lines() if cfg.quorum_hierarchy is not None else ():
+            put(*line.split("=", 1))
         if cfg.quorum_config_version:
             put("version", f"{cfg.quorum_config_version:x}")
     if cfg.myid_file is not None:

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from zkfast.config.describe import describe_config
+from zkfast.config.hierarchy import Hierarchy
 from zkfast.config.keys import DEFAULT_QUORUM_CNXN_THREADS
 from zkfast.limits import DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS
 from zkfast.net.throttle import ThrottleSettings
@@ -124,6 +125,7 @@ class ServerConfig:
     metrics_provider_config: Mapping[str, str] = field(default_factory=frozen_map)
     servers: tuple[ServerSpec, ...] = ()
     quorum_config_version: int = 0  # `version` of the quorum config (hex in the file)
+    quorum_hierarchy: Hierarchy | None = None  # group.N/weight.N; None: a plain majority
     server_id: int = 0  # myid; 0 in standalone mode
     myid_file: Path | None = None  # the myid file read, if any
     other_settings: Mapping[str, str] = field(default_factory=frozen_map)  # accepted, no effect in zkfast

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
+from zkfast.config.hierarchy import Hierarchy, numbered_key, parse_hierarchy
 from zkfast.config.keys import is_quorum_key
 from zkfast.config.model import MAX_EXTENDED_SERVER_ID, PeerType, QuorumAddress, ServerSpec
 from zkfast.config.properties import PropertiesSyntaxError, java_trim, parse_properties
@@ -156,8 +157,8 @@ def read_dynamic_file(path: Path, pointer: Setting) -> tuple[str, dict[str, Sett
 
 
 class QuorumParser:
-    """server.N and version (QuorumMaj, parseDynamicConfig); group.N and weight.N (QuorumHierarchical) are
-    refused: see unsupported.py."""
+    """server.N and version (QuorumMaj, parseDynamicConfig); group.N and weight.N (QuorumHierarchical,
+    zkfast.config.hierarchy)."""
 
     def __init__(self, loader: Loader, where: str, settings: Mapping[str, Setting]) -> None:
         self.loader = loader
@@ -170,9 +171,6 @@ class QuorumParser:
             if key.startswith("server."):
                 spec = self._server(key, setting)
                 servers[spec.server_id] = spec
-            elif key.startswith(("group", "weight")):
-                self._numbered(key, "group" if key.startswith("group") else "weight", setting)
-                self.loader.refuse_if_unsupported(key, setting)
         version = self.settings.get("version")
         if version is not None:
             try:
@@ -181,17 +179,13 @@ class QuorumParser:
                 raise ConfigError.at(version.origin, f"must be a hexadecimal number, got "
                                                      f"{version.value!r}") from None
         ordered = tuple(servers[sid] for sid in sorted(servers))
-        self._check_counts(ordered)
+        hierarchy = hierarchy_of(self.settings, ordered, self.where)
+        self._check_counts(ordered, hierarchy is not None)
         self.loader.fields["servers"] = ordered
-
-    def _numbered(self, key: str, prefix: str, setting: Setting) -> int:
-        match = re.fullmatch(re.escape(prefix) + r"\.([0-9]+)", key)
-        if not match:
-            raise ConfigError.at(setting.origin, f"malformed key: expected {prefix}.<number>")
-        return int(match.group(1))
+        self.loader.fields["quorum_hierarchy"] = hierarchy
 
     def _server(self, key: str, setting: Setting) -> ServerSpec:
-        sid = self._numbered(key, "server", setting)
+        sid = numbered_key(key, "server", setting.origin)
         fail = _server_error(setting)
         parts = setting.value.split(";")
         if len(parts) > 2:
@@ -245,7 +239,7 @@ class QuorumParser:
                 raise fail(f"role must be 'participant' or 'observer', got {parts[3]!r}") from None
         return QuorumAddress(parts[0], quorum, election), role
 
-    def _check_counts(self, servers: tuple[ServerSpec, ...]) -> None:
+    def _check_counts(self, servers: tuple[ServerSpec, ...], hierarchical: bool) -> None:
         """parseDynamicConfig's rules on how many voters and observers make sense."""
         voters = [s for s in servers if s.is_voter]
         observers = [s for s in servers if not s.is_voter]
@@ -267,9 +261,15 @@ class QuorumParser:
                                     "(set standaloneEnabled=false for a one-member quorum)")
         elif len(voters) <= 2:
             self.loader.warn(first, f"{len(voters)} participants tolerate no failed server; use at least 3")
-        elif len(voters) % 2 == 0:
+        elif len(voters) % 2 == 0 and not hierarchical:  # with groups, their count is what matters
             self.loader.warn(first, f"{len(voters)} participants tolerate no more failures than "
                                     f"{len(voters) - 1} would; an odd number is better")
+
+
+def hierarchy_of(settings: Mapping[str, Setting], servers: Iterable[ServerSpec], where: str) -> Hierarchy | None:
+    """The groups and weights among settings (None: a plain majority), checked against servers."""
+    return parse_hierarchy(settings, {s.server_id: Origin(where, s.line or None, f"server.{s.server_id}")
+                                      for s in servers if s.is_voter})
 
 
 def parse_server_entry(key: str, value: str, where: str = "reconfig",

@@ -64,13 +64,9 @@ _UNSUPPORTED: dict[str, Unsupported] = {
     "authProvider.": Unsupported(lambda v: java_trim(v) not in _AUTH_PROVIDERS, "Java authentication "
                                  "providers other than SASL, digest, ip and x509", "security",
                                  "what that provider checks would go unchecked"),
-    "group.": Unsupported(lambda v: True, "hierarchical quorums (group.N, weight.N)", "quorum safety",
-                          "the ensemble would decide by a plain majority of servers instead of a majority "
-                          "of groups"),
 }
-_UNSUPPORTED["weight."] = _UNSUPPORTED["group."]
 
 
 def unsupported_setting(key: str) -> Unsupported | None:
-    numbered = re.fullmatch(r"(authProvider|group|weight)\.[^.]+", key)
+    numbered = re.fullmatch(r"(authProvider)\.[^.]+", key)
     return _UNSUPPORTED.get(key if numbered is None else numbered.group(1) + ".")

@@ -29,9 +29,10 @@ def dynamic_config_path(config_file: Path, version: int) -> Path:
 
 
 def dynamic_config_text(m: Membership) -> bytes:
-    """writeDynamicConfig: `key=value` lines sorted as strings (server.10 before server.2), no
-    version line (the file name carries it), no newline after the last."""
-    return "\n".join(sorted(f"server.{sid}={spec.value()}" for sid, spec in m.servers.items())).encode()
+    """writeDynamicConfig: toString's `key=value` lines (servers, then any groups and weights) sorted
+    as strings (server.10 before server.2), no version line (the file name carries it), no newline
+    after the last."""
+    return "\n".join(sorted(m.lines())).encode()
 
 
 def static_config_text(text: str, dynamic_file: Path, erase_client_address: bool) -> str:

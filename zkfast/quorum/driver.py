@@ -39,6 +39,7 @@ from zkfast._jute import (
     decode_txn,
 )
 from zkfast._pipeline import Request, now_ms
+from zkfast._quorum import QuorumVerifier
 from zkfast.config import ConfigError, ServerSpec
 from zkfast.quorum.membership import BadReconfig, MalformedReconfig, Membership
 from zkfast.quorum.replica import Disk, Replica
@@ -192,7 +193,7 @@ class QuorumCommit:
         if txn.type == OP_RECONFIG:
             m = self.driver.pending_memberships.get(txn.zxid)
             assert m is not None, "the leader made this reconfig's membership when it prepared it"
-            membership = (m.voters, m.observers)
+            membership = (m.quorum, m.observers)
         self.driver.propose(txn.zxid, data, membership)
 
     def flush(self) -> None:
@@ -323,7 +324,7 @@ class QuorumDriver:
         self.net.set_election_peers(self.election_peers())
         if self.replica is not None:
             self.replica.election.config = m.text()  # what our notifications tell the others
-            self._execute(self.replica.set_membership(m.voters, m.observers, self.clock.now_ms()))
+            self._execute(self.replica.set_membership(m.quorum, m.observers, self.clock.now_ms()))
 
     def _prep_reconfig(self, args: tuple[Any, ...], zxid: int) -> bytes:
         """The leader's checks of a reconfig request, in Apache's order; the new config's text."""
@@ -346,7 +347,7 @@ class QuorumDriver:
         except MalformedReconfig as e:
             log.warning("reconfig refused: %s", e)
             raise ZkError(Code.MARSHALLINGERROR) from None
-        if not leader.synced_quorum_of(new.voters):
+        if not leader.synced_quorum_of(new.quorum):
             log.warning("Reconfig failed - there must be a connected and synced quorum in new configuration")
             raise ZkError(Code.NEWCONFIGNOQUORUM)
         self.pending_memberships[zxid] = new
@@ -434,7 +435,7 @@ class QuorumDriver:
         disk = self.first_disk
         assert disk is not None and self.era is not None, "prepare() first"
         s = self.settings
-        self.replica = Replica(self.my_id, self.voters, self.observers, tick_ms=s.tick_ms,
+        self.replica = Replica(self.my_id, self.membership.quorum, self.observers, tick_ms=s.tick_ms,
                                init_limit=s.init_limit, sync_limit=s.sync_limit, disk=disk,
                                config=self.membership.text())
         log.info("zkfast server %d looking for a leader among %s (observers %s)", self.my_id,
@@ -841,7 +842,7 @@ class QuorumDriver:
         era.leader_syncs = keep
 
     def propose(self, zxid: int, data: bytes,
-                membership: tuple[frozenset[int], frozenset[int]] | None = None) -> None:
+                membership: tuple[QuorumVerifier, frozenset[int]] | None = None) -> None:
         replica = self.replica
         assert replica is not None
         self._execute(replica.propose(zxid, data, self.clock.now_ms(), membership))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from zkfast._quorum import QuorumVerifier, quorum_of
 from zkfast.quorum.wire import NOTIFICATION_VERSION, Notification, ServerState
 
 MIN_NOTIFICATION_INTERVAL_MS = 200
@@ -50,12 +51,11 @@ class Election:
     """One server's view of leader election."""
 
     my_id: int
-    voters: frozenset[int]
+    quorum: QuorumVerifier  # who votes, and which of them make a quorum
     participant: bool
     last_logged_zxid: int
     current_epoch: int
     config: bytes = b""
-    weights: dict[int, int] = field(default_factory=dict)
     min_interval_ms: int = MIN_NOTIFICATION_INTERVAL_MS
     max_interval_ms: int = MAX_NOTIFICATION_INTERVAL_MS
     finalize_wait_ms: int = FINALIZE_WAIT_MS
@@ -84,10 +84,14 @@ class Election:
     def _init_epoch(self) -> int:
         return self.current_epoch if self.participant else NON_VOTER
 
+    @property
+    def voters(self) -> frozenset[int]:
+        return self.quorum.voters
+
     def _weight(self, sid: int) -> int:
-        if sid not in self.voters:
+        if sid not in self.quorum.voters:
             return 0
-        return self.weights.get(sid, 1)
+        return self.quorum.weight(sid)
 
     def better(self, new_id: int, new_zxid: int, new_epoch: int, cur_id: int, cur_zxid: int, cur_epoch: int) -> bool:
         """totalOrderPredicate: epoch, then zxid, then server id."""
@@ -97,9 +101,8 @@ class Election:
             new_zxid > cur_zxid or (new_zxid == cur_zxid and new_id > cur_id)))
 
     def _quorum(self, ids: Iterable[int]) -> bool:
-        total = sum(self._weight(v) for v in self.voters)
-        got = sum(self._weight(v) for v in set(ids))
-        return 2 * got > total
+        """The termination predicate (SyncedLearnerTracker.hasAllQuorums): the membership's rule."""
+        return quorum_of(self.quorum, set(ids))
 
     def _notification(self) -> Notification:
         return Notification(ServerState.LOOKING, self.proposed_leader, self.proposed_zxid, self.logical_clock,

@@ -1,17 +1,24 @@
 """The ensemble's membership as /zookeeper/config holds it, and what a reconfig request makes of it.
 
 The text is Apache ZooKeeper's QuorumMaj.toString: one `server.N=spec` line per member (by id), then
-`version=HEX`, the zxid of the reconfig that made it (0 for the static config). A reconfig is
-incremental (joining `server.N=...` entries and leaving ids, comma separated) or not (the whole new
-member list); PrepRequestProcessor's rules decide what is a bad argument.
+`version=HEX`, the zxid of the reconfig that made it (0 for the static config); with hierarchical
+quorums QuorumHierarchical.toString's `group.N` and `weight.N` lines (every weight, defaulted ones too)
+come between. A reconfig is incremental (joining `server.N=...` entries and leaving ids, comma
+separated) or not (the whole new member list, which may set groups and weights); PrepRequestProcessor's
+rules decide what is a bad argument: an incremental one is refused once the quorums are hierarchical.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
-from zkfast.config import ConfigError, ServerSpec, parse_server_entry
+from zkfast._quorum import QuorumVerifier
+from zkfast.config import ConfigError, Origin, ServerSpec, parse_server_entry
+from zkfast.config.hierarchy import Hierarchy, MalformedHierarchy, is_hierarchy_key
+from zkfast.config.quorum import hierarchy_of
+from zkfast.config.setting import Setting
 
 
 class BadReconfig(ValueError):
@@ -20,17 +27,25 @@ class BadReconfig(ValueError):
 
 class MalformedReconfig(ValueError):
     """A server id that is not a number: Apache's NumberFormatException, which the client sees as
-    MARSHALLINGERROR."""
+    MARSHALLINGERROR (also a group member or weight that is not one, or a grouped server without a
+    weight: Apache's NullPointerException)."""
 
 
 @dataclass(frozen=True)
 class Membership:
     servers: Mapping[int, ServerSpec]
     version: int
+    hierarchy: Hierarchy | None = None  # group.N/weight.N; None: a plain majority
 
     @classmethod
-    def of(cls, servers: Iterable[ServerSpec], version: int = 0) -> Membership:
-        return cls({s.server_id: s for s in sorted(servers, key=lambda s: s.server_id)}, version)
+    def of(cls, servers: Iterable[ServerSpec], version: int = 0, hierarchy: Hierarchy | None = None) -> Membership:
+        return cls({s.server_id: s for s in sorted(servers, key=lambda s: s.server_id)}, version, hierarchy)
+
+    @cached_property
+    def quorum(self) -> QuorumVerifier:
+        """The quorum rule of this membership: who must agree to elect, establish and commit."""
+        h = self.hierarchy
+        return QuorumVerifier(self.voters, None if h is None else h.groups, None if h is None else h.weights)
 
     @property
     def voters(self) -> frozenset[int]:
@@ -40,39 +55,45 @@ class Membership:
     def observers(self) -> frozenset[int]:
         return frozenset(sid for sid, s in self.servers.items() if not s.is_voter)
 
-    def text(self) -> bytes:
+    def lines(self) -> list[str]:
+        """The `key=value` lines of toString, without the version."""
         lines = [f"server.{sid}={self.servers[sid].value()}" for sid in sorted(self.servers)]
-        lines.append(f"version={self.version:x}")
-        return "\n".join(lines).encode()
+        return lines + (self.hierarchy.lines() if self.hierarchy is not None else [])
+
+    def text(self) -> bytes:
+        return "\n".join([*self.lines(), f"version={self.version:x}"]).encode()
 
     @classmethod
     def parse(cls, data: bytes) -> Membership:
         """/zookeeper/config's data (ConfigError if it is not a membership)."""
         servers = []
         version = 0
-        for line in data.decode("utf-8", "replace").splitlines():
+        hierarchical: dict[str, Setting] = {}
+        for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
             key, sep, value = line.partition("=")
             if not sep:
                 continue
             if key.startswith("server."):
                 servers.append(parse_server_entry(key, value, "/zookeeper/config"))
-            elif key.startswith(HIERARCHICAL_KEYS):
-                raise ConfigError("/zookeeper/config", None, key, HIERARCHICAL_REFUSAL)
+            elif is_hierarchy_key(key):
+                hierarchical[key] = Setting(value, Origin("/zookeeper/config", number, key))
             elif key == "version":
                 try:
                     version = int(value, 16)
                 except ValueError:
                     raise ConfigError("/zookeeper/config", None, "version", f"not hexadecimal: {value!r}") from None
-        return cls.of(servers, version)
+        return cls.of(servers, version, hierarchy_of(hierarchical, servers, "/zookeeper/config"))
 
     def reconfigured(self, joining: str | None, leaving: str | None, new_members: str | None,
                      zxid: int, min_voters: int = 2) -> Membership:
         """The membership a reconfig request asks for, at version zxid (BadReconfig if malformed).
         min_voters: 2 with standaloneEnabled (Apache's default), else 1."""
         servers: dict[int, ServerSpec]
+        hierarchy = None
         try:
             if new_members is not None:
                 servers = {}
+                hierarchical: dict[str, Setting] = {}
                 for entry in new_members.replace(",", "\n").splitlines():
                     key, sep, value = entry.partition("=")
                     if not entry.strip():
@@ -82,9 +103,12 @@ class Membership:
                     if key.strip().startswith("server."):
                         spec = parse_server_entry(key, value)
                         servers[spec.server_id] = spec
-                    elif key.strip().startswith(HIERARCHICAL_KEYS):
-                        # running plain majorities instead would change who makes a quorum
-                        raise BadReconfig(f"{key.strip()}: {HIERARCHICAL_REFUSAL}")
+                    elif is_hierarchy_key(key.strip()):
+                        hierarchical[key.strip()] = Setting(value.strip(), Origin("reconfig", None, key.strip()))
+                hierarchy = hierarchy_of(hierarchical, servers.values(), "reconfig")
+            elif self.hierarchy is not None:
+                raise BadReconfig("Incremental reconfiguration requested but last configuration seen has a "
+                                  "non-majority quorum system")
             else:
                 servers = dict(self.servers)
                 for sid in _split(leaving):
@@ -101,17 +125,15 @@ class Membership:
                         if other.server_id != spec.server_id and _clash(spec, other):
                             raise BadReconfig(f"server.{spec.server_id} uses an address of server.{other.server_id}")
                     servers[spec.server_id] = spec
+        except MalformedHierarchy as e:
+            raise MalformedReconfig(str(e)) from None
         except ConfigError as e:
             raise BadReconfig(str(e)) from None
-        new = Membership.of(servers.values(), zxid)
+        new = Membership.of(servers.values(), zxid, hierarchy)
         if len(new.voters) < min_voters:
             raise BadReconfig(f"Reconfig failed - new configuration must include at least {min_voters} "
                               f"follower{'s' if min_voters > 1 else ''}")
         return new
-
-
-HIERARCHICAL_KEYS = ("group.", "weight.")
-HIERARCHICAL_REFUSAL = "hierarchical quorums (group.N/weight.N) are not implemented by zkfast"
 
 
 def _server_id(text: str) -> int:

@@ -303,7 +303,7 @@ class QuorumPeer:
                             sync_limit=config.sync_limit_ticks or 5, reconfig_enabled=config.reconfig_enabled,
                             standalone_enabled=config.standalone_enabled,
                             read_only_mode_enabled=config.read_only_mode_enabled)
-        membership = Membership.of(config.servers, config.quorum_config_version)
+        membership = Membership.of(config.servers, config.quorum_config_version, config.quorum_hierarchy)
         election_sockets, quorum_sockets = peer_sockets(config)
         self.auth = load_quorum_auth(config)  # SaslConfigError: no start
         # Apache's socket timeouts: QuorumCnxManager's tickTime × syncLimit, the leader's tickTime × initLimit

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from zkfast._quorum import QuorumVerifier
 from zkfast.quorum.election import Election, Send
 from zkfast.quorum.wire import PacketType, QuorumPacket, ServerState, make_zxid
 from zkfast.quorum.zab import Actions, LeaderCore, LearnerCore
@@ -35,12 +36,12 @@ class Disk:
 
 
 class Replica:
-    def __init__(self, my_id: int, voters: frozenset[int], observers: frozenset[int], *, tick_ms: int,
+    def __init__(self, my_id: int, quorum: QuorumVerifier, observers: frozenset[int], *, tick_ms: int,
                  init_limit: int, sync_limit: int, disk: Disk, config: bytes = b"",
                  log_reader: Callable[[int], list[tuple[int, bytes]] | None] | None = None) -> None:
         assert tick_ms > 0 and init_limit > 0 and sync_limit > 0
         self.my_id = my_id
-        self.voters = voters
+        self.quorum = quorum
         self.observers = observers
         self.tick_ms = tick_ms
         self.init_limit = init_limit
@@ -48,8 +49,8 @@ class Replica:
         self.config = config
         self.log_reader = log_reader
         self.disk = disk
-        self.participant = my_id in voters
-        self.election = Election(my_id, voters, self.participant, disk.last_logged_zxid, disk.current_epoch,
+        self.participant = my_id in quorum.voters
+        self.election = Election(my_id, quorum, self.participant, disk.last_logged_zxid, disk.current_epoch,
                                  config=config)
         self.state = ServerState.LOOKING
         self.reloading = False
@@ -59,6 +60,10 @@ class Replica:
         self.next_half_tick_ms = 0
         self.role_started_ms = 0
         self.last_stop_reason: str | None = None
+
+    @property
+    def voters(self) -> frozenset[int]:
+        return self.quorum.voters
 
     # -- the election
 
@@ -86,7 +91,7 @@ class Replica:
         self.leader_id = vote.leader
         d = self.disk
         if self.state == ServerState.LEADING:
-            self.leader = LeaderCore(self.my_id, self.voters, self.observers, d.accepted_epoch, d.current_epoch,
+            self.leader = LeaderCore(self.my_id, self.quorum, self.observers, d.accepted_epoch, d.current_epoch,
                                      d.last_logged_zxid, d.committed_tail, self.init_limit, self.sync_limit,
                                      self.config, self.log_reader)
             out.merge(self._checked(self.leader.start(), now_ms))
@@ -142,18 +147,18 @@ class Replica:
         return self._checked(self.leader.on_disconnect(sid), now_ms)
 
     def propose(self, zxid: int, data: bytes, now_ms: int,
-                membership: tuple[frozenset[int], frozenset[int]] | None = None) -> Actions:
+                membership: tuple[QuorumVerifier, frozenset[int]] | None = None) -> Actions:
         assert self.leader is not None and self.leader.established, "only an established leader proposes"
         return self._checked(self.leader.propose(zxid, data, membership), now_ms)
 
-    def set_membership(self, voters: frozenset[int], observers: frozenset[int], now_ms: int) -> Actions:
+    def set_membership(self, quorum: QuorumVerifier, observers: frozenset[int], now_ms: int) -> Actions:
         """A committed reconfig (the leader's core switched at commit; learners switch when they apply
         it): elections count the new voters. A learner made a voter leaves its role and looks again,
         as one; a follower removed (or made an observer) goes on following without a vote."""
-        changed = voters != self.voters
-        self.voters, self.observers = voters, observers
-        participant = self.my_id in voters
-        self.election.voters = voters
+        changed = quorum != self.quorum
+        self.quorum, self.observers = quorum, observers
+        participant = self.my_id in quorum.voters
+        self.election.quorum = quorum
         out = Actions()
         if changed and self.state == ServerState.LOOKING and not self.reloading:
             # looking under the old membership: a new round, so that the new voters hear our vote
@@ -168,7 +173,7 @@ class Replica:
                 out.stop = "this server is a voter in the new configuration"
         if self.leader is not None:
             # a reconfig the new epoch's history holds (the core switches itself at a commit)
-            self.leader.voters, self.leader.observers = voters, observers
+            self.leader.quorum, self.leader.observers = quorum, observers
             if not participant:
                 out.stop = "this server is no longer a voter of the configuration"
         return self._checked(out, now_ms)

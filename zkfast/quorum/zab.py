@@ -12,7 +12,9 @@ The orderings that Apache's data-loss bugs were about are part of the contract:
   ACK is held in `after_durable` until the peer reports the fsync;
 - a learner acks a proposal only once it is durable;
 - the leader commits a zxid only with a quorum of voters (itself included once its own log is
-  durable) having acked it, and commits in zxid order.
+  durable) having acked it, and commits in zxid order. A quorum is what the membership's
+  QuorumVerifier says (a majority, or Apache's hierarchical groups and weights), for epochs,
+  NEWLEADER and commits alike.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-# Actions and the commit rule (quorum_of) are C: every packet of a replicated write makes Actions, and
-# every ACK is counted
+# Actions and the quorum rule (quorum_of, with its QuorumVerifier) are C: every packet of a replicated
+# write makes Actions, and every ACK is counted
 from zkfast._quorum import Actions as Actions
-from zkfast._quorum import quorum_of
+from zkfast._quorum import QuorumVerifier, quorum_of
 from zkfast.quorum.wire import (
     LEARNER_PROTOCOL_VERSION,
     LearnerInfo,
@@ -71,19 +73,19 @@ class Proposal:
     zxid: int
     data: bytes
     acks: set[int] = field(default_factory=set)
-    # a reconfig: the membership it makes, (voters, observers); it needs a quorum of both configs
-    membership: tuple[frozenset[int], frozenset[int]] | None = None
+    # a reconfig: the membership it makes, (its quorum rule, observers); it needs a quorum of both configs
+    membership: tuple[QuorumVerifier, frozenset[int]] | None = None
 
 
 class LeaderCore:
     """The leader of one epoch: discovery, synchronisation, broadcast, liveness."""
 
-    def __init__(self, my_id: int, voters: frozenset[int], observers: frozenset[int], accepted_epoch: int,
+    def __init__(self, my_id: int, quorum: QuorumVerifier, observers: frozenset[int], accepted_epoch: int,
                  current_epoch: int, last_zxid: int, committed_log: Iterable[tuple[int, bytes]],
                  init_limit: int, sync_limit: int, config: bytes = b"",
                  log_reader: Callable[[int], list[tuple[int, bytes]] | None] | None = None) -> None:
         self.my_id = my_id
-        self.voters = voters
+        self.quorum = quorum
         self.observers = observers
         self.accepted_epoch = accepted_epoch
         self.current_epoch = current_epoch
@@ -104,6 +106,10 @@ class LeaderCore:
         self.last_committed = last_zxid
         self.local_durable = last_zxid
         self.connected_for_epoch: set[int] = {my_id}
+
+    @property
+    def voters(self) -> frozenset[int]:
+        return self.quorum.voters
 
     # -- discovery
 
@@ -137,13 +143,13 @@ class LeaderCore:
 
     def _try_epoch(self) -> Actions:
         out = Actions()
-        if self.epoch is None and quorum_of(self.voters, self.connected_for_epoch):
+        if self.epoch is None and quorum_of(self.quorum, self.connected_for_epoch):
             self.epoch = self._next_epoch()
             out.write_accepted_epoch = self.epoch
             self.epoch_acked.add(self.my_id)
             for sid in self.learners:
                 out.send.append((sid, self._leaderinfo()))
-            if quorum_of(self.voters, self.epoch_acked):
+            if quorum_of(self.quorum, self.epoch_acked):
                 # the only voter (standaloneEnabled=false): its own ACKEPOCH and NEWLEADER ack make the
                 # quorums that waitForEpochAck and waitForNewLeaderAck wait for, as on Apache
                 self.current_epoch = self.epoch
@@ -168,7 +174,7 @@ class LeaderCore:
         # a follower ahead of the leader cannot be led by it (waitForEpochAck); once a quorum acked the
         # epoch the check is over (Apache's electionFinished): self.current_epoch is the new epoch by
         # then, and a follower reconnecting within it may hold its proposals
-        if not ls.observer and not quorum_of(self.voters, self.epoch_acked) and (
+        if not ls.observer and not quorum_of(self.quorum, self.epoch_acked) and (
                 ls.current_epoch > self.current_epoch or (
                 ls.current_epoch == self.current_epoch and ls.last_zxid > self.last_zxid)):
             out.stop = f"follower {sid} is ahead of the leader (epoch {ls.current_epoch}, zxid 0x{ls.last_zxid:x})"
@@ -176,10 +182,10 @@ class LeaderCore:
         ls.phase = "epoch-acked"
         if not ls.observer:
             self.epoch_acked.add(sid)
-        if quorum_of(self.voters, self.epoch_acked) and self.current_epoch != self.epoch:
+        if quorum_of(self.quorum, self.epoch_acked) and self.current_epoch != self.epoch:
             self.current_epoch = self.epoch
             out.write_current_epoch = self.epoch
-        if quorum_of(self.voters, self.epoch_acked):
+        if quorum_of(self.quorum, self.epoch_acked):
             # sync every learner that acked (this one, and any that waited for the quorum)
             for other in self.learners.values():
                 if other.phase == "epoch-acked":
@@ -316,7 +322,7 @@ class LeaderCore:
         out = Actions()
         if not self.established:
             self.newleader_acked.add(self.my_id)
-            if quorum_of(self.voters, self.newleader_acked):
+            if quorum_of(self.quorum, self.newleader_acked):
                 self.established = True
                 out.serve = True
                 for ls in self.learners.values():
@@ -328,9 +334,9 @@ class LeaderCore:
     # -- broadcast
 
     def propose(self, zxid: int, data: bytes,
-                membership: tuple[frozenset[int], frozenset[int]] | None = None) -> Actions:
+                membership: tuple[QuorumVerifier, frozenset[int]] | None = None) -> Actions:
         """A txn of the leader's pipeline; the peer also logs it locally. A reconfig's txn comes with
-        the membership it makes (voters, observers)."""
+        the membership it makes (its quorum rule, observers)."""
         assert self.epoch is not None and zxid_epoch(zxid) == self.epoch, "txns carry the leader's epoch"
         assert zxid > self.last_proposed, "proposals go out in zxid order"
         assert membership is None or not self.reconfig_in_progress(), "one reconfig at a time"
@@ -388,28 +394,30 @@ class LeaderCore:
 
     def _acked_by_quorum(self, p: Proposal) -> bool:
         """A proposal commits once a quorum of the voters (the leader counting once durable) acked it."""
-        return quorum_of(self.voters, p.acks)
+        return quorum_of(self.quorum, p.acks)
 
-    def _activate(self, zxid: int, voters: frozenset[int], observers: frozenset[int]) -> Actions:
+    def _activate(self, zxid: int, quorum: QuorumVerifier, observers: frozenset[int]) -> Actions:
         """A committed reconfig: its membership rules from now on. A follower it removed stays
         connected as a non-voting follower (its acks no longer count), as in Apache, until it
         reconnects; then it is refused."""
         out = Actions()
         out.activate = zxid
-        self.voters, self.observers = voters, observers
-        if self.my_id not in voters:
+        self.quorum, self.observers = quorum, observers
+        if self.my_id not in quorum.voters:
             out.stop = "this server is no longer a voter of the configuration"
         return out
 
     def reconfig_in_progress(self) -> bool:
         return any(p.membership is not None for p in self.proposals.values())
 
-    def synced_quorum_of(self, voters: frozenset[int]) -> bool:
-        """Apache's isQuorumSynced: the leader and the followers it serves make a quorum of `voters`."""
+    def synced_quorum_of(self, quorum: QuorumVerifier) -> bool:
+        """Apache's isQuorumSynced: the leader and the followers it serves that vote in `quorum`'s
+        membership make a quorum of it."""
         # not observers: they get no PROPOSAL, so could never ack the reconfig
-        synced = {self.my_id} | {ls.sid for ls in self.learners.values()
-                                 if ls.phase == "serving" and ls.forwarding and not ls.observer}
-        return quorum_of(voters, synced)
+        synced = {sid for sid in (self.my_id, *(ls.sid for ls in self.learners.values()
+                                                if ls.phase == "serving" and ls.forwarding and not ls.observer))
+                  if sid in quorum.voters}
+        return quorum_of(quorum, synced)
 
     def on_packet(self, sid: int, packet: QuorumPacket) -> Actions:
         ls = self.learners.get(sid)
@@ -447,7 +455,7 @@ class LeaderCore:
             out.stop = f"a quorum did not sync within initLimit ({self.init_limit} ticks): {sorted(synced)}"
             return out
         if self.established:
-            if not quorum_of(self.voters, synced):
+            if not quorum_of(self.quorum, synced):
                 out.stop = f"not sufficient followers synced, only synced with sids: {sorted(synced)}"
                 return out
         ping = QuorumPacket(PacketType.PING, self.last_proposed or self.last_committed)
