@@ -225,10 +225,10 @@ def quota_refusals(e: Ensemble) -> list[tuple[str, str]]:
     """/q/b deleted and created again (the stats move), then a create past the hard count through every
     member, refused with QUOTAEXCEEDED: (member's kind, leader's kind) of each refusal.
 
-    The leader checks quotas against the tree it has applied (Apache's ZooKeeperServer.checkQuota, and
-    zkfast as it): a write through a follower is answered once the follower applied it, possibly before
-    the leader did, so a next write could be checked against the stats before it. /q is changed through
-    the leader, which answers once it applied the change."""
+    An Apache leader checks quotas against the tree it has applied (ZooKeeperServer.checkQuota): a write
+    through a follower is answered once the follower applied it, possibly before the leader did, so the
+    next one could be checked against the stats before it. /q is changed through the leader, which
+    answers once it applied the change."""
     leader = e.wait_leader()
     c = client(e.address(leader))
     try:
