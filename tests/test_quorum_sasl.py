@@ -22,6 +22,7 @@ from kazoo.exceptions import KazooException
 from kazoo.retry import KazooRetry
 from testbase.ensemble import Ensemble
 from testbase.process import apache_available
+from testbase.quorumsec import JAAS, JAAS_KEY, SASL_REQUIRED, write_jaas
 
 from zkfast.config import QuorumSasl, ServerConfig, parse_server_entry
 from zkfast.quorum.auth import MAX_AUTH_TOKEN_BYTES, Outcome, QuorumAuth, load_quorum_auth
@@ -39,20 +40,6 @@ from zkfast.server.sasl import DigestMD5Server, SaslConfigError, SaslFailure
 from zkfast.server.sasl_client import DigestMD5Client
 
 pytestmark = pytest.mark.timeout(240)
-
-JAAS = """QuorumServer {{
-       org.apache.zookeeper.server.auth.DigestLoginModule required
-       user_zkpeer="{server_pw}";
-}};
-QuorumLearner {{
-       org.apache.zookeeper.server.auth.DigestLoginModule required
-       username="zkpeer"
-       password="{learner_pw}";
-}};
-"""
-JAAS_KEY = "java.security.auth.login.config"
-REQUIRED = {"quorum.auth.enableSasl": "true", "quorum.auth.learnerRequireSasl": "true",
-            "quorum.auth.serverRequireSasl": "true"}
 
 
 def auth(required: bool = True, users: dict[str, str] | None = None, password: str = "s3cret") -> QuorumAuth:
@@ -190,11 +177,6 @@ def client(hosts: str) -> KazooClient:
     c = KazooClient(hosts=hosts, timeout=10.0, connection_retry=KazooRetry(max_tries=-1, delay=0.05, max_delay=0.5))
     c.start(timeout=30)
     return c
-
-
-def write_jaas(path: Path, password: str, learner_password: str | None = None) -> str:
-    path.write_text(JAAS.format(server_pw=password, learner_pw=learner_password or password))
-    return str(path)
 
 
 class Writer:
@@ -371,7 +353,7 @@ def test_peers_that_skip_authentication_are_refused_before_anything_they_send_is
 def test_mixed_ensembles_authenticate_both_ways(tmp_path: Path) -> None:
     """An Apache leader with zkfast followers, then a zkfast leader with Apache followers."""
     jaas = write_jaas(tmp_path / "jaas.conf", "s3cret")
-    with Ensemble("zkfast", 3, kinds={3: "apache"}, cfg=REQUIRED, system_properties={JAAS_KEY: jaas}) as e:
+    with Ensemble("zkfast", 3, kinds={3: "apache"}, cfg=SASL_REQUIRED, system_properties={JAAS_KEY: jaas}) as e:
         e.start([2, 3])
         assert e.wait_leader() == 3 and e.kinds[3] == "apache"
         # zkfast with a wrong password: the Apache leader refuses it
@@ -420,7 +402,7 @@ def test_mixed_ensembles_authenticate_both_ways(tmp_path: Path) -> None:
 def test_a_server_without_its_jaas_sections_does_not_start(tmp_path: Path) -> None:
     jaas = tmp_path / "jaas.conf"
     jaas.write_text(JAAS.format(server_pw="a", learner_pw="a").split("QuorumLearner")[0])
-    with Ensemble("zkfast", 3, cfg=REQUIRED, system_properties={JAAS_KEY: str(jaas)}) as e:
+    with Ensemble("zkfast", 3, cfg=SASL_REQUIRED, system_properties={JAAS_KEY: str(jaas)}) as e:
         e.launch(1)
         assert e.members[1].process.wait(30) == 2
         assert ("cannot start: SASL-authentication failed because the specified JAAS configuration section "

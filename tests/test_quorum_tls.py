@@ -18,51 +18,20 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 from testbase.ensemble import Ensemble
-from testbase.pki import PASSWORD, Authority
+from testbase.pki import Authority
 from testbase.process import apache_available, free_port
+from testbase.quorumsec import REFUSED, make_quorum_pki, probe, tls_keys
 
 from zkfast.net.peerhost import names_host
 from zkfast.net.tls import TlsConfigError
 from zkfast.quorum.tlscontexts import QuorumTls
-from zkfast.quorum.wire import PROTOCOL_VERSION_V2, InitialMessage
 
 pytestmark = pytest.mark.timeout(180)
-
-# the addresses the ensembles below use (Apache's members connect from 127.0.0.1, the kernel's choice
-# for a loopback destination, so a member's certificate names that too)
-MEMBER_IPS = [f"127.0.0.{i}" for i in range(1, 41)]
-PROBE_OPEN_S = 1.0
-STRANGER_SID = 99  # larger than any member's: a member keeps (does not call back) its connection
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("quorum-pki")
-    ca = Authority("zkfast quorum CA")
-    member = ca.issue("member", ips=MEMBER_IPS)
-    member.write_jks(d / "member.jks")
-    member.write_pkcs12(d / "member.p12")
-    member.write_pem(d / "member.pem")
-    member.write_cert_and_key(d / "member.crt", d / "member.key")
-    ca.write_jks_truststore(d / "trust.jks")
-    ca.write_pem(d / "ca.pem")
-    # trusted, but naming an address no probe comes from
-    ca.issue("elsewhere", ips=["127.0.0.250"]).write_cert_and_key(d / "elsewhere.crt", d / "elsewhere.key")
-    Authority("someone else's CA").issue("rogue", ips=MEMBER_IPS).write_cert_and_key(d / "rogue.crt",
-                                                                                       d / "rogue.key")
-    return {"dir": d}
-
-
-def tls_keys(pki: dict[str, Path], store: str = "jks", trust: str = "jks") -> dict[str, str]:
-    d = pki["dir"]
-    keys = {"sslQuorum": "true",
-            "ssl.quorum.keyStore.location": str(d / f"member.{store}"),
-            "ssl.quorum.trustStore.location": str(d / ("trust.jks" if trust == "jks" else "ca.pem"))}
-    if store != "pem":
-        keys["ssl.quorum.keyStore.password"] = PASSWORD
-    if trust == "jks":
-        keys["ssl.quorum.trustStore.password"] = PASSWORD
-    return keys
+    return make_quorum_pki(tmp_path_factory.mktemp("quorum-pki"))
 
 
 def client(hosts: str) -> KazooClient:
@@ -85,45 +54,7 @@ def write_here_read_there(e: Ensemble, writer: int, reader: int, path: str) -> b
         r.stop()
 
 
-# what a stranger says first on an election port: who it is, as a peer would
-HELLO = InitialMessage(STRANGER_SID, ("127.0.0.1:1",), PROTOCOL_VERSION_V2).encode()
-
-
-def _outcome(sock: socket.socket | ssl.SSLSocket, say: bytes) -> str:
-    """Say `say`, then see whether the connection is kept."""
-    if say:
-        sock.sendall(say)
-    sock.settimeout(PROBE_OPEN_S)
-    try:
-        return "closed" if sock.recv(1) == b"" else "answered"
-    except TimeoutError:
-        return "kept"
-    except (ssl.SSLError, OSError):
-        return "closed"
-
-
-def probe(host: str, port: int, pki: dict[str, Path], identity: str | None, say: bytes = HELLO) -> str:
-    """What a stranger gets on a member's election or quorum port: plaintext (identity None) or TLS
-    with the certificate `identity` ("kept", "closed", or "handshake failed")."""
-    d = pki["dir"]
-    raw = socket.create_connection((host, port), timeout=5, source_address=("127.0.0.1", 0))
-    with raw:
-        if identity is None:
-            return _outcome(raw, say)
-        ctx = ssl.create_default_context(cafile=str(d / "ca.pem"))
-        ctx.check_hostname = False
-        ctx.load_cert_chain(str(d / f"{identity}.crt"), str(d / f"{identity}.key"))
-        try:
-            tls = ctx.wrap_socket(raw, server_hostname=host)
-        except (ssl.SSLError, OSError):
-            return "handshake failed"
-        with tls:
-            return _outcome(tls, say)
-
-
 PROBES = {"plaintext": None, "untrusted": "rogue", "trusted elsewhere": "elsewhere", "member": "member"}
-# a TLS 1.3 server refuses a client certificate after the client's handshake is done: "closed" then
-REFUSED = {"closed", "handshake failed"}
 
 
 def probe_all(e: Ensemble, i: int, pki: dict[str, Path]) -> dict[str, str]:
