@@ -48,6 +48,7 @@ SNAP_PREFIX = "zkfast-snap."
 TMP_SUFFIX = ".tmp"
 FORMAT_VERSION = 1
 CHUNK_NODES = 2000  # node records per LMDB record
+MIN_NODE_RECORD_BYTES = 4 + 4 + 8 + 60  # path and data lengths, ACL reference, StatPersisted
 MIN_MAP_BYTES = 64 * 1024 * 1024
 DBS = (b"meta", b"chunks", b"acls", b"sessions")
 
@@ -398,6 +399,8 @@ def load_snapshot(path: Path, tree: Any, progress: Callable[[int, int], None] | 
                         for k, v in txn.cursor(db=dbs[b"sessions"])}
             loaded = orphans = chunks = 0
             expected_chunks = int(info.get("chunks", -1))
+            # the index sized once; by the file too, so that a damaged count cannot ask for more
+            tree.reserve(min(int(info.get("nodes", 0)), (path / "data.mdb").stat().st_size // MIN_NODE_RECORD_BYTES))
             for k, v in txn.cursor(db=dbs[b"chunks"]):
                 seq = struct.unpack(">q", k)[0]
                 if seq != chunks:
