@@ -30,6 +30,7 @@ import signal
 import struct
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,7 +184,11 @@ class SnapshotWriter:
         r, w = os.pipe()
         t0 = time.perf_counter()
         try:
-            pid = os.fork()
+            with warnings.catch_warnings():
+                # Python 3.12+ warns of forking a threaded process: the child takes no lock that a
+                # thread of the server may hold (no logging, no queues, no event loop), and exits
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
         except BaseException:
             os.close(r)
             os.close(w)
