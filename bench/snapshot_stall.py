@@ -21,7 +21,9 @@ as the other server's files (one temporary directory).
 
 Printed: medians of the rounds per server, zkfast/Apache ratios, and each server's p99 during
 snapshots over its p99 without. `--set KEY=VALUE` adds zoo.cfg keys to both (e.g. forceSync=no, to
-tell a stall on the disk from a stall of the server's CPU). JSON goes to bench/results/.
+tell a stall on the disk from a stall of the server's CPU); `--baseline DIR` runs the zkfast of another
+checkout too, as a third server in the same rounds (before and after a change, in one run). JSON goes
+to bench/results/.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import _tests_path  # noqa: F401  (tests/ on sys.path: testbase)
 from compare import (
     NCPU,
     NO_SNAP_COUNT,
+    SERVER_KINDS,
     PassRunner,
     Shapes,
     Start,
@@ -60,7 +63,7 @@ from compare import (
     start_server,
 )
 from loadgen import Spec, setup_tree
-from testbase.process import ServerProcess, apache_available
+from testbase.process import ServerProcess, ZkfastProcess, apache_available
 
 TREE_PARENT = "/zkbench/s"
 VARIANTS = (("no_snapshot", "no snapshot"), ("snapshots", "snapshots back to back"))
@@ -69,6 +72,7 @@ METRICS = (("p50_ms", "ms", "p50 ms"), ("p99_ms", "ms", "p99 ms"), ("max_ms", "m
 # zkfast: "snapshot 0x1f taken in 812 ms: ..."; Apache (ZooKeeperServer): "Snapshot taken in 812 ms"
 TAKEN = re.compile(rb"[Ss]napshot (?:0x[0-9a-f]+ )?taken in (\d+) ms")
 QUIET_TIMEOUT_S = 600.0
+BASELINE = "zkfast-base"
 
 
 @dataclass
@@ -81,6 +85,7 @@ class Settings(Shapes):
     duration_s: float
     warmup_s: float
     extra_cfg: dict[str, str]
+    baseline: str | None
     lat_keys: int
     thr_keys: int
     conns: int
@@ -115,11 +120,14 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     ap.add_argument("--procs", type=int, default=2, help="generator processes (default %(default)s)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a zoo.cfg key for both servers (repeatable)")
+    ap.add_argument("--baseline", metavar="DIR", default=None,
+                    help=f"also run the zkfast of another checkout (PYTHONPATH=DIR, compiled) as {BASELINE!r}, "
+                         "in the same rounds: before and after a change in one run")
     add_output_args(ap, "both dataDirs")
     a = ap.parse_args(argv)
     servers = [s.strip() for s in a.servers.split(",") if s.strip()]
     for s in servers:
-        if s not in ("zkfast", "apache"):
+        if s not in SERVER_KINDS:
             ap.error(f"unknown server {s!r}; known: zkfast,apache")
     if "apache" in servers and not apache_available():
         ap.error("Apache ZooKeeper is not installed (apt-get install zookeeper)")
@@ -129,8 +137,11 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         if not eq or not key:
             ap.error(f"--set {kv!r}: expected KEY=VALUE")
         extra[key.strip()] = value.strip()
+    if a.baseline:
+        servers.append(BASELINE)
     return Settings(servers=servers, modes=["lat"], rounds=max(1, a.rounds), znodes=a.znodes,
                     snap_count=a.snap_count, duration_s=a.duration, warmup_s=a.warmup, extra_cfg=extra,
+                    baseline=a.baseline,
                     lat_keys=a.znodes, thr_keys=a.znodes, conns=a.conns, depth=a.depth, procs=a.procs,
                     data_size=a.data_size, out_dir=a.out, work_dir=a.workdir, plot=not a.no_plot, keep=a.keep)
 
@@ -170,11 +181,20 @@ class Run(PassRunner[Settings]):
     def work(self, kind: str) -> Path:
         return self.base / kind
 
+    def start(self, kind: str, snap_count: int) -> tuple[ServerProcess, float]:
+        if kind != BASELINE:
+            return start_server(kind, self.work(kind), self.s.cfg(snap_count))
+        self.work(kind).mkdir(parents=True, exist_ok=True)
+        srv = ZkfastProcess(self.s.cfg(snap_count), workdir=self.work(kind), env={"PYTHONPATH": self.s.baseline or ""})
+        t0 = time.monotonic()
+        srv.start(timeout_s=600)
+        return srv, time.monotonic() - t0
+
     def build(self, kind: str) -> None:
         s = self.s
         thr = s.mode("thr")
         self.progress.show(f"{kind}: creating {s.znodes:,} znodes")
-        srv, _ = start_server(kind, self.work(kind), s.cfg(NO_SNAP_COUNT))
+        srv, _ = self.start(kind, NO_SNAP_COUNT)
         try:
             setup_tree(srv.host, srv.port, (TREE_PARENT,))
             res = self.lg.run(Spec(srv.host, srv.port, "create", s.znodes, 0.0, thr.conns, thr.depth, thr.procs,
@@ -191,7 +211,7 @@ class Run(PassRunner[Settings]):
         s = self.s
         snap_count = NO_SNAP_COUNT if variant == "no_snapshot" else s.snap_count
         self.progress.show(f"{kind}: {variant}")
-        srv, startup_s = start_server(kind, self.work(kind), s.cfg(snap_count))
+        srv, startup_s = self.start(kind, snap_count)
         try:
             wait_quiet(srv)
             os.sync()  # no dirty pages of earlier work left to share the disk with the window
@@ -294,7 +314,7 @@ def rows_of(s: Settings, doc: dict[str, Any]) -> list[tuple[str, str, dict[str, 
 
 def print_report(s: Settings, doc: dict[str, Any]) -> None:
     kinds = [k for k in s.servers if k in doc["servers"]]
-    pair = len(kinds) == 2
+    pair = len(kinds) >= 2
     print(f"snapshot stall on {NCPU} cores: setData, 1 connection at depth 1, {s.duration_s:g} s windows, "
           f"on {s.znodes:,} znodes of {s.data_size} B; snapshots by snapCount={s.snap_count}; "
           f"median of {s.rounds} rounds" + (f"; ratio = {kinds[0]} / {kinds[1]}" if pair else ""))
@@ -312,7 +332,7 @@ def print_report(s: Settings, doc: dict[str, Any]) -> None:
     for k in kinds:
         per = doc["servers"][k]["rounds"]
         pairs = zip(per["no_snapshot"], per["snapshots"], strict=False)
-        print(f"  {k:<8}" + "  ".join(f"{a['p99_ms']:.2f} / {b['p99_ms']:.2f}" for a, b in pairs))
+        print(f"  {k:<12}" + "  ".join(f"{a['p99_ms']:.2f} / {b['p99_ms']:.2f}" for a, b in pairs))
     if doc["problems"]:
         print("\nproblems:")
         for p in doc["problems"]:
