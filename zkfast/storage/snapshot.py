@@ -107,7 +107,6 @@ def _open_env(path: Path, map_size: int, readonly: bool) -> lmdb.Environment:
                      meminit=False)
 
 
-
 @runtime_checkable  # so that a test can tell whether the server's sessions still fit
 class TimedSession(Protocol):
     @property
@@ -139,8 +138,8 @@ class SnapshotStats:
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
     fork_ms: float = 0.0  # the server's one pause for it: copying its page tables
-    # the tree's digest when the walk ended, with that zxid (Apache's ZxidDigest trailer): replay
-    # over this fuzzy snapshot reaches that tree at that zxid, and compares digests from there on
+    # the tree's digest at the fork, with its zxid (Apache's ZxidDigest trailer): replay over the
+    # snapshot compares digests from that zxid on
     digest: list[int] | None = None
 
 
