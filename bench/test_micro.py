@@ -300,12 +300,12 @@ def test_txnlog_write_fsync(benchmark, log_writer: tuple[LogWriter, threading.Ev
 
 # ------------------------------------------------------------------------------------ snapshots
 
-SNAP_CHUNK = 2000  # zkfast.storage.snapshot.CHUNK_NODES: the nodes serialised per event-loop turn
+SNAP_CHUNK = 2000  # zkfast.storage.snapshot.CHUNK_NODES: the node records of one LMDB record
 
 
 @pytest.mark.benchmark(group="snapshot")
 def test_snapshot_serialize_chunk(benchmark, tree: DataTree) -> None:
-    """One chunk of a fuzzy snapshot (runs on the event loop between request batches)."""
+    """One chunk of a snapshot (its child process writes them one after the other)."""
     stack: list[bytes] = []
     acl_map: dict = {}
     acl_out: list = []

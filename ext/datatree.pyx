@@ -750,6 +750,12 @@ cdef class DataTree:
         self.mask = new_n - 1
         return 0
 
+    def reserve(self, Py_ssize_t nodes):
+        """Size the index for `nodes` nodes at once (a snapshot about to load), instead of
+        doubling it, and rehashing every node so far, twenty times on the way to a million."""
+        while <size_t>(nodes + 1) * 10 > (self.mask + 1) * 7:
+            self.index_grow()
+
     cdef int index_insert(self, Node* node) except -1:
         cdef size_t i
         if (self.count + 1) * 10 > (self.mask + 1) * 7:
@@ -787,10 +793,16 @@ cdef class DataTree:
     # nodes
 
     cdef Node* new_node(self, bytes path, Node* parent, object data, int32_t acl) except NULL:
-        cdef Py_ssize_t n = PyBytes_GET_SIZE(path)
-        cdef const char* p = PyBytes_AS_STRING(path)
+        if data is None:
+            return self.new_node_at(PyBytes_AS_STRING(path), PyBytes_GET_SIZE(path), parent, NULL, -1, acl)
+        return self.new_node_at(PyBytes_AS_STRING(path), PyBytes_GET_SIZE(path), parent, PyBytes_AS_STRING(data),
+                                PyBytes_GET_SIZE(data), acl)
+
+    cdef Node* new_node_at(self, const char* p, Py_ssize_t n, Node* parent, const char* d, Py_ssize_t dlen,
+                           int32_t acl) except NULL:
+        """A new node from path and data in place (dlen -1: null data), e.g. inside a snapshot
+        chunk: no bytes objects on the way."""
         cdef Node* node = <Node*>malloc(sizeof(Node) + n)
-        cdef const char* slash
         if node is NULL:
             raise MemoryError()
         memset(node, 0, sizeof(Node))
@@ -806,7 +818,7 @@ cdef class DataTree:
         node.child_cap_log2 = 0
         node.acl = acl
         node.data_len = -1
-        self.set_node_data(node, data)
+        self.set_node_data_at(node, d, dlen)
         try:
             self.index_insert(node)
         except BaseException:
@@ -838,17 +850,17 @@ cdef class DataTree:
         self.digest_sum += node.digest
 
     cdef int set_node_data(self, Node* node, object data) except -1:
-        cdef char* fresh = NULL
-        cdef Py_ssize_t n
         if data is None:
-            n = -1
-        else:
-            n = PyBytes_GET_SIZE(data)
-            if n > 0:
-                fresh = <char*>malloc(n)
-                if fresh is NULL:
-                    raise MemoryError()
-                memcpy(fresh, PyBytes_AS_STRING(data), n)
+            return self.set_node_data_at(node, NULL, -1)
+        return self.set_node_data_at(node, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+
+    cdef int set_node_data_at(self, Node* node, const char* d, Py_ssize_t n) except -1:
+        cdef char* fresh = NULL
+        if n > 0:
+            fresh = <char*>malloc(n)
+            if fresh is NULL:
+                raise MemoryError()
+            memcpy(fresh, d, n)
         if node.data is not NULL:
             free(node.data)
         self.data_bytes += (n if n > 0 else 0) - (node.data_len if node.data_len > 0 else 0)
@@ -2024,59 +2036,89 @@ def serialize_chunk(DataTree tree, list stack, int max_nodes, WriteBuffer out, d
     return count
 
 
+cdef const char* SLASH = b"/"
+
+
 def load_chunk(DataTree tree, bytes chunk, dict acls):
     """Add the node records of one chunk (parents always come before children). A record for a
     node that exists (the root, /zookeeper...) replaces its data, stat and ACL. Returns
-    (nodes loaded, orphans skipped)."""
+    (nodes loaded, orphans skipped). New nodes are built from the chunk's bytes in place; the
+    parent and the ACL of the record before are tried first (a walk writes siblings in a row, and
+    most of them share an ACL)."""
     cdef Cursor c
     cdef const uint8_t* p
     cdef int32_t plen, dlen
     cdef const uint8_t* d
-    cdef int64_t acl_ref
+    cdef int64_t acl_ref, last_ref = 0
+    cdef int32_t acl_idx = -1
     cdef Node* node
     cdef Node* parent
+    cdef Node* last_parent = NULL
+    cdef int32_t old_acl
     cdef long loaded = 0, orphans = 0
     cdef Py_ssize_t cut
     cursor_init(&c, <const uint8_t*>PyBytes_AS_STRING(chunk), PyBytes_GET_SIZE(chunk))
-    while c.left > 0:
-        plen = rd_bytes(&c, &p)
-        dlen = rd_bytes(&c, &d)
-        acl_ref = rd_i64(&c)
-        if c.left < 60 or c.bad:
-            raise ValueError("truncated node record in snapshot chunk")
-        path = b"/" if plen <= 0 else PyBytes_FromStringAndSize(<const char*>p, plen)
-        data = None if dlen < 0 else PyBytes_FromStringAndSize(<const char*>d, dlen)
-        acl = acls.get(acl_ref)
-        if acl is None:
-            raise ValueError(f"snapshot node {path!r} refers to unknown ACL {acl_ref}")
-        node = tree.lookup_bytes(path)
-        if node is NULL:
-            cut = path.rfind(b"/")
-            parent = tree.lookup_bytes(path[:cut])
-            if parent is NULL:
-                orphans += 1
-                c.p += 60
-                c.left -= 60
-                continue
-            node = tree.new_node(path, parent, data, tree.acl_ref(acl))
-        else:
-            tree.digest_out(node)
-            tree.set_node_data(node, data)
-            old = node.acl
-            node.acl = tree.acl_ref(acl)
-            tree.acl_unref(old)
-        node.czxid = rd_i64(&c)
-        node.mzxid = rd_i64(&c)
-        node.ctime = rd_i64(&c)
-        node.mtime = rd_i64(&c)
-        node.version = rd_i32(&c)
-        node.cversion = rd_i32(&c)
-        node.aversion = rd_i32(&c)
-        node.ephemeral_owner = rd_i64(&c)
-        node.pzxid = rd_i64(&c)
-        tree.digest_in(node)
-        tree.note_loaded_owner(path, node.ephemeral_owner)
-        loaded += 1
+    try:
+        while c.left > 0:
+            plen = rd_bytes(&c, &p)
+            dlen = rd_bytes(&c, &d)
+            acl_ref = rd_i64(&c)
+            if c.left < 60 or c.bad:
+                raise ValueError("truncated node record in snapshot chunk")
+            if plen <= 0:
+                p = <const uint8_t*>SLASH
+                plen = 1
+            if acl_idx < 0 or acl_ref != last_ref:
+                acl = acls.get(acl_ref)
+                if acl is None:
+                    raise ValueError(f"snapshot node {PyBytes_FromStringAndSize(<const char*>p, plen)!r} refers to "
+                                     f"unknown ACL {acl_ref}")
+                if acl_idx >= 0:
+                    tree.acl_unref(acl_idx)  # the reference held for the run of records before
+                acl_idx = tree.acl_ref(acl)  # held until the end of the chunk: the index stays put
+                last_ref = acl_ref
+            node = tree.lookup(<const char*>p, plen)
+            if node is NULL:
+                cut = plen - 1
+                while cut > 0 and p[cut] != b'/':
+                    cut -= 1
+                if (last_parent is not NULL and last_parent.path_len == <uint32_t>cut
+                        and memcmp(last_parent.path, p, cut) == 0):
+                    parent = last_parent
+                else:
+                    parent = tree.lookup(<const char*>p, cut)
+                if parent is NULL:
+                    orphans += 1
+                    c.p += 60
+                    c.left -= 60
+                    continue
+                last_parent = parent
+                node = tree.new_node_at(<const char*>p, plen, parent, <const char*>d, dlen if dlen >= 0 else -1,
+                                        acl_idx)
+                tree.acl_refs[acl_idx] += 1
+            else:
+                tree.digest_out(node)
+                tree.set_node_data_at(node, <const char*>d, dlen if dlen >= 0 else -1)
+                old_acl = node.acl
+                tree.acl_refs[acl_idx] += 1
+                node.acl = acl_idx
+                tree.acl_unref(old_acl)
+            node.czxid = rd_i64(&c)
+            node.mzxid = rd_i64(&c)
+            node.ctime = rd_i64(&c)
+            node.mtime = rd_i64(&c)
+            node.version = rd_i32(&c)
+            node.cversion = rd_i32(&c)
+            node.aversion = rd_i32(&c)
+            node.ephemeral_owner = rd_i64(&c)
+            node.pzxid = rd_i64(&c)
+            tree.digest_in(node)
+            if node.ephemeral_owner != 0:
+                tree.note_loaded_owner(PyBytes_FromStringAndSize(<const char*>p, plen), node.ephemeral_owner)
+            loaded += 1
+    finally:
+        if acl_idx >= 0:
+            tree.acl_unref(acl_idx)  # the reference held for the last run of records
     node = tree.lookup_bytes(QUOTA_ZOOKEEPER)
     if node is not NULL and node.first_child is not NULL:
         tree.quota_pending = True  # setupQuota once every chunk is in, before the tree is used

@@ -1,7 +1,9 @@
 """The benchmark scripts under bench/ run end to end on tiny counts, so they cannot rot.
 
 Not a measurement: compare.py runs one round of tiny phases, zk_latencies.py a few dozen znodes,
-admin_stall.py a few hundred watches, sessions.py a hundred sessions, watches.py a few thousand watches, big_tree.py two thousand znodes, the micro benchmarks once each (--benchmark-disable).
+admin_stall.py a few hundred watches, sessions.py a hundred sessions, watches.py a few thousand watches,
+big_tree.py two thousand znodes, snapshot_stall.py a 300-znode tree, the micro benchmarks once each
+(--benchmark-disable).
 """
 
 from __future__ import annotations
@@ -181,3 +183,16 @@ def test_abuse_bench() -> None:
                "--hold", "0.2"], timeout_s=120)
     for case in ("idle", "slowloris"):
         assert re.search(rf"^{case} +zkfast ", out, re.M), (case, out)
+
+
+def test_snapshot_stall(tmp_path: Path) -> None:
+    out = run([str(BENCH / "snapshot_stall.py"), "--servers", "zkfast", "--znodes", "300", "--rounds", "1",
+               "--snap-count", "20", "--duration", "0.3", "--warmup", "0.1", "--conns", "2", "--depth", "4",
+               "--out", str(tmp_path)], timeout_s=60)
+    for row in ("set 1x1 p99 ms, no snapshot", "set 1x1 p99 ms, snapshots back to back",
+                "p99 ms during snapshots / without"):
+        assert re.search(rf"^{row} +[\d.]+", out, re.M), (row, out)
+    [js] = tmp_path.glob("snapshot-stall-*.json")
+    rounds = json.loads(js.read_text())["servers"]["zkfast"]["rounds"]
+    assert rounds["no_snapshot"][0]["ops"] > 0 and rounds["snapshots"][0]["ops"] > 0, rounds
+    assert rounds["no_snapshot"][0]["snapshots"] == 0, rounds  # snapCount so large that none runs

@@ -132,7 +132,10 @@ cdef class DataTree:
     cdef int index_insert(self, Node* node) except -1
     cdef void index_remove(self, Node* node) noexcept
     cdef Node* new_node(self, bytes path, Node* parent, object data, int32_t acl) except NULL
+    cdef Node* new_node_at(self, const char* p, Py_ssize_t n, Node* parent, const char* d, Py_ssize_t dlen,
+                           int32_t acl) except NULL
     cdef int set_node_data(self, Node* node, object data) except -1
+    cdef int set_node_data_at(self, Node* node, const char* d, Py_ssize_t n) except -1
     cdef void digest_out(self, Node* node) noexcept
     cdef void digest_in(self, Node* node) noexcept
     cdef int attach(self, bytes path, object data, int32_t acl) except -1

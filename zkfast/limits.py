@@ -68,6 +68,14 @@ WATCHES_DROPPED_PER_TURN = 10_000
 # batches and written through a buffer of at most this many bytes
 ANSWER_SLICE_BYTES = 64 * KIB
 
+# -- snapshots, written by a child process beside the server (zkfast/storage/snapshot.py)
+# The child's dirty pages are written back and waited for every this many bytes (no cache flush):
+# the txn log's fdatasync on the same disk queues behind at most this much of the snapshot.
+SNAPSHOT_WRITEBACK_BYTES = 256 * KIB
+# Added to the child's nice value: on a busy machine the server's own threads come first, and the
+# snapshot takes longer (the next one waits: "too busy to snap").
+SNAPSHOT_NICE_INCREMENT = 10
+
 
 def connection_output_soft_limit_bytes(max_frame_bytes: int) -> int:
     """The soft limit for a server whose jute.maxbuffer is max_frame_bytes: room for one reply of

@@ -107,8 +107,8 @@ class Store:
             assert stats is not None
             self.snapshots_taken += 1
             self.last_snapshot = stats
-            log.info("snapshot 0x%x taken in %.0f ms: %d znodes, %d bytes", stats.zxid,
-                     stats.seconds * 1000, stats.nodes, stats.bytes)
+            log.info("snapshot 0x%x taken in %.0f ms: %d znodes, %d bytes (fork %.1f ms)", stats.zxid,
+                     stats.seconds * 1000, stats.nodes, stats.bytes, stats.fork_ms)
         for cb in list(self.snapshot_done_callbacks):
             cb(stats)
 
