@@ -34,7 +34,7 @@ import time
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,15 +152,20 @@ async def _hold(host: str, port: int, pop: Population, pipe: multiprocessing.con
             conn.transport.abort()
 
 
-def holder_main(host: str, port: int, pop: Population, pipe: multiprocessing.connection.Connection) -> None:
-    """A process holding the sessions and their watches until told to stop."""
+def run_holder(hold: Coroutine[Any, Any, None], pipe: multiprocessing.connection.Connection) -> None:
+    """Run a holder process's coroutine on uvloop; what makes it fail goes to the coordinator."""
     loop = uvloop.new_event_loop()
     try:
-        loop.run_until_complete(_hold(host, port, pop, pipe))
+        loop.run_until_complete(hold)
     except BaseException as e:  # noqa: BLE001 - reported to the coordinator
         pipe.send(("error", repr(e)))
     finally:
         loop.close()
+
+
+def holder_main(host: str, port: int, pop: Population, pipe: multiprocessing.connection.Connection) -> None:
+    """A process holding the sessions and their watches until told to stop."""
+    run_holder(_hold(host, port, pop, pipe), pipe)
 
 
 # ------------------------------------------------------------------------------------ the probe

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import _tests_path  # noqa: F401  (tests/ on sys.path: testbase)
-from compare import BIG_PARENT, common_cfg, ratio, server_pid
+from compare import BIG_PARENT, SideBySide, common_cfg, server_pid
 from loadgen import OP_GET_DATA, LoadGen, Spec, SyncClient, key_path, proc_rss_bytes, setup_tree
 from sessions import mntr_value
 from testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess
@@ -158,15 +158,10 @@ def report(runs: list[Run], args: argparse.Namespace) -> str:
     mib = 2**20
     done = [r for r in runs if r.completed]
     names = [f"{r.kind}" + (f" -Xmx{r.heap}" if r.heap else "") for r in done]
-    lines = [f"{args.znodes:,} znodes of {args.data_size} bytes", "",
-             "| | " + " | ".join(names) + " | zkfast / apache |", "|---|" + "---|" * (len(done) + 1)]
-    z = next((r for r in done if r.kind == "zkfast"), None)
-    a = next((r for r in done if r.kind == "apache"), None)
+    table = SideBySide([r.kind for r in done], names)
 
     def row(name: str, value: Any, unit: str, fmt: str = ",.1f") -> None:
-        vals = [value(r) for r in done]
-        rv = ratio(value(z) if z else None, value(a) if a else None)
-        lines.append(f"| {name} | " + " | ".join(f"{v:{fmt}}{unit}" for v in vals) + f" | {rv} |")
+        table.row(name, [value(r) for r in done], unit, fmt)
 
     row("create", lambda r: r.create_ops_per_s, " /s", ",.0f")
     row("RSS per znode, live", lambda r: r.per_znode(r.rss_created_bytes), " B", ",.0f")
@@ -176,10 +171,9 @@ def report(runs: list[Run], args: argparse.Namespace) -> str:
     row("start-up from the txn log", lambda r: r.startup_from_log_s, " s")
     row("start-up snapshot complete, after serving", lambda r: r.snapshot_after_start_s, " s")
     row("start-up from the snapshot", lambda r: r.startup_from_snapshot_s, " s")
-    for r in runs:
-        if not r.completed:
-            lines.append(f"\n{r.kind}" + (f" -Xmx{r.heap}" if r.heap else "") + f" did not complete: {r.failure}")
-    return "\n".join(lines)
+    failed = [f"\n{r.kind}" + (f" -Xmx{r.heap}" if r.heap else "") + f" did not complete: {r.failure}"
+              for r in runs if not r.completed]
+    return f"{args.znodes:,} znodes of {args.data_size} bytes\n\n" + table.text() + "".join(failed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -537,6 +537,24 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x"
 
 
+class SideBySide:
+    """A markdown table: one column per server (headed `names`, of `kinds`), then zkfast / apache."""
+
+    def __init__(self, kinds: Sequence[str], names: Sequence[str] | None = None) -> None:
+        self.kinds = list(kinds)
+        self.lines = ["| | " + " | ".join(names or kinds) + " | zkfast / apache |",
+                      "|---|" + "---|" * (len(self.kinds) + 1)]
+
+    def row(self, name: str, values: Sequence[float | None], unit: str, fmt: str = ",.1f") -> None:
+        cells = [("-" if v is None else f"{v:{fmt}}{unit}") for v in values]
+        z = values[self.kinds.index("zkfast")] if "zkfast" in self.kinds else None
+        a = values[self.kinds.index("apache")] if "apache" in self.kinds else None
+        self.lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio(z, a)} |")
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
 def load_table(s: Shapes, summary: dict[str, dict[str, dict[str, dict[str, Any]]]],
                phases: Sequence[str] = PHASES) -> str:
     """One row per shape and phase (in the order of `phases`) found in summary[mode][phase][server]."""

@@ -43,9 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import _tests_path  # noqa: F401  (tests/ on sys.path: testbase)
-import uvloop
-from admin_stall import ephemeral_encoder, ping_forever, probe_main
-from compare import common_cfg, ratio
+from admin_stall import ephemeral_encoder, ping_forever, probe_main, run_holder
+from compare import SideBySide, common_cfg
 from loadgen import Conn, PipeJob, SyncClient, open_session, proc_cpu_seconds, proc_rss_bytes
 from testbase.process import ApacheZkProcess, ServerProcess, ZkfastProcess
 
@@ -87,13 +86,7 @@ async def _hold(host: str, port: int, first: int, count: int, timeout_ms: int, s
 def holder_main(host: str, port: int, first: int, count: int, timeout_ms: int, source_ip: str,
                 pipe: multiprocessing.connection.Connection) -> None:
     """Open sessions first..first+count from source_ip, then keep them alive until killed."""
-    loop = uvloop.new_event_loop()
-    try:
-        loop.run_until_complete(_hold(host, port, first, count, timeout_ms, source_ip, pipe))
-    except BaseException as e:  # noqa: BLE001 - reported to the coordinator
-        pipe.send(("error", repr(e)))
-    finally:
-        loop.close()
+    run_holder(_hold(host, port, first, count, timeout_ms, source_ip, pipe), pipe)
 
 
 # ------------------------------------------------------------------------------------ one server
@@ -234,19 +227,8 @@ def run_server(kind: str, args: argparse.Namespace, workdir: Path) -> ServerRun:
 
 def report(runs: list[ServerRun], args: argparse.Namespace) -> str:
     mib = 1024 * 1024
-    lines = [f"{args.sessions:,} sessions, timeout {args.timeout_ms} ms, {args.processes} holder processes",
-             "",
-             "| | " + " | ".join(r.kind for r in runs) + " | zkfast / apache |",
-             "|---|" + "---|" * (len(runs) + 1)]
-    by = {r.kind: r for r in runs}
-
-    def row(name: str, values: list[float | None], unit: str) -> None:
-        cells = [("-" if v is None else f"{v:,.1f}{unit}") for v in values]
-        z, a = by.get("zkfast"), by.get("apache")
-        rv = ratio(values[[r.kind for r in runs].index("zkfast")] if z else None,
-                   values[[r.kind for r in runs].index("apache")] if a else None)
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {rv} |")
-
+    table = SideBySide([r.kind for r in runs])
+    row = table.row
     row("RSS per session", [r.rss_per_session_bytes for r in runs], " B")
     row("RSS at 100,000 sessions (extrapolated)",
         [(r.rss_before_bytes + 100_000 * r.rss_per_session_bytes) / mib for r in runs], " MiB")
@@ -262,7 +244,8 @@ def report(runs: list[ServerRun], args: argparse.Namespace) -> str:
                 ph = next(p for p in r.phases if p.name == name)
                 vals.append(percentile(r.latencies_ms(ph), q))
             row(f"probe {label} during {name}", vals, " ms")
-    return "\n".join(lines)
+    return (f"{args.sessions:,} sessions, timeout {args.timeout_ms} ms, {args.processes} holder processes\n\n"
+            + table.text())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,8 +47,8 @@ from typing import Any
 
 import _tests_path  # noqa: F401  (tests/ on sys.path: testbase)
 import uvloop
-from admin_stall import ping_forever
-from compare import common_cfg, ratio
+from admin_stall import ping_forever, run_holder
+from compare import SideBySide, common_cfg
 from loadgen import (
     OP_EXISTS,
     OP_GET_CHILDREN,
@@ -200,13 +200,7 @@ async def _hold(host: str, port: int, share: Share, pipe: multiprocessing.connec
 
 
 def holder_main(host: str, port: int, share: Share, pipe: multiprocessing.connection.Connection) -> None:
-    loop = uvloop.new_event_loop()
-    try:
-        loop.run_until_complete(_hold(host, port, share, pipe))
-    except BaseException as e:  # noqa: BLE001 - reported to the coordinator
-        pipe.send(("error", repr(e)))
-    finally:
-        loop.close()
+    run_holder(_hold(host, port, share, pipe), pipe)
 
 
 # ------------------------------------------------------------------------------------ one server
@@ -386,18 +380,8 @@ def run_server(kind: str, args: argparse.Namespace, workdir: Path) -> ServerRun:
 
 def report(runs: list[ServerRun], args: argparse.Namespace) -> str:
     mib = 1024 * 1024
-    kinds = [r.kind for r in runs]
-    lines = [f"{args.sessions:,} sessions x {args.paths:,} paths"
-             f"{' + one recursive watch each' if args.recursive else ''} = {runs[0].watches:,} watches; "
-             f"fan-out to {args.fan:,} watchers, {args.rounds} rounds (medians)", "",
-             "| | " + " | ".join(kinds) + " | zkfast / apache |", "|---|" + "---|" * (len(runs) + 1)]
-
-    def row(name: str, values: list[float | None], unit: str) -> None:
-        cells = [("-" if v is None else f"{v:,.1f}{unit}") for v in values]
-        z = values[kinds.index("zkfast")] if "zkfast" in kinds else None
-        a = values[kinds.index("apache")] if "apache" in kinds else None
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio(z, a)} |")
-
+    table = SideBySide([r.kind for r in runs])
+    row = table.row
     row("RSS per watch", [r.rss_per_watch_bytes for r in runs], " B")
     row("live heap per watch (after full GC)", [r.heap_per_watch_bytes for r in runs], " B")
     row("RSS for the watches", [(r.rss_watches_bytes - r.rss_sessions_bytes) / mib for r in runs], " MiB")
@@ -409,7 +393,9 @@ def report(runs: list[ServerRun], args: argparse.Namespace) -> str:
     row("live heap left after close, over before",
         [None if r.heap_closed_bytes is None or r.heap_sessions_bytes is None
          else (r.heap_closed_bytes - r.heap_sessions_bytes) / mib for r in runs], " MiB")
-    return "\n".join(lines)
+    return (f"{args.sessions:,} sessions x {args.paths:,} paths"
+            f"{' + one recursive watch each' if args.recursive else ''} = {runs[0].watches:,} watches; "
+            f"fan-out to {args.fan:,} watchers, {args.rounds} rounds (medians)\n\n" + table.text())
 
 
 def main(argv: list[str] | None = None) -> int:
