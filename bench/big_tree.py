@@ -71,17 +71,17 @@ class Run:
         return (rss - self.rss_empty_bytes) / self.znodes
 
 
-def snapshot_bytes(data_dir: Path) -> int:
-    """The newest snapshot's size: Apache's snapshot.<zxid> file, zkfast's LMDB directory."""
+def snapshots(data_dir: Path) -> dict[str, Path]:
+    """The finished snapshots: Apache's snapshot.<zxid> files, zkfast's zkfast-snap.<zxid> directories."""
     d = data_dir / "version-2"
-    snaps = [e for e in os.scandir(d) if e.name.startswith(("snapshot.", "zkfast-snap.")) and
-             not e.name.endswith(".tmp")]
-    if not snaps:
-        return 0
-    newest = max(snaps, key=lambda e: e.stat().st_mtime)
-    if newest.is_dir():
-        return sum(f.stat().st_size for f in Path(newest.path).rglob("*") if f.is_file())
-    return newest.stat().st_size
+    return {e.name: Path(e.path) for e in os.scandir(d)
+            if e.name.startswith(("snapshot.", "zkfast-snap.")) and not e.name.endswith(".tmp")}
+
+
+def size_bytes(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
 
 
 def start(srv: ServerProcess) -> float:
@@ -125,16 +125,17 @@ def run_server(kind: str, heap: str | None, args: argparse.Namespace, lg: LoadGe
         run.rss_created_bytes = proc_rss_bytes(server_pid(srv))
         log(f"{kind}: created at {res.ops_per_s:,.0f}/s, RSS {run.rss_created_bytes / 2**20:,.0f} MiB; kill -9")
         srv.kill()
+        before = snapshots(srv.data_dir)  # the empty tree's, from the first start
         run.startup_from_log_s = start(srv)
         check_tree(srv, args.znodes)
         # Apache's start-up snapshot is written before it serves; zkfast's in the background after
         t0 = time.monotonic()
-        while not snapshot_bytes(srv.data_dir):
+        while not (new := set(snapshots(srv.data_dir)) - set(before)):
             if time.monotonic() - t0 > START_TIMEOUT_S:
                 raise RuntimeError("no snapshot after the start-up")
-            time.sleep(0.5)
-        run.snapshot_bytes = snapshot_bytes(srv.data_dir)
+            time.sleep(0.2)
         run.snapshot_after_start_s = time.monotonic() - t0
+        run.snapshot_bytes = size_bytes(snapshots(srv.data_dir)[new.pop()])
         log(f"{kind}: restarted from the log in {run.startup_from_log_s:.1f} s, snapshot "
             f"{run.snapshot_bytes / 2**20:,.0f} MiB; kill -9")
         srv.kill()
