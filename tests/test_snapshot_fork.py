@@ -92,6 +92,32 @@ def test_a_killed_child_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert stats is None and isinstance(err, SnapshotError) and "killed by signal 9" in str(err)
 
 
+def test_an_aborted_snapshot_ends_at_once_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop aborts a snapshot in progress instead of waiting for it (a child starved of I/O would
+    hold the stop for as long)."""
+    def stuck(tree: Any, sessions: Any, stats: Any, tmp_path: Path, *rest: Any) -> dict[str, int]:
+        tmp_path.mkdir()
+        (tmp_path / "data.mdb").write_bytes(b"a part")
+        time.sleep(600)
+        raise AssertionError("not aborted")
+
+    monkeypatch.setattr(snapshot, "write_snapshot", stuck)
+
+    async def abort_it() -> tuple[Any, BaseException | None]:
+        done: asyncio.Future[tuple[Any, BaseException | None]] = asyncio.get_running_loop().create_future()
+        writer = SnapshotWriter(source(build(10)), tmp_path, lambda stats, err: done.set_result((stats, err)))
+        writer.start()
+        await asyncio.sleep(0.5)
+        writer.abort()
+        return await asyncio.wait_for(done, 10)
+
+    t0 = time.monotonic()
+    stats, err = asyncio.run(abort_it())
+    assert time.monotonic() - t0 < 10
+    assert stats is None and isinstance(err, SnapshotError) and "killed by signal 9" in str(err)
+    assert list(tmp_path.iterdir()) == []
+
+
 SERVER = textwrap.dedent("""
     import asyncio, os, sys, time
     from pathlib import Path

@@ -44,7 +44,12 @@ class Attacker:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout_s)
         self.sock.bind((source_ip, 0))
-        self.sock.connect((host, port))
+        try:
+            self.sock.connect((host, port))
+        except (BrokenPipeError, ConnectionResetError):
+            # refused at accept (past maxClientCnxns) before this connect() saw its handshake done, as
+            # happens on a loaded machine: a socket the server closed, as the attack expects
+            pass
         self.source_ip = source_ip
         self.buf = bytearray()  # appended to and consumed from the front: linear for big replies
         self.session_id = 0

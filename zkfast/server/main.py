@@ -247,6 +247,7 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None,
         for t in tasks:
             t.cancel()
         await side.close()
+        store.abort_snapshot()  # a stop never waits for a snapshot: the log has what it would hold
         await store.wait_snapshot()
         store.close()
     return 0

@@ -151,7 +151,7 @@ class SnapshotWriter:
     snapshot runs on the event loop or holds the server's GIL: a walk on the loop, even in slices,
     put its CPU between every request and its reply, and a writer thread in the server competed
     with the loop and the txn log's thread for the GIL. The child runs at a lower CPU priority
-    (SNAPSHOT_NICE_INCREMENT) and in the idle I/O class, and waits for its own writeback every
+    (SNAPSHOT_NICE_INCREMENT) and I/O priority (best effort, level 7), and waits for its own writeback every
     SNAPSHOT_WRITEBACK_BYTES, so the txn log's fdatasync never queues behind more than that of it.
     """
 
@@ -200,6 +200,15 @@ class SnapshotWriter:
         self.thread = threading.Thread(target=self._wait_child, args=(r,), daemon=True, name="zkfast-snapshot")
         self.thread.start()
 
+    def abort(self) -> None:
+        """Kill the child: the snapshot ends as failed (its temporary directory removed) unless it
+        was complete already. The log holds everything a snapshot would."""
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def _wait_child(self, r: int) -> None:
         """On a thread of the parent: the child's report, then its exit status."""
         report = bytearray()
@@ -236,11 +245,14 @@ def _child_error(status: int, result: dict[str, Any]) -> BaseException:
     return SnapshotError(f"the snapshot process {what}")
 
 
-# Linux: prctl(PR_SET_PDEATHSIG), ioprio_set(IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_IDLE << 13)
+# Linux: prctl(PR_SET_PDEATHSIG), ioprio_set(IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_BE << 13 | 7). Not the idle
+# class: idle I/O is served only once the disk has been idle a while, and the log's fsyncs keep it busy, so a
+# snapshot could wait without bound (and a stop that waited for it hung in a loaded CI run)
 _PR_SET_PDEATHSIG = 1
 _IOPRIO_SET = {"x86_64": 251, "aarch64": 30}.get(platform.machine())
 _IOPRIO_WHO_PROCESS = 1
-_IOPRIO_CLASS_IDLE = 3
+_IOPRIO_CLASS_BEST_EFFORT = 2
+_IOPRIO_LOWEST_LEVEL = 7
 _IOPRIO_CLASS_SHIFT = 13
 
 
@@ -267,7 +279,8 @@ def _child_main(tree: DataTree, sessions: list[tuple[int, int]], stats: Snapshot
         os.closerange(report_fd + 1, os.sysconf("SC_OPEN_MAX"))
         os.nice(SNAPSHOT_NICE_INCREMENT)
         if _IOPRIO_SET is not None:
-            _libc.syscall(_IOPRIO_SET, _IOPRIO_WHO_PROCESS, 0, _IOPRIO_CLASS_IDLE << _IOPRIO_CLASS_SHIFT)
+            _libc.syscall(_IOPRIO_SET, _IOPRIO_WHO_PROCESS, 0,
+                          _IOPRIO_CLASS_BEST_EFFORT << _IOPRIO_CLASS_SHIFT | _IOPRIO_LOWEST_LEVEL)
         result = write_snapshot(tree, sessions, stats, tmp_path, snap_dir, map_size)
         code = 0
     except BaseException as e:  # noqa: BLE001 - reported to the parent

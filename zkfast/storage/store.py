@@ -112,6 +112,12 @@ class Store:
         for cb in list(self.snapshot_done_callbacks):
             cb(stats)
 
+    def abort_snapshot(self) -> None:
+        """Stop a snapshot in progress (shutting down): it is only an economy of replay, and its
+        child, at a low priority, may wait long for a busy disk."""
+        if self.snapshot is not None:
+            self.snapshot.abort()
+
     async def wait_snapshot(self) -> None:
         while self.snapshot is not None:
             await asyncio.sleep(0.01)
