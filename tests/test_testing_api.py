@@ -151,8 +151,12 @@ def test_a_server_that_exits_says_why() -> None:
 
 @pytest.mark.parametrize("ending", ["exit", "SIGTERM", "SIGHUP"])
 def test_servers_are_reaped_when_the_test_process_ends(tmp_path: Path, ending: str) -> None:
+    # default dispositions, as a terminal or a CI runner gives them (under nohup SIGHUP is ignored, and
+    # the reaper rightly leaves an ignored signal alone)
     script = textwrap.dedent("""
-        import sys, time
+        import signal, sys, time
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         from zkfast.testing import ZkServer, ZkCluster
         s = ZkServer().start()
         print(s.pid, s.workdir, flush=True)

@@ -247,7 +247,7 @@ def _child_error(status: int, result: dict[str, Any]) -> BaseException:
 
 # Linux: prctl(PR_SET_PDEATHSIG), ioprio_set(IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_BE << 13 | 7). Not the idle
 # class: idle I/O is served only once the disk has been idle a while, and the log's fsyncs keep it busy, so a
-# snapshot could wait without bound (and a stop that waited for it hung in a loaded CI run)
+# snapshot could be starved for as long as the writes go on
 _PR_SET_PDEATHSIG = 1
 _IOPRIO_SET = {"x86_64": 251, "aarch64": 30}.get(platform.machine())
 _IOPRIO_WHO_PROCESS = 1
