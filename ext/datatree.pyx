@@ -11,7 +11,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, uint8_t
 from libc.stdlib cimport malloc, free, calloc, realloc, qsort
-from libc.string cimport memcpy, memcmp, memchr, memset
+from libc.string cimport memcpy, memcmp, memchr, memmove, memset
 
 from zkfast._jute cimport (Stat, Txn, WriteBuffer, Cursor, cursor_init, rd_i32, rd_i64, rd_bool,
                            rd_bytes, wb_i32, wb_i64, wb_bytes, store_u32, store_u64)
@@ -213,7 +213,7 @@ cdef uint32_t digest_of(const char* path, Py_ssize_t path_len, const char* data,
 
 
 cdef inline uint32_t node_digest(Node* n) noexcept nogil:
-    return digest_of(n.path, n.path_len, n.data, n.data_len, n.czxid, n.mzxid, n.pzxid, n.ctime, n.mtime,
+    return digest_of(n.path, n.path_len, node_data(n), n.data_len, n.czxid, n.mzxid, n.pzxid, n.ctime, n.mtime,
                      n.version, n.cversion, n.aversion, n.ephemeral_owner)
 
 
@@ -327,6 +327,25 @@ cdef void subtree_counts(Node* top, int64_t* count, int64_t* nbytes) noexcept:
         node = node.next_sibling
 
 
+
+
+cdef extern from "malloc.h":
+    size_t malloc_usable_size(void* p) nogil
+
+# where a node's path starts: its struct without the trailing padding sizeof(Node) would add
+cdef Node _node_layout
+cdef size_t NODE_HEADER_BYTES = <size_t>(<char*>&_node_layout.path[0] - <char*>&_node_layout)
+
+
+cdef inline size_t node_data_room(Node* n) noexcept nogil:
+    # the bytes after the path's NUL in the node's own allocation
+    return malloc_usable_size(n) - (NODE_HEADER_BYTES + n.path_len + 1)
+
+
+cdef void node_free(Node* n) noexcept nogil:
+    if n.flags & NODE_DATA_EXTERNAL:
+        free(node_data(n))
+    free(n)
 
 
 cdef inline uint64_t hash_path(const char* p, Py_ssize_t n) noexcept nogil:
@@ -697,9 +716,7 @@ cdef class DataTree:
             for i in range(self.mask + 1):
                 node = self.slots[i]
                 if node is not NULL:
-                    if node.data is not NULL:
-                        free(node.data)
-                    free(node)
+                    node_free(node)
             free(self.slots)
             self.slots = NULL
         if self.acl_refs is not NULL:
@@ -713,12 +730,12 @@ cdef class DataTree:
     # hash index
 
     cdef Node* lookup(self, const char* p, Py_ssize_t n) noexcept:
-        cdef uint64_t h
+        cdef uint32_t h
         cdef size_t i
         cdef Node* node
         if n == 0:
             return self.root  # Apache keeps the root under "" too
-        h = hash_path(p, n)
+        h = <uint32_t>hash_path(p, n)
         i = h & self.mask
         while True:
             node = self.slots[i]
@@ -802,10 +819,11 @@ cdef class DataTree:
                            int32_t acl) except NULL:
         """A new node from path and data in place (dlen -1: null data), e.g. inside a snapshot
         chunk: no bytes objects on the way."""
-        cdef Node* node = <Node*>malloc(sizeof(Node) + n)
+        # room for the data inline: at least a pointer's worth, for data that later moves out
+        cdef Node* node = <Node*>malloc(NODE_HEADER_BYTES + n + 1 + max(dlen, <Py_ssize_t>sizeof(char*)))
         if node is NULL:
             raise MemoryError()
-        memset(node, 0, sizeof(Node))
+        memset(node, 0, NODE_HEADER_BYTES)
         memcpy(node.path, p, n)
         node.path[n] = 0
         node.path_len = <uint32_t>n
@@ -813,7 +831,7 @@ cdef class DataTree:
         node.name_off = <uint32_t>n
         while node.name_off > 0 and p[node.name_off - 1] != b'/':
             node.name_off -= 1
-        node.hash = hash_path(p, n)
+        node.hash = <uint32_t>hash_path(p, n)
         node.jhash = java_string_hash(p + node.name_off, n - node.name_off)
         node.child_cap_log2 = 0
         node.acl = acl
@@ -822,9 +840,7 @@ cdef class DataTree:
         try:
             self.index_insert(node)
         except BaseException:
-            if node.data is not NULL:
-                free(node.data)
-            free(node)
+            node_free(node)
             raise
         if parent is not NULL:
             node.parent = parent
@@ -855,16 +871,23 @@ cdef class DataTree:
         return self.set_node_data_at(node, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
 
     cdef int set_node_data_at(self, Node* node, const char* d, Py_ssize_t n) except -1:
-        cdef char* fresh = NULL
-        if n > 0:
-            fresh = <char*>malloc(n)
-            if fresh is NULL:
+        # inline when it fits in the node's own allocation, else an allocation of its own
+        cdef char* area = node.path + node.path_len + 1
+        cdef char* external = NULL
+        if n > 0 and <size_t>n > node_data_room(node):
+            external = <char*>malloc(n)
+            if external is NULL:
                 raise MemoryError()
-            memcpy(fresh, d, n)
-        if node.data is not NULL:
-            free(node.data)
+            memcpy(external, d, n)
+        if node.flags & NODE_DATA_EXTERNAL:
+            free(node_data(node))
+            node.flags &= ~NODE_DATA_EXTERNAL
+        if external is not NULL:
+            memcpy(area, &external, sizeof(char*))
+            node.flags |= NODE_DATA_EXTERNAL
+        elif n > 0:
+            memmove(area, d, n)
         self.data_bytes += (n if n > 0 else 0) - (node.data_len if node.data_len > 0 else 0)
-        node.data = fresh
         node.data_len = <int32_t>n
         return 0
 
@@ -898,10 +921,8 @@ cdef class DataTree:
         if parent is not NULL:
             parent.num_children -= 1
         self.index_remove(node)
-        if node.data is not NULL:
-            free(node.data)
         self.data_bytes -= node.data_len if node.data_len > 0 else 0
-        free(node)
+        node_free(node)
 
     cdef void copy_stat(self, Node* node, Stat* s) noexcept:
         s.czxid = node.czxid
@@ -1645,7 +1666,7 @@ cdef class DataTree:
             return 0
         try:
             stats = parse_stats_track(None if node.data_len <= 0 else
-                                      PyBytes_FromStringAndSize(node.data, node.data_len))
+                                      PyBytes_FromStringAndSize(node_data(node), node.data_len))
         except ValueError as e:
             # Apache ZooKeeper 3.8 throws out of the txn here (its server stops)
             quota_log.error("Quota stats of %s not updated: %s", prefix.decode("utf-8", "replace"), e)
@@ -1731,7 +1752,7 @@ cdef class DataTree:
             return None
         if node.data_len < 0:
             return None
-        return PyBytes_FromStringAndSize(node.data, node.data_len)
+        return PyBytes_FromStringAndSize(node_data(node), node.data_len)
 
     def get_children(self, bytes path):
         """Child names (bytes) in Apache's order, or None when the node is missing."""
@@ -1817,7 +1838,7 @@ cdef class DataTree:
         cdef Node* node = self.lookup_bytes(path)
         if node is NULL:
             return None
-        data = None if node.data_len < 0 else PyBytes_FromStringAndSize(node.data, node.data_len)
+        data = None if node.data_len < 0 else PyBytes_FromStringAndSize(node_data(node), node.data_len)
         return (data, (node.czxid, node.mzxid, node.ctime, node.mtime, node.version, node.cversion,
                        node.aversion, node.ephemeral_owner, node.pzxid), self.acl_lists[node.acl])
 
@@ -1871,7 +1892,7 @@ cdef class DataTree:
                 self.add_watch(self.data_watches, PyBytes_FromStringAndSize(<const char*>path, plen), w, M_STANDARD)
             start = out.begin_frame()
             out.put_reply_header(xid, self.last_processed_zxid, Code.OK)
-            wb_bytes(out, node.data, node.data_len)
+            wb_bytes(out, node_data(node), node.data_len)
             self.copy_stat(node, &s)
             out.put_stat(&s)
             out.end_frame(start)
@@ -2019,7 +2040,7 @@ def serialize_chunk(DataTree tree, list stack, int max_nodes, WriteBuffer out, d
             wb_i32(out, 0)
         else:
             wb_bytes(out, node.path, <int32_t>node.path_len)
-        wb_bytes(out, node.data, node.data_len)
+        wb_bytes(out, node_data(node), node.data_len)
         wb_i64(out, snap_id)
         put_stat_persisted(out, node)
         if node.first_child is not NULL:

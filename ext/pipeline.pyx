@@ -31,7 +31,7 @@ from zkfast._jute cimport (Code, Perm, Stat, Txn, WriteBuffer, is_txn_op, is_val
                            OP_CREATE_TTL, OP_DELETE, OP_DELETE_CONTAINER, OP_ERROR, OP_EXISTS,
                            OP_GET_CHILDREN, OP_GET_CHILDREN2, OP_GET_DATA, OP_MULTI, OP_PING, OP_RECONFIG,
                            OP_REMOVE_WATCHES, OP_SASL, OP_SET_ACL, OP_SET_DATA, OP_SET_WATCHES, OP_SYNC)
-from zkfast._datatree cimport DataTree, Node, digest_of, digests_on, TXN_DIGEST_VERSION
+from zkfast._datatree cimport DataTree, Node, node_data, digest_of, digests_on, TXN_DIGEST_VERSION
 from zkfast._datatree import LIMIT_NODE, QUOTA_ZOOKEEPER, STAT_NODE, RateLogger, parse_stats_track
 from zkfast._fastpath cimport ConnCore
 
@@ -352,7 +352,7 @@ cdef class Prep:
         if rec.tree_data:
             node = self.tree.lookup_bytes(rec.path)
             if node is not NULL:
-                data, data_len = node.data, node.data_len
+                data, data_len = node_data(node), node.data_len
         elif rec.data is not None:
             data, data_len = PyBytes_AS_STRING(rec.data), PyBytes_GET_SIZE(rec.data)
         return digest_of(PyBytes_AS_STRING(rec.path), PyBytes_GET_SIZE(rec.path), data, data_len,

@@ -168,43 +168,53 @@ def test_snapshot_chunks_round_trip() -> None:
     assert fresh.ephemeral_paths(5) == [b"/a/b"]
 
 
+# data sizes around the inline room a node has (its path's allocation rounds up by up to 15 bytes,
+# and the room is at least a pointer's 8), so setData moves data out of the node and back
+DATA_SIZES = st.sampled_from([None, 0, 1, 7, 8, 9, 15, 16, 17, 31, 100, 300])
+
+
 @settings(max_examples=200, deadline=None)
 @given(ops=st.lists(st.tuples(st.sampled_from(["create", "delete", "set"]),
-                              st.sampled_from([b"/n%d" % i for i in range(40)] + [b"/n1/c%d" % i for i in range(20)])),
+                              st.sampled_from([b"/n%d" % i for i in range(40)] + [b"/n1/c%d" % i for i in range(20)]),
+                              DATA_SIZES),
                     max_size=300))
-def test_index_and_children_match_a_python_model(ops: list[tuple[str, bytes]]) -> None:
-    """Random creates/deletes/sets through the C hash index and sibling lists, against a dict."""
+def test_index_and_children_match_a_python_model(ops: list[tuple[str, bytes, int | None]]) -> None:
+    """Random creates/deletes/sets through the C hash index, sibling lists and inline or moved-out
+    data, against a dict; the kept data size and digest against ones recounted from scratch."""
     tree = DataTree()
-    model: dict[bytes, bytes] = {}
+    model: dict[bytes, bytes | None] = {}
     zxid = 0
-    for op, path in ops:
+    for op, path, size in ops:
         zxid += 1
+        data = None if size is None else (b"%d:" % zxid * size)[:size]
         parent = path[: path.rfind(b"/")] or b"/"
         if op == "create":
-            err = create(tree, path, zxid, data=b"v%d" % zxid)
+            err = create(tree, path, zxid, data=data)
             if path in model:
                 assert err == -110
             elif parent != b"/" and parent not in model:
                 assert err == -101
             else:
                 assert err == 0
-                model[path] = b"v%d" % zxid
+                model[path] = data
         elif op == "delete":
             has_children = any(p.startswith(path + b"/") for p in model)
             if path in model and not has_children:
                 assert delete(tree, path, zxid) == 0
                 del model[path]
         else:
-            err = set_data(tree, path, b"s%d" % zxid, 1, zxid)
+            err = set_data(tree, path, data, -1, zxid)
             assert err == (0 if path in model else -101)
             if path in model:
-                model[path] = b"s%d" % zxid
+                model[path] = data
     for path, data in model.items():
         assert tree.get_data(path) == data
     top = sorted(p[1:] for p in model if p.count(b"/") == 1)
     assert sorted(c for c in tree.get_children(b"/") if c != b"zookeeper") == top
     assert tree.node_count() == len(model) + 4
     assert tree.all_children_number(b"/") == len(model) + 3
+    assert tree.data_bytes == sum(len(d) for d in model.values() if d)
+    assert tree.recount_digest() == tree.tree_digest
 
 
 def fire_model(model: dict[tuple[bool, bytes], dict[int, int]], child: bool, path: bytes,

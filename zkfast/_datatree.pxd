@@ -1,17 +1,25 @@
 # cython: language_level=3
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, uint8_t
 
+from libc.string cimport memcpy
+
 from zkfast._jute cimport Stat, Txn, WriteBuffer
 
-# One znode, one allocation: the struct then its full path (NUL-terminated). Children form a
-# doubly linked sibling list, so create and delete are O(1) whatever the fan-out.
+# One znode, one allocation: the struct, its full path (NUL-terminated), then its data. Children form
+# a doubly linked sibling list, so create and delete are O(1) whatever the fan-out. Fields go widest
+# first so the struct has no padding; the path starts right after the last field (NODE_HEADER_BYTES
+# in datatree.pyx), not at sizeof(Node).
+#
+# The data lives in the same allocation, after the path's NUL, when it fits there: a znode is one
+# malloc chunk, not two. The space after the path is at least 8 bytes and whatever malloc's rounding
+# adds (malloc_usable_size); a setData that does not fit puts the data in an allocation of its own and
+# keeps its address in that space (NODE_DATA_EXTERNAL). Read the data with node_data(), never from the
+# struct.
 cdef struct Node:
     Node* parent
     Node* first_child
     Node* next_sibling
     Node* prev_sibling
-    char* data
-    uint64_t hash
     int64_t czxid
     int64_t mzxid
     int64_t ctime
@@ -27,10 +35,26 @@ cdef struct Node:
     int32_t data_len          # -1 for null data
     uint32_t path_len
     uint32_t name_off         # where the last segment starts inside path
+    uint32_t hash             # the index's hash of the full path (low 32 bits of hash_path)
     int32_t jhash             # Java's String.hashCode of the name: child order is a HashSet's
     uint32_t digest           # this node's DigestCalculator digest, kept current (0 under /zookeeper/)
     uint8_t child_cap_log2    # log2 of the capacity Apache's HashSet of children would have (0: none)
+    uint8_t flags             # NODE_DATA_EXTERNAL
     char path[1]
+
+
+cdef enum:
+    NODE_DATA_EXTERNAL = 1
+
+
+cdef inline char* node_data(Node* n) noexcept nogil:
+    """Where the node's data_len bytes are (meaningless when data_len <= 0)."""
+    cdef char* area = n.path + n.path_len + 1
+    cdef char* external
+    if n.flags & NODE_DATA_EXTERNAL:
+        memcpy(&external, area, sizeof(char*))
+        return external
+    return area
 
 
 # An open-addressing set of 32-bit entries (linear probing, backward-shift deletion): one per
