@@ -212,8 +212,8 @@ cdef uint32_t digest_of(const char* path, Py_ssize_t path_len, const char* data,
     return crc32_run(crc, stat, 60)
 
 
-cdef inline uint32_t node_digest(Node* n) noexcept nogil:
-    return digest_of(n.path, n.path_len, node_data(n), n.data_len, n.czxid, n.mzxid, n.pzxid, n.ctime, n.mtime,
+cdef inline uint32_t node_digest(Node* n, const char* path) noexcept nogil:
+    return digest_of(path, n.path_len, node_data(n), n.data_len, n.czxid, n.mzxid, n.pzxid, n.ctime, n.mtime,
                      n.version, n.cversion, n.aversion, n.ephemeral_owner)
 
 
@@ -332,14 +332,30 @@ cdef void subtree_counts(Node* top, int64_t* count, int64_t* nbytes) noexcept:
 cdef extern from "malloc.h":
     size_t malloc_usable_size(void* p) nogil
 
-# where a node's path starts: its struct without the trailing padding sizeof(Node) would add
+# where a node's name starts: its struct without the trailing padding sizeof(Node) would add
 cdef Node _node_layout
-cdef size_t NODE_HEADER_BYTES = <size_t>(<char*>&_node_layout.path[0] - <char*>&_node_layout)
+cdef size_t NODE_HEADER_BYTES = <size_t>(<char*>&_node_layout.name[0] - <char*>&_node_layout)
 
 
 cdef inline size_t node_data_room(Node* n) noexcept nogil:
-    # the bytes after the path's NUL in the node's own allocation
-    return malloc_usable_size(n) - (NODE_HEADER_BYTES + n.path_len + 1)
+    # the bytes after the name in the node's own allocation
+    return malloc_usable_size(n) - (NODE_HEADER_BYTES + n.name_len)
+
+
+cdef bint node_has_path(Node* n, const char* p, Py_ssize_t len) noexcept nogil:
+    """Whether p[:len] is the node's full path: its name, then its parent's, up to the root."""
+    cdef Py_ssize_t end = len
+    if <Py_ssize_t>n.path_len != len:
+        return False
+    while n.parent is not NULL:
+        end -= n.name_len
+        if memcmp(p + end, n.name, n.name_len) != 0:
+            return False
+        end -= 1
+        if p[end] != b'/':
+            return False
+        n = n.parent
+    return end == 0 or (end == 1 and p[0] == b'/')
 
 
 cdef void node_free(Node* n) noexcept nogil:
@@ -426,7 +442,8 @@ cdef Node** ordered_children(Node* node) except? NULL:
     child = node.first_child
     i = n - 1  # the sibling list runs newest first
     while child is not NULL and i >= 0:
-        h = <uint32_t>child.jhash
+        # Java's String.hashCode of the name: child order is a HashSet's
+        h = <uint32_t>java_string_hash(child.name, child.name_len)
         slots[i].bucket = (h ^ (h >> 16)) & mask
         slots[i].seq = <uint32_t>i
         slots[i].node = child
@@ -725,6 +742,8 @@ cdef class DataTree:
         if self.acl_world is not NULL:
             free(self.acl_world)
             self.acl_world = NULL
+        free(self.path_buf)
+        self.path_buf = NULL
 
     # ------------------------------------------------------------------------------------------
     # hash index
@@ -741,12 +760,38 @@ cdef class DataTree:
             node = self.slots[i]
             if node is NULL:
                 return NULL
-            if node.hash == h and node.path_len == n and memcmp(node.path, p, n) == 0:
+            if node.hash == h and node_has_path(node, p, n):
                 return node
             i = (i + 1) & self.mask
 
     cdef Node* lookup_bytes(self, bytes path) noexcept:
         return self.lookup(PyBytes_AS_STRING(path), PyBytes_GET_SIZE(path))
+
+    cdef const char* path_of(self, Node* node) except NULL:
+        """The node's full path (node.path_len bytes), rebuilt from the names up to the root into a
+        buffer of the tree's: valid until the next call."""
+        cdef size_t size = node.path_len + 1
+        cdef char* fresh
+        cdef size_t end = node.path_len
+        if size > self.path_buf_size:
+            fresh = <char*>realloc(self.path_buf, size)
+            if fresh is NULL:
+                raise MemoryError()
+            self.path_buf = fresh
+            self.path_buf_size = size
+        self.path_buf[end] = 0
+        self.path_buf[0] = b'/'  # the root's path, and every path's first byte
+        while node.parent is not NULL:
+            end -= node.name_len
+            memcpy(self.path_buf + end, node.name, node.name_len)
+            end -= 1
+            self.path_buf[end] = b'/'
+            node = node.parent
+        assert end == 0 or (end == 1 and node.path_len == 1), "a node's path_len disagrees with its names"
+        return self.path_buf
+
+    cdef bytes path_bytes(self, Node* node):
+        return PyBytes_FromStringAndSize(self.path_of(node), node.path_len)
 
     cdef int index_grow(self) except -1:
         cdef size_t old_n = self.mask + 1, new_n = old_n * 2, i, j
@@ -819,20 +864,24 @@ cdef class DataTree:
                            int32_t acl) except NULL:
         """A new node from path and data in place (dlen -1: null data), e.g. inside a snapshot
         chunk: no bytes objects on the way."""
+        # the name starts after the last '/'
+        cdef Py_ssize_t name_off = n
+        while name_off > 0 and p[name_off - 1] != b'/':
+            name_off -= 1
+        # the path is the parent's, '/' and the name (the root's children: '/' and the name)
+        assert (parent is NULL and n == 1) or (parent is not NULL and name_off ==
+                                               (parent.path_len if parent.parent is not NULL else 0) + 1), \
+            "a new node's path is not its parent's and a name"
         # room for the data inline: at least a pointer's worth, for data that later moves out
-        cdef Node* node = <Node*>malloc(NODE_HEADER_BYTES + n + 1 + max(dlen, <Py_ssize_t>sizeof(char*)))
+        cdef Node* node = <Node*>malloc(NODE_HEADER_BYTES + (n - name_off) +
+                                        max(dlen, <Py_ssize_t>sizeof(char*)))
         if node is NULL:
             raise MemoryError()
         memset(node, 0, NODE_HEADER_BYTES)
-        memcpy(node.path, p, n)
-        node.path[n] = 0
+        node.name_len = <uint32_t>(n - name_off)
+        memcpy(node.name, p + name_off, node.name_len)
         node.path_len = <uint32_t>n
-        # the name starts after the last '/'
-        node.name_off = <uint32_t>n
-        while node.name_off > 0 and p[node.name_off - 1] != b'/':
-            node.name_off -= 1
         node.hash = <uint32_t>hash_path(p, n)
-        node.jhash = java_string_hash(p + node.name_off, n - node.name_off)
         node.child_cap_log2 = 0
         node.acl = acl
         node.data_len = -1
@@ -860,10 +909,11 @@ cdef class DataTree:
         # NodeHashMap.preChange: the node's digest as it was leaves the sum
         self.digest_sum -= node.digest
 
-    cdef void digest_in(self, Node* node) noexcept:
+    cdef int digest_in(self, Node* node) except -1:
         # NodeHashMap.postChange / put: the node's digest as it is now joins the sum
-        node.digest = node_digest(node) if DIGESTS_ON else 0
+        node.digest = node_digest(node, self.path_of(node)) if DIGESTS_ON else 0
         self.digest_sum += node.digest
+        return 0
 
     cdef int set_node_data(self, Node* node, object data) except -1:
         if data is None:
@@ -872,7 +922,7 @@ cdef class DataTree:
 
     cdef int set_node_data_at(self, Node* node, const char* d, Py_ssize_t n) except -1:
         # inline when it fits in the node's own allocation, else an allocation of its own
-        cdef char* area = node.path + node.path_len + 1
+        cdef char* area = node.name + node.name_len
         cdef char* external = NULL
         if n > 0 and <size_t>n > node_data_room(node):
             external = <char*>malloc(n)
@@ -1353,8 +1403,7 @@ cdef class DataTree:
         owner = node.ephemeral_owner
         parent_acl = parent.acl
         data_len = node.data_len if node.data_len > 0 else 0
-        limits = node.path_len - node.name_off == 16 and \
-            memcmp(node.path + node.name_off, b"zookeeper_limits", 16) == 0
+        limits = node.name_len == 16 and memcmp(node.name, b"zookeeper_limits", 16) == 0
         self.digest_out(node)
         self.unlink(node)
         kind = owner_kind(owner, self.extended_types)
@@ -1510,7 +1559,7 @@ cdef class DataTree:
         for i in range(self.mask + 1):
             node = self.slots[i]
             if node is not NULL:
-                total += node_digest(node)
+                total += node_digest(node, self.path_of(node))
         return <int64_t>total
 
     def set_snapshot_digest(self, int64_t zxid, int32_t version, int64_t digest, int64_t snapshot_zxid):
@@ -1716,7 +1765,7 @@ cdef class DataTree:
                 continue
             child = node.first_child
             while child is not NULL:
-                stack.append(PyBytes_FromStringAndSize(child.path, child.path_len))
+                stack.append(self.path_bytes(child))
                 child = child.next_sibling
 
     # ------------------------------------------------------------------------------------------
@@ -1766,8 +1815,7 @@ cdef class DataTree:
         ordered = ordered_children(node)
         for i in range(node.num_children):
             child = ordered[i]
-            out.append(PyBytes_FromStringAndSize(child.path + child.name_off,
-                                                 child.path_len - child.name_off))
+            out.append(PyBytes_FromStringAndSize(child.name, child.name_len))
         free(ordered)
         return out
 
@@ -1827,7 +1875,7 @@ cdef class DataTree:
             node = self.lookup_bytes(path)
             child = node.first_child
             while child is not NULL:
-                stack.append(PyBytes_FromStringAndSize(child.path, child.path_len))
+                stack.append(self.path_bytes(child))
                 child = child.next_sibling
         return out
 
@@ -1906,7 +1954,7 @@ cdef class DataTree:
             ordered = ordered_children(node)
             for i in range(node.num_children):
                 child = ordered[i]
-                wb_bytes(out, child.path + child.name_off, <int32_t>(child.path_len - child.name_off))
+                wb_bytes(out, child.name, <int32_t>child.name_len)
             free(ordered)
             if op == OP_GET_CHILDREN2:
                 self.copy_stat(node, &s)
@@ -2015,7 +2063,7 @@ def serialize_chunk(DataTree tree, list stack, int max_nodes, WriteBuffer out, d
             batch = []
             taken = 0
             while child is not NULL and taken < CHILDREN_PER_TURN:
-                batch.append(PyBytes_FromStringAndSize(child.path, child.path_len))
+                batch.append(tree.path_bytes(child))
                 last = child
                 child = child.next_sibling
                 taken += 1
@@ -2039,15 +2087,14 @@ def serialize_chunk(DataTree tree, list stack, int max_nodes, WriteBuffer out, d
         if node is tree.root:
             wb_i32(out, 0)
         else:
-            wb_bytes(out, node.path, <int32_t>node.path_len)
+            wb_bytes(out, tree.path_of(node), <int32_t>node.path_len)
         wb_bytes(out, node_data(node), node.data_len)
         wb_i64(out, snap_id)
         put_stat_persisted(out, node)
         if node.first_child is not NULL:
             if node.num_children <= EAGER_CHILDREN:
                 ordered = ordered_children(node)
-                batch = [PyBytes_FromStringAndSize(ordered[i].path, ordered[i].path_len)
-                         for i in range(node.num_children)]
+                batch = [tree.path_bytes(ordered[i]) for i in range(node.num_children)]
                 free(ordered)
                 batch.reverse()
                 stack.extend(batch)
@@ -2103,8 +2150,7 @@ def load_chunk(DataTree tree, bytes chunk, dict acls):
                 cut = plen - 1
                 while cut > 0 and p[cut] != b'/':
                     cut -= 1
-                if (last_parent is not NULL and last_parent.path_len == <uint32_t>cut
-                        and memcmp(last_parent.path, p, cut) == 0):
+                if last_parent is not NULL and node_has_path(last_parent, <const char*>p, cut):
                     parent = last_parent
                 else:
                     parent = tree.lookup(<const char*>p, cut)

@@ -1119,7 +1119,7 @@ cdef class PipelineCore:
             return size + (node.data_len if node.data_len > 0 else 0)
         child = node.first_child
         while child is not NULL:
-            size += 4 + child.path_len - child.name_off
+            size += 4 + child.name_len
             child = child.next_sibling
         return size
 

@@ -5,12 +5,13 @@ from libc.string cimport memcpy
 
 from zkfast._jute cimport Stat, Txn, WriteBuffer
 
-# One znode, one allocation: the struct, its full path (NUL-terminated), then its data. Children form
-# a doubly linked sibling list, so create and delete are O(1) whatever the fan-out. Fields go widest
-# first so the struct has no padding; the path starts right after the last field (NODE_HEADER_BYTES
-# in datatree.pyx), not at sizeof(Node).
+# One znode, one allocation: the struct, its name (the last path segment), then its
+# data. The full path is the parent's path, '/' and the name (DataTree.path_of rebuilds it; the index
+# keeps a hash of it). Children form a doubly linked sibling list, so create and delete are O(1)
+# whatever the fan-out. Fields go widest first so the struct has no padding; the name starts right
+# after the last field (NODE_HEADER_BYTES in datatree.pyx), not at sizeof(Node).
 #
-# The data lives in the same allocation, after the path's NUL, when it fits there: a znode is one
+# The data lives in the same allocation, right after the name, when it fits there: a znode is one
 # malloc chunk, not two. The space after the path is at least 8 bytes and whatever malloc's rounding
 # adds (malloc_usable_size); a setData that does not fit puts the data in an allocation of its own and
 # keeps its address in that space (NODE_DATA_EXTERNAL). Read the data with node_data(), never from the
@@ -33,14 +34,13 @@ cdef struct Node:
     int32_t num_children
     int32_t acl               # index into the tree's ACL table
     int32_t data_len          # -1 for null data
-    uint32_t path_len
-    uint32_t name_off         # where the last segment starts inside path
+    uint32_t path_len         # of the full path
+    uint32_t name_len
     uint32_t hash             # the index's hash of the full path (low 32 bits of hash_path)
-    int32_t jhash             # Java's String.hashCode of the name: child order is a HashSet's
     uint32_t digest           # this node's DigestCalculator digest, kept current (0 under /zookeeper/)
     uint8_t child_cap_log2    # log2 of the capacity Apache's HashSet of children would have (0: none)
     uint8_t flags             # NODE_DATA_EXTERNAL
-    char path[1]
+    char name[1]
 
 
 cdef enum:
@@ -49,7 +49,7 @@ cdef enum:
 
 cdef inline char* node_data(Node* n) noexcept nogil:
     """Where the node's data_len bytes are (meaningless when data_len <= 0)."""
-    cdef char* area = n.path + n.path_len + 1
+    cdef char* area = n.name + n.name_len
     cdef char* external
     if n.flags & NODE_DATA_EXTERNAL:
         memcpy(&external, area, sizeof(char*))
@@ -109,6 +109,9 @@ cdef class DataTree:
     cdef size_t mask
     cdef size_t count
     cdef Node* root
+    # where path_of rebuilds a node's full path (grown as needed, freed with the tree)
+    cdef char* path_buf
+    cdef size_t path_buf_size
     cdef public int64_t last_processed_zxid
     cdef public int64_t data_bytes
     # ACL table: index → list of (perms, scheme, id), its encoded vector<ACL>, reference count,
@@ -152,6 +155,8 @@ cdef class DataTree:
 
     cdef Node* lookup(self, const char* p, Py_ssize_t n) noexcept
     cdef Node* lookup_bytes(self, bytes path) noexcept
+    cdef const char* path_of(self, Node* node) except NULL
+    cdef bytes path_bytes(self, Node* node)
     cdef int index_grow(self) except -1
     cdef int index_insert(self, Node* node) except -1
     cdef void index_remove(self, Node* node) noexcept
@@ -161,7 +166,7 @@ cdef class DataTree:
     cdef int set_node_data(self, Node* node, object data) except -1
     cdef int set_node_data_at(self, Node* node, const char* d, Py_ssize_t n) except -1
     cdef void digest_out(self, Node* node) noexcept
-    cdef void digest_in(self, Node* node) noexcept
+    cdef int digest_in(self, Node* node) except -1
     cdef int attach(self, bytes path, object data, int32_t acl) except -1
     cdef void unlink(self, Node* node) noexcept
     cdef void copy_stat(self, Node* node, Stat* s) noexcept
