@@ -118,6 +118,34 @@ def test_an_aborted_snapshot_ends_at_once_and_leaves_nothing(tmp_path: Path, mon
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_stop_logs_its_aborted_snapshot_as_no_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """The store's abort (a stop) ends the snapshot without an ERROR line: operators grep for them."""
+    from zkfast.storage.store import Store
+
+    monkeypatch.setattr(snapshot, "write_snapshot", lambda *a: time.sleep(600))
+    owner = source(build(10))
+    owner.on_commit_failed = lambda *a: None
+
+    async def stop_during_snapshot() -> None:
+        store = Store(tmp_path / "snap", tmp_path / "log")
+        store.recover(DataTree)
+        store.attach(owner)
+        try:
+            assert store.take_snapshot()
+            await asyncio.sleep(0.5)
+            store.abort_snapshot()
+            await asyncio.wait_for(store.wait_snapshot(), 10)
+        finally:
+            store.close()
+
+    with caplog.at_level("INFO", logger="zkfast.storage.store"):
+        asyncio.run(stop_during_snapshot())
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "zkfast.storage.store"]
+    assert any(level == "INFO" and "snapshot aborted" in msg for level, msg in lines), lines
+    assert not any(level == "ERROR" for level, _ in lines), lines
+
+
 SERVER = textwrap.dedent("""
     import asyncio, os, sys, time
     from pathlib import Path

@@ -42,6 +42,7 @@ class Store:
         self.snap_retain_count = max(3, snap_retain_count)
         self.owner: StoreOwner | None = None
         self.snapshot: SnapshotWriter | None = None
+        self.snapshot_aborted = False  # by a stop: its end is not a failure
         self.snapshots_taken = 0
         self.last_snapshot: SnapshotStats | None = None
         self.commit = DurableCommit(log_dir, prealloc_bytes=prealloc_kb * 1024, force_sync=force_sync,
@@ -101,7 +102,9 @@ class Store:
 
     def _snapshot_done(self, stats: SnapshotStats | None, error: BaseException | None) -> None:
         self.snapshot = None
-        if error is not None:
+        if error is not None and self.snapshot_aborted:
+            log.info("snapshot aborted: the server is stopping (the txn log holds everything it would)")
+        elif error is not None:
             log.error("snapshot failed: %s", error)
         else:
             assert stats is not None
@@ -116,6 +119,7 @@ class Store:
         """Stop a snapshot in progress (shutting down): it is only an economy of replay, and its
         child, at a low priority, may wait long for a busy disk."""
         if self.snapshot is not None:
+            self.snapshot_aborted = True
             self.snapshot.abort()
 
     async def wait_snapshot(self) -> None:
