@@ -2107,7 +2107,7 @@ def serialize_chunk(DataTree tree, list stack, int max_nodes, WriteBuffer out, d
 cdef const char* SLASH = b"/"
 
 
-def load_chunk(DataTree tree, bytes chunk, dict acls):
+def load_chunk(DataTree tree, const unsigned char[:] chunk, dict acls):
     """Add the node records of one chunk (parents always come before children). A record for a
     node that exists (the root, /zookeeper...) replaces its data, stat and ACL. Returns
     (nodes loaded, orphans skipped). New nodes are built from the chunk's bytes in place; the
@@ -2125,7 +2125,10 @@ def load_chunk(DataTree tree, bytes chunk, dict acls):
     cdef int32_t old_acl
     cdef long loaded = 0, orphans = 0
     cdef Py_ssize_t cut
-    cursor_init(&c, <const uint8_t*>PyBytes_AS_STRING(chunk), PyBytes_GET_SIZE(chunk))
+    if chunk.shape[0] == 0:
+        return 0, 0
+    # any buffer: a snapshot's chunks are read in place from LMDB's map
+    cursor_init(&c, <const uint8_t*>&chunk[0], chunk.shape[0])
     try:
         while c.left > 0:
             plen = rd_bytes(&c, &p)

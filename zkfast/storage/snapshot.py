@@ -418,22 +418,27 @@ def load_snapshot(path: Path, tree: Any, progress: Callable[[int, int], None] | 
             expected_chunks = int(info.get("chunks", -1))
             # the index sized once; by the file too, so that a damaged count cannot ask for more
             tree.reserve(min(int(info.get("nodes", 0)), (path / "data.mdb").stat().st_size // MIN_NODE_RECORD_BYTES))
-            for k, v in txn.cursor(db=dbs[b"chunks"]):
-                seq = struct.unpack(">q", k)[0]
-                if seq != chunks:
-                    raise SnapshotError(f"{path.name}: chunk {chunks} missing")
-                payload, crc = v[:-4], struct.unpack(">I", v[-4:])[0]
-                if adler32_of(payload) != crc:
-                    raise SnapshotError(f"{path.name}: chunk {seq} fails its checksum")
-                try:
-                    n, o = load_chunk(tree, payload, acls)
-                except ValueError as e:
-                    raise SnapshotError(f"{path.name}: chunk {seq}: {e}") from e
-                loaded += n
-                orphans += o
-                chunks += 1
-                if progress is not None:
-                    progress(loaded, int(info.get("nodes", 0)))
+            # the chunks are read in place from the map (buffers valid until the cursor moves on):
+            # copying them out was a fifth of a 1M-znode start-up
+            with env.begin(buffers=True) as chunk_txn:
+                for k, v in chunk_txn.cursor(db=dbs[b"chunks"]):
+                    seq = struct.unpack(">q", k)[0]
+                    if seq != chunks:
+                        raise SnapshotError(f"{path.name}: chunk {chunks} missing")
+                    if len(v) < 4:
+                        raise SnapshotError(f"{path.name}: chunk {seq} is shorter than its checksum")
+                    payload, crc = v[:-4], struct.unpack(">I", v[-4:])[0]
+                    if adler32_of(payload) != crc:
+                        raise SnapshotError(f"{path.name}: chunk {seq} fails its checksum")
+                    try:
+                        n, o = load_chunk(tree, payload, acls)
+                    except ValueError as e:
+                        raise SnapshotError(f"{path.name}: chunk {seq}: {e}") from e
+                    loaded += n
+                    orphans += o
+                    chunks += 1
+                    if progress is not None:
+                        progress(loaded, int(info.get("nodes", 0)))
             if chunks != expected_chunks:
                 raise SnapshotError(f"{path.name}: {chunks} chunks, the meta record says {expected_chunks}")
         return LoadedSnapshot(path, int(info["zxid"]), loaded, sessions, orphans, info.get("digest"))
