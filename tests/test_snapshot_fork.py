@@ -118,29 +118,56 @@ def test_an_aborted_snapshot_ends_at_once_and_leaves_nothing(tmp_path: Path, mon
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_stop_logs_its_aborted_snapshot_as_no_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
-    """The store's abort (a stop) ends the snapshot without an ERROR line: operators grep for them."""
+def stop_during_snapshot(tmp_path: Path, writes_for_s: float, wait_ms: int) -> tuple[Any, float]:
+    """A store whose snapshot's child writes for `writes_for_s` (a real snapshot after that), stopped
+    0.2 s into it: (the store, the seconds the stop took)."""
     from zkfast.storage.store import Store
 
-    monkeypatch.setattr(snapshot, "write_snapshot", lambda *a: time.sleep(600))
+    real = snapshot.write_snapshot
+
+    def slow(*args: Any) -> dict[str, int]:
+        time.sleep(writes_for_s)
+        return real(*args)
+
     owner = source(build(10))
     owner.on_commit_failed = lambda *a: None
+    store = Store(tmp_path / "snap", tmp_path / "log")
 
-    async def stop_during_snapshot() -> None:
-        store = Store(tmp_path / "snap", tmp_path / "log")
+    async def run() -> float:
         store.recover(DataTree)
         store.attach(owner)
         try:
             assert store.take_snapshot()
-            await asyncio.sleep(0.5)
-            store.abort_snapshot()
-            await asyncio.wait_for(store.wait_snapshot(), 10)
+            await asyncio.sleep(0.2)
+            t0 = time.monotonic()
+            await asyncio.wait_for(store.finish_snapshot(wait_ms), 30)
+            return time.monotonic() - t0
         finally:
             store.close()
 
+    snapshot.write_snapshot = slow  # inherited by the forked child
+    try:
+        return store, asyncio.run(run())
+    finally:
+        snapshot.write_snapshot = real
+
+
+def test_a_stop_lets_a_snapshot_finish_within_its_bound(tmp_path: Path) -> None:
+    store, took_s = stop_during_snapshot(tmp_path, writes_for_s=0.5, wait_ms=5_000)
+    assert store.snapshots_taken == 1 and not store.snapshot_aborted, "the snapshot was not waited for"
+    assert took_s < 5
+    assert [z for z, _ in snapshot_dirs(tmp_path / "snap")] == [store.last_snapshot.zxid]
+
+
+def test_a_stop_aborts_a_snapshot_past_its_bound_without_an_error_line(tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """The abort (after SNAPSHOT_STOP_WAIT_MS, here 300 ms) is no failure: no ERROR line, which
+    operators grep for."""
     with caplog.at_level("INFO", logger="zkfast.storage.store"):
-        asyncio.run(stop_during_snapshot())
+        store, took_s = stop_during_snapshot(tmp_path, writes_for_s=600, wait_ms=300)
+    assert store.snapshots_taken == 0 and store.snapshot_aborted
+    assert 0.25 < took_s < 10
+    assert snapshot_dirs(tmp_path / "snap") == [] and list((tmp_path / "snap").iterdir()) == []
     lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "zkfast.storage.store"]
     assert any(level == "INFO" and "snapshot aborted" in msg for level, msg in lines), lines
     assert not any(level == "ERROR" for level, _ in lines), lines

@@ -75,6 +75,11 @@ SNAPSHOT_WRITEBACK_BYTES = 256 * KIB
 # Added to the child's nice value: on a busy machine the server's own threads come first, and the
 # snapshot takes longer (the next one waits: "too busy to snap").
 SNAPSHOT_NICE_INCREMENT = 10
+# A stop lets a snapshot in progress finish for at most this long, then kills it: a finished one
+# spares the next start-up the replay of the log after the last snapshot (a start-up's own snapshot
+# is often still running when a quick restart comes); a bound, because a child on a busy disk
+# would hold the stop as long.
+SNAPSHOT_STOP_WAIT_MS = 5_000
 
 
 def connection_output_soft_limit_bytes(max_frame_bytes: int) -> int:

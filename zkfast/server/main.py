@@ -247,8 +247,7 @@ async def run(config: ServerConfig, stop: asyncio.Event | None = None,
         for t in tasks:
             t.cancel()
         await side.close()
-        store.abort_snapshot()  # a stop never waits for a snapshot: the log has what it would hold
-        await store.wait_snapshot()
+        await store.finish_snapshot()  # bounded: the log has what it would hold
         store.close()
     return 0
 

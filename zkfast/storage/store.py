@@ -6,12 +6,14 @@ import asyncio
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import lmdb
 
+from zkfast.limits import SNAPSHOT_STOP_WAIT_MS
 from zkfast.storage.durable import DurableCommit
 from zkfast.storage.recovery import Recovered, recover
 from zkfast.storage.snapshot import SnapshotSource, SnapshotStats, SnapshotWriter, snapshot_dirs
@@ -121,6 +123,14 @@ class Store:
         if self.snapshot is not None:
             self.snapshot_aborted = True
             self.snapshot.abort()
+
+    async def finish_snapshot(self, wait_ms: int = SNAPSHOT_STOP_WAIT_MS) -> None:
+        """At a stop: a snapshot in progress may finish within wait_ms, then it is aborted."""
+        deadline = time.monotonic() + wait_ms / 1000
+        while self.snapshot is not None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        self.abort_snapshot()
+        await self.wait_snapshot()
 
     async def wait_snapshot(self) -> None:
         while self.snapshot is not None:
