@@ -261,6 +261,8 @@ def rolled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ensemble]:
             assert len(c.get_children("/w")) >= writer.acked
         finally:
             c.stop()
+        # the last one restarted (the old leader) may still be syncing with the new leader
+        e.wait_serving()
         yield e
 
 
