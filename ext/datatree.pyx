@@ -2087,7 +2087,7 @@ def serialize_chunk(DataTree tree, list stack, int max_nodes, WriteBuffer out, d
         if node is tree.root:
             wb_i32(out, 0)
         else:
-            wb_bytes(out, tree.path_of(node), <int32_t>node.path_len)
+            wb_bytes(out, PyBytes_AS_STRING(<bytes?>entry), <int32_t>PyBytes_GET_SIZE(<bytes?>entry))  # the path it was found by
         wb_bytes(out, node_data(node), node.data_len)
         wb_i64(out, snap_id)
         put_stat_persisted(out, node)
